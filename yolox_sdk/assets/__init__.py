@@ -1,0 +1,1 @@
+"""Finding weights and datasets: local paths, offline mirrors (``$YOLOX_SDK_ASSETS``), the cache, downloads."""

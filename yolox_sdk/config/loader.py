@@ -1,0 +1,156 @@
+"""Reading a config: YAML file, then ``key=value`` overrides, then strict structuring and plugin checks.
+
+Every problem ends in a ``ConfigError`` that names the file, the YAML path and (where the key is in the
+file) its line, with what was expected and a did-you-mean for misspelt keys.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import cattrs
+import yaml
+
+from yolox_sdk.config.plugin_options import validate_plugin_options
+from yolox_sdk.config.schema import Config
+from yolox_sdk.config.structure import format_problems, structure_options
+from yolox_sdk.errors import ConfigError
+from yolox_sdk.plugins.registry import Registry
+
+_KEY_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
+_PATH_IN_MESSAGE = re.compile(r"^(?:unknown key ')?([A-Za-z_][\w.]*)")
+
+
+def read_yaml(path: Path) -> tuple[dict[str, Any], yaml.Node | None]:
+    """Parse a YAML file into a mapping, plus its node tree for line numbers."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(
+            f"Config file {path} does not exist. Create one with `yolox-sdk config init {path}`."
+        )
+    except (OSError, UnicodeDecodeError) as error:
+        raise ConfigError(f"Cannot read config file {path}: {error}.") from error
+    try:
+        data = yaml.safe_load(text)
+        node = yaml.compose(text)
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(error, "problem", None) or str(error)
+        raise ConfigError(f"{path} is not valid YAML{where}: {problem}. Fix the syntax there.") from error
+    if data is None:
+        return {}, None
+    if not isinstance(data, dict):
+        raise ConfigError(
+            f"{path} must contain a mapping of sections (model:, data:, ...), got {type(data).__name__}."
+        )
+    return data, node
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """Split ``training.lr=0.005`` into ``(["training", "lr"], 0.005)``; values are parsed as YAML."""
+    key, separator, raw_value = text.partition("=")
+    key = key.strip()
+    if not separator or not _KEY_PATTERN.match(key):
+        raise ConfigError(
+            f"Bad override '{text}': expected section.key=value with a dotted key of letters, digits and "
+            "underscores, e.g. training.lr=0.005 or model.input_size=[320,320]."
+        )
+    try:
+        value = yaml.safe_load(raw_value) if raw_value.strip() else None
+    except yaml.YAMLError as error:
+        raise ConfigError(f"Bad override '{text}': the value is not valid YAML ({error}).") from error
+    return key.split("."), value
+
+
+def apply_overrides(data: dict[str, Any], overrides: Iterable[str]) -> dict[str, Any]:
+    """Return a copy of ``data`` with each ``key=value`` override set at its dotted path."""
+    result = _deep_copy(data)
+    for text in overrides:
+        keys, value = parse_override(text)
+        target = result
+        for depth, key in enumerate(keys[:-1]):
+            child = target.setdefault(key, {})
+            if not isinstance(child, dict):
+                where = ".".join(keys[: depth + 1])
+                raise ConfigError(f"Bad override '{text}': '{where}' is a value ({child!r}), not a section.")
+            target = child
+        target[keys[-1]] = value
+    return result
+
+
+def _deep_copy(data: Mapping[str, Any]) -> dict[str, Any]:
+    return {key: _deep_copy(value) if isinstance(value, Mapping) else value for key, value in data.items()}
+
+
+def _line_of(node: yaml.Node | None, dotted: str) -> int | None:
+    line = None
+    for key in dotted.split("."):
+        if not isinstance(node, yaml.MappingNode):
+            break
+        match = next(((k, v) for k, v in node.value if getattr(k, "value", None) == key), None)
+        if match is None:
+            break
+        line = match[0].start_mark.line + 1
+        node = match[1]
+    return line
+
+
+def _with_lines(error: ConfigError, node: yaml.Node | None) -> ConfigError:
+    if node is None:
+        return error
+    out = []
+    for line_text in str(error).splitlines():
+        body = line_text.removeprefix("  - ")
+        head, _, problem = body.partition(": ") if body.startswith("Invalid config in") else ("", "", body)
+        match = _PATH_IN_MESSAGE.match(problem)
+        line = _line_of(node, match.group(1)) if match else None
+        out.append(f"{line_text} (line {line})" if line else line_text)
+    return ConfigError("\n".join(out))
+
+
+def load_config(
+    path: str | Path | None = None,
+    overrides: Iterable[str] = (),
+    registry: Registry | None = None,
+) -> Config:
+    """Load and validate a config.
+
+    Args:
+        path: a YAML file; ``None`` starts from the defaults.
+        overrides: ``section.key=value`` strings applied after the file (values parsed as YAML).
+        registry: the plugin registry used to check plugin names and options; ``None`` uses the
+            installed plugins.
+
+    Raises:
+        ConfigError: naming the file, the YAML path and line, and what was expected.
+    """
+    source = str(path) if path is not None else "the default config"
+    data, node = read_yaml(Path(path)) if path is not None else ({}, None)
+    data = apply_overrides(data, list(overrides))
+    try:
+        config = structure_options(Config, data, "", source)
+    except ConfigError as error:
+        raise _with_lines(error, node) from None
+    if registry is None:
+        from yolox_sdk.plugins.manager import get_registry
+
+        registry = get_registry()
+    problems = validate_plugin_options(config, registry)
+    if problems:
+        raise _with_lines(ConfigError(format_problems(source, problems)), node)
+    return config
+
+
+def config_to_dict(config: Config) -> dict[str, Any]:
+    """The config as plain data (lists, dicts, scalars), e.g. to save it beside a run."""
+    return cattrs.unstructure(config)
+
+
+def dump_config(config: Config) -> str:
+    """The config as YAML text, sections in schema order."""
+    return yaml.safe_dump(config_to_dict(config), sort_keys=False, default_flow_style=None)

@@ -1,0 +1,204 @@
+"""The configuration schema: one frozen attrs class per section of the YAML file.
+
+Key names follow the product plan's example YAML (``model.name``, ``data.train_path``,
+``training.epochs``, ``evaluation.eval_interval``, ``device.type``, ``monitoring.tensorboard``); defaults
+follow YOLOX's own training recipe (``yolox/exp/yolox_base.py``) unless a field says otherwise.
+Plugin options (``training.optimizer_options``, ``export.options.onnx``, ...) stay mappings here and are
+validated against the owning plugin's options class when the config is loaded.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import attrs
+
+from yolox_sdk.config.validators import image_size, number, one_of, ordered_pair, probability
+
+MODEL_NAMES = ("yolox-nano", "yolox-tiny", "yolox-s", "yolox-m", "yolox-l", "yolox-x", "custom")
+CACHE_MODES = ("none", "ram", "disk")
+DEVICE_TYPES = ("auto", "cpu", "cuda", "mps")
+BEST_METRICS = ("mAP", "mAP50", "mAP75", "loss")
+
+
+@attrs.frozen
+class ModelConfig:
+    """Which YOLOX network to build and what to initialise it from.
+
+    ``pretrained: true`` loads the COCO weights of ``name``; a string is a weights path, URL or catalog
+    name. ``checkpoint`` (one of our checkpoints or an official ``{"model": ...}`` file) wins over
+    ``pretrained``. ``num_classes: null`` takes the class count from the training data.
+    ``depth``/``width``/``input_size`` default to the variant's own values; set them for ``custom``.
+    """
+
+    name: str = attrs.field(default="yolox-s", validator=one_of(MODEL_NAMES))
+    depth: float | None = attrs.field(default=None, validator=number(0.0, low_inclusive=False, optional=True))
+    width: float | None = attrs.field(default=None, validator=number(0.0, low_inclusive=False, optional=True))
+    depthwise: bool | None = None
+    input_size: tuple[int, int] | None = attrs.field(default=None, validator=image_size())
+    pretrained: bool | str = True
+    checkpoint: str | None = None
+    num_classes: int | None = attrs.field(default=None, validator=number(1, optional=True))
+    freeze_backbone: bool = False
+    freeze_until_epoch: int = attrs.field(default=0, validator=number(0))
+
+
+@attrs.frozen
+class DataConfig:
+    """Where the data is and how it is loaded.
+
+    A path may be a file, a folder, or a dataset name known to the asset catalog (``bccd``). ``*_split``
+    selects a split where the format has them (VOC ``ImageSets/Main/<split>.txt``, YOLO ``data.yaml``
+    keys, a subfolder). ``format: auto`` detects the format and refuses to guess between two.
+    """
+
+    train_path: str | None = None
+    train_split: str | None = None
+    val_path: str | None = None
+    val_split: str | None = None
+    test_path: str | None = None
+    test_split: str | None = None
+    format: str = "auto"
+    format_options: dict[str, Any] = attrs.field(factory=dict)
+    batch_size: int = attrs.field(default=16, validator=number(1))
+    num_workers: int = attrs.field(default=0, validator=number(0))
+    cache_mode: str = attrs.field(default="none", validator=one_of(CACHE_MODES))
+
+
+@attrs.frozen
+class AugmentationConfig:
+    """YOLOX's training augmentation recipe, step by step.
+
+    ``scale`` is the mosaic scale range; the random affine (``degrees``, ``translate``, ``shear``,
+    ``scale``) applies to mosaic canvases, as in YOLOX. ``custom`` appends third-party augmentation
+    plugins: a list of ``{name: <plugin>, <option>: <value>, ...}``.
+    """
+
+    mosaic: bool = True
+    mosaic_prob: float = attrs.field(default=1.0, validator=probability())
+    mixup: bool = True
+    mixup_prob: float = attrs.field(default=1.0, validator=probability())
+    mixup_scale: tuple[float, float] = attrs.field(default=(0.5, 1.5), validator=ordered_pair(0.0))
+    hsv_aug: bool = True
+    hsv_prob: float = attrs.field(default=1.0, validator=probability())
+    flip_prob: float = attrs.field(default=0.5, validator=probability())
+    degrees: float = attrs.field(default=10.0, validator=number(0.0, 180.0))
+    translate: float = attrs.field(default=0.1, validator=number(0.0, 1.0))
+    scale: tuple[float, float] = attrs.field(default=(0.1, 2.0), validator=ordered_pair(0.0))
+    shear: float = attrs.field(default=2.0, validator=number(0.0, 90.0))
+    custom: list[dict[str, Any]] = attrs.field(factory=list)
+
+
+@attrs.frozen
+class TrainingConfig:
+    """Optimisation recipe.
+
+    ``lr`` is the learning rate for a batch of 64 images and is scaled linearly by the actual batch
+    size, as YOLOX does (``basic_lr_per_img = 0.01 / 64``). The last ``no_aug_epochs`` epochs train without
+    mosaic/mixup and with the L1 loss on; ``multiscale_range`` picks a random input size within
+    +-range*32 pixels every ``multiscale_interval`` iterations (0 disables it).
+    """
+
+    epochs: int = attrs.field(default=300, validator=number(1))
+    optimizer: str = "sgd"
+    optimizer_options: dict[str, Any] = attrs.field(factory=dict)
+    lr: float = attrs.field(default=0.01, validator=number(0.0, low_inclusive=False))
+    momentum: float = attrs.field(default=0.9, validator=number(0.0, 1.0, high_inclusive=False))
+    weight_decay: float = attrs.field(default=5e-4, validator=number(0.0))
+    scheduler: str = "yolox_cosine"
+    scheduler_options: dict[str, Any] = attrs.field(factory=dict)
+    warmup_epochs: float = attrs.field(default=5.0, validator=number(0.0))
+    warmup_lr: float = attrs.field(default=0.0, validator=number(0.0))
+    min_lr_ratio: float = attrs.field(default=0.05, validator=number(0.0, 1.0))
+    no_aug_epochs: int = attrs.field(default=15, validator=number(0))
+    multiscale_range: int = attrs.field(default=5, validator=number(0))
+    multiscale_interval: int = attrs.field(default=10, validator=number(1))
+    gradient_clip: float | None = attrs.field(
+        default=None, validator=number(0.0, low_inclusive=False, optional=True)
+    )
+    ema: bool = True
+    ema_decay: float = attrs.field(
+        default=0.9998, validator=number(0.0, 1.0, low_inclusive=False, high_inclusive=False)
+    )
+    amp: bool = False
+    channels_last: bool = False
+    seed: int = 0
+    deterministic: bool = False
+    callbacks: list[dict[str, Any]] = attrs.field(factory=list)
+
+
+@attrs.frozen
+class EvaluationConfig:
+    """Validation during training and ``yolox-sdk eval``.
+
+    Thresholds default to YOLOX's evaluation values (confidence 0.01, NMS IoU 0.65); ``save_best_metric``
+    chooses what makes a checkpoint ``best``. An evaluation always runs after the last epoch.
+    """
+
+    conf_threshold: float = attrs.field(default=0.01, validator=probability())
+    nms_threshold: float = attrs.field(default=0.65, validator=probability())
+    save_best_metric: str = attrs.field(default="mAP", validator=one_of(BEST_METRICS))
+    eval_interval: int = attrs.field(default=10, validator=number(1))
+    batch_size: int | None = attrs.field(default=None, validator=number(1, optional=True))
+    class_agnostic_nms: bool = False
+
+
+@attrs.frozen
+class DeviceConfig:
+    """Where to run. ``auto`` picks CUDA when available, else CPU; ``fallback`` allows CPU (with a
+    warning) when the requested accelerator fails to initialise."""
+
+    type: str = attrs.field(default="auto", validator=one_of(DEVICE_TYPES))
+    gpu_ids: list[int] | None = None
+    fallback: bool = True
+
+
+@attrs.frozen
+class WandbConfig:
+    """Weights & Biases logging (needs ``pip install ./plugins/yolox-sdk-wandb``)."""
+
+    enabled: bool = False
+    project: str = "yolox-sdk"
+    name: str | None = None
+
+
+@attrs.frozen
+class MonitoringConfig:
+    """Run directory, logging and checkpoint cadence.
+
+    Runs go to ``<output_dir>/<run_name>``; an existing directory is never overwritten (a numeric suffix is
+    added). ``loggers`` adds logger plugins by name, with their options under ``logger_options.<name>``.
+    """
+
+    output_dir: str = "runs"
+    run_name: str | None = None
+    tensorboard: bool = True
+    wandb: WandbConfig = attrs.field(factory=WandbConfig)
+    loggers: list[str] = attrs.field(factory=list)
+    logger_options: dict[str, dict[str, Any]] = attrs.field(factory=dict)
+    save_interval: int = attrs.field(default=10, validator=number(0))
+    log_interval: int = attrs.field(default=50, validator=number(1))
+    progress_bar: bool = True
+
+
+@attrs.frozen
+class ExportConfig:
+    """What ``yolox-sdk run`` exports after training; options per exporter under ``options.<name>``."""
+
+    formats: list[str] = attrs.field(factory=lambda: ["onnx"])
+    options: dict[str, dict[str, Any]] = attrs.field(factory=dict)
+    output_dir: str | None = None
+
+
+@attrs.frozen
+class Config:
+    """The whole configuration of a run."""
+
+    model: ModelConfig = attrs.field(factory=ModelConfig)
+    data: DataConfig = attrs.field(factory=DataConfig)
+    augmentation: AugmentationConfig = attrs.field(factory=AugmentationConfig)
+    training: TrainingConfig = attrs.field(factory=TrainingConfig)
+    evaluation: EvaluationConfig = attrs.field(factory=EvaluationConfig)
+    device: DeviceConfig = attrs.field(factory=DeviceConfig)
+    monitoring: MonitoringConfig = attrs.field(factory=MonitoringConfig)
+    export: ExportConfig = attrs.field(factory=ExportConfig)

@@ -1,0 +1,59 @@
+"""The error types users see.
+
+Every failure caused by the user's input (a config key, a dataset file, a checkpoint) is raised as a
+``YoloxSdkError`` whose message says what is wrong, where, and how to fix it. The CLI prints these
+without a traceback; anything else is a bug and is shown with its traceback.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+
+
+class YoloxSdkError(Exception):
+    """Base class of every error meant to be read by a user.
+
+    ``exit_code`` is what the CLI returns: 2 for usage and config errors, 1 for runtime failures.
+    """
+
+    exit_code = 1
+
+
+class ConfigError(YoloxSdkError):
+    """A config file, a key=value override or a plugin's options are invalid."""
+
+    exit_code = 2
+
+
+class PluginError(YoloxSdkError):
+    """A plugin is unknown, broken, or claims a name another plugin already holds."""
+
+    exit_code = 2
+
+
+class DatasetError(YoloxSdkError):
+    """A dataset cannot be read: missing files, malformed annotations, no usable images."""
+
+
+class WeightsError(YoloxSdkError):
+    """Pretrained weights or a checkpoint cannot be found, downloaded, verified or loaded."""
+
+
+class CheckpointError(WeightsError):
+    """A checkpoint file is corrupt, truncated or does not fit the model."""
+
+
+class ExportError(YoloxSdkError):
+    """An exported model failed to build or disagrees with the PyTorch model."""
+
+
+class TrainingError(YoloxSdkError):
+    """Training cannot continue (for example the loss stopped being finite)."""
+
+
+def did_you_mean(name: str, candidates: Iterable[str]) -> str:
+    """Return a ``" Did you mean 'x'?"`` suffix for the closest candidate, or an empty string."""
+    by_lower = {str(candidate).lower(): str(candidate) for candidate in candidates}
+    matches = difflib.get_close_matches(str(name).lower(), list(by_lower), n=1, cutoff=0.6)
+    return f" Did you mean '{by_lower[matches[0]]}'?" if matches else ""

@@ -1,0 +1,92 @@
+"""Building YOLOX networks from the ``yolox`` package, with YOLOX's own initialisation.
+
+We never copy YOLOX code: backbone, head, losses and SimOTA come from ``yolox.models``; this module only
+chooses the constructor arguments from a ``ModelSpec`` and applies the initialisation the official
+experiment files apply (BatchNorm eps 1e-3 / momentum 0.03, prior-probability bias init of the heads).
+"""
+
+from __future__ import annotations
+
+import logging
+
+from torch import nn
+from yolox.models import YoloPafpn, YoloxHead, YoloxModule
+
+from yolox_sdk.engine.checkpoint import Checkpoint
+from yolox_sdk.errors import CheckpointError
+from yolox_sdk.models.variants import ModelSpec, make_spec
+from yolox_sdk.models.weights import TransferReport, load_matching_weights, read_state_dict, resolve_weights
+
+log = logging.getLogger(__name__)
+
+PRIOR_PROBABILITY = 1e-2
+_IN_CHANNELS = [256, 512, 1024]
+
+
+def build_model(spec: ModelSpec) -> YoloxModule:
+    """A freshly initialised YOLOX network for ``spec`` (train mode, on CPU)."""
+    backbone = YoloPafpn(
+        spec.depth, spec.width, in_channels=_IN_CHANNELS, depthwise=spec.depthwise, act=spec.act
+    )
+    head = YoloxHead(
+        spec.num_classes, spec.width, in_channels=_IN_CHANNELS, depthwise=spec.depthwise, act=spec.act
+    )
+    model = YoloxModule(backbone, head)
+    for module in model.modules():
+        if isinstance(module, nn.BatchNorm2d):
+            module.eps = 1e-3
+            module.momentum = 0.03
+    model.head.initialize_biases(PRIOR_PROBABILITY)
+    model.train()
+    return model
+
+
+def set_decode_in_inference(model: YoloxModule, decode: bool) -> None:
+    """Choose whether the head decodes boxes to image coordinates in eval mode (YOLOX's default)."""
+    model.head.decode_in_inference = decode
+
+
+def create_model(
+    name: str = "yolox-s",
+    num_classes: int = 80,
+    pretrained: bool | str = False,
+    *,
+    depth: float | None = None,
+    width: float | None = None,
+    depthwise: bool | None = None,
+    input_size: tuple[int, int] | None = None,
+    strict_shapes: bool = True,
+) -> tuple[YoloxModule, ModelSpec, TransferReport | None]:
+    """Build a YOLOX model, optionally initialised from pretrained weights of any class count.
+
+    Args:
+        name: ``yolox-nano`` ... ``yolox-x`` or ``custom`` (then ``depth`` and ``width`` are required).
+        num_classes: classes of the new head.
+        pretrained: ``True`` for the variant's COCO weights, a weights name/path/URL, or ``False``.
+        strict_shapes: refuse weights of another variant instead of silently re-initialising most tensors.
+
+    Returns:
+        The model (train mode, CPU), its spec, and the weight-transfer report (``None`` without weights).
+    """
+    spec = make_spec(name, num_classes, depth, width, depthwise, input_size)
+    model = build_model(spec)
+    if pretrained is False or pretrained is None:
+        return model, spec, None
+    source = spec.name if pretrained is True else pretrained
+    state, _ = read_state_dict(resolve_weights(source, variant=spec.name))
+    report = load_matching_weights(model, state, strict_shapes=strict_shapes)
+    log.info("Pretrained weights %s: %s", source, report.summary())
+    return model, spec, report
+
+
+def model_from_checkpoint(checkpoint: Checkpoint, use_ema: bool = True) -> YoloxModule:
+    """Rebuild the network stored in ``checkpoint`` in eval mode (EMA weights by default)."""
+    model = build_model(checkpoint.spec)
+    weights = checkpoint.inference_weights if use_ema else checkpoint.model
+    missing, unexpected = model.load_state_dict(weights, strict=False)
+    if missing or unexpected:
+        raise CheckpointError(
+            f"The checkpoint's weights do not fit its own model spec ({checkpoint.spec.name}): "
+            f"{len(missing)} missing, {len(unexpected)} unexpected tensors. The file was edited or is corrupt."
+        )
+    return model.eval()

@@ -1,0 +1,151 @@
+"""Pretrained weights: where they come from and how they are loaded into a model of any class count.
+
+Resolution order for a weights name such as ``yolox-nano``: a catalogued file in an offline mirror
+(``$YOLOX_SDK_ASSETS``, verified against the catalog's sha256), the cache (``$YOLOX_SDK_HOME/weights``,
+verified against the official sha256), then a download of the official release. A local path or an
+``http(s)://``/``file://`` URL is used as given.
+
+Loading keeps every tensor whose name and shape match and leaves the rest with the fresh model's YOLOX
+initialisation (for a new class count: the class predictors, whose biases get the prior-probability init).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import attrs
+import torch
+from torch import nn
+
+from yolox_sdk.assets.catalog import cache_home, find_in_mirrors, mirror_error
+from yolox_sdk.assets.download import download, verify_sha256
+from yolox_sdk.errors import CheckpointError, WeightsError
+from yolox_sdk.models.variants import PRETRAINED
+
+log = logging.getLogger(__name__)
+
+
+def resolve_weights(source: str | Path, variant: str | None = None, base_url: str | None = None) -> Path:
+    """Find (or download) a weights file.
+
+    Args:
+        source: a variant name (``yolox-nano``), a local path, or a URL.
+        variant: the model variant, used when ``source`` is ``"coco"``/``True``-like (its COCO weights).
+        base_url: replaces the official release folder URL (mirrors, tests with a local server).
+
+    Raises:
+        WeightsError: when the file cannot be found, downloaded or verified.
+    """
+    text = str(source)
+    if text in ("coco", "True", "true") and variant:
+        text = variant
+    if "://" in text:
+        return _download_url(text)
+    name = text.lower().replace("_", "-")
+    if name in PRETRAINED:
+        return _resolve_named(name, base_url)
+    path = Path(text).expanduser()
+    if path.is_file():
+        return path
+    known = ", ".join(PRETRAINED)
+    raise WeightsError(
+        f"Weights '{text}' are neither a file nor a known name ({known}). Give a path to a .pth file, a URL, "
+        "or one of those names."
+    )
+
+
+def _resolve_named(name: str, base_url: str | None) -> Path:
+    hit = find_in_mirrors("weights", name)
+    if hit is not None:
+        verify_sha256(hit.path, hit.sha256)
+        log.info("Weights %s: offline mirror %s (%s)", name, hit.path, hit.entry.get("note", "catalogued"))
+        return hit.path
+    official = PRETRAINED[name]
+    cached = cache_home() / "weights" / official.file
+    if cached.is_file():
+        verify_sha256(cached, official.sha256, remove_on_mismatch=True)
+        log.info("Weights %s: cache %s", name, cached)
+        return cached
+    url = f"{base_url.rstrip('/')}/{official.file}" if base_url else official.url
+    log.info("Weights %s: downloading %s", name, url)
+    try:
+        return download(url, cached, official.sha256, official.size)
+    except WeightsError as error:
+        raise mirror_error("weights", name, str(error)) from error
+
+
+def _download_url(url: str) -> Path:
+    if url.startswith("file://"):
+        path = Path(url.removeprefix("file://"))
+        if not path.is_file():
+            raise WeightsError(f"Weights URL {url} points to no file.")
+        return path
+    cached = cache_home() / "weights" / "urls" / Path(url.split("?")[0]).name
+    return cached if cached.is_file() else download(url, cached)
+
+
+def read_state_dict(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Read model weights from one of our checkpoints or an official ``{"model": state_dict}`` file.
+
+    Returns:
+        The state dict (EMA weights when the checkpoint has them) and the checkpoint's metadata
+        (empty for official files).
+    """
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as error:  # noqa: BLE001 - torch raises many types for a bad file
+        raise CheckpointError(
+            f"Cannot read checkpoint {path}: {error}. The file is truncated, corrupt, or not a PyTorch checkpoint."
+        ) from error
+    if isinstance(payload, Mapping) and "model" in payload and isinstance(payload["model"], Mapping):
+        state = payload.get("ema") or payload["model"]
+        return dict(state), dict(payload.get("meta", {}))
+    if isinstance(payload, Mapping) and all(isinstance(v, torch.Tensor) for v in payload.values()):
+        return dict(payload), {}
+    raise CheckpointError(
+        f"{path} holds no model weights: expected a yolox-sdk checkpoint or an official YOLOX file with a 'model' key."
+    )
+
+
+@attrs.frozen
+class TransferReport:
+    """What ``load_matching_weights`` did."""
+
+    transferred: int
+    total: int
+    reinitialised: tuple[str, ...]
+    unused: tuple[str, ...]
+
+    def summary(self) -> str:
+        """``transferred N/M tensors, reinitialised: ...`` for the run log."""
+        text = f"transferred {self.transferred}/{self.total} tensors"
+        if self.reinitialised:
+            text += f", reinitialised: {', '.join(self.reinitialised)}"
+        if self.unused:
+            text += f"; {len(self.unused)} checkpoint tensors unused"
+        return text
+
+
+def load_matching_weights(
+    model: nn.Module, state: Mapping[str, torch.Tensor], strict_shapes: bool = False
+) -> TransferReport:
+    """Copy every tensor of ``state`` whose name and shape match ``model``; keep the model's init for the rest.
+
+    Args:
+        strict_shapes: raise instead of re-initialising when fewer than half of the tensors match, which
+            means the weights belong to another variant.
+    """
+    own = model.state_dict()
+    kept = {name: tensor for name, tensor in state.items() if name in own and own[name].shape == tensor.shape}
+    reinitialised = tuple(sorted(set(own) - set(kept)))
+    unused = tuple(sorted(set(state) - set(kept)))
+    if strict_shapes and len(kept) < len(own) / 2:
+        raise CheckpointError(
+            f"Only {len(kept)}/{len(own)} tensors of the checkpoint fit this model: it was trained for another "
+            "variant or depth/width. Set model.name to the checkpoint's variant."
+        )
+    model.load_state_dict({**own, **kept})
+    return TransferReport(len(kept), len(own), reinitialised, unused)

@@ -1,0 +1,109 @@
+"""The plugin API of yolox-sdk: every hook a plugin may implement.
+
+A plugin is a module (or object) registered under the entry-point group ``yolox_sdk`` that implements
+some of the functions below, decorated with ``yolox_sdk.hookimpl``. Built-in features use exactly these
+hooks through the project's own entry points, so anything a built-in does a third party can do too.
+
+Each ``register_<kind>`` hook receives a ``register`` function::
+
+    register(name, factory, options=OptionsClass, description="one line shown by `yolox-sdk plugins`")
+
+``name`` is what users write in their YAML. ``options`` is an optional attrs class holding the plugin's own
+settings; the SDK structures the user's YAML mapping into it and reports errors with the YAML path, so a
+plugin never parses raw dicts. ``factory`` is called with the structured options (and, for some kinds, more
+arguments, listed per hook) and returns the object the kind describes in ``yolox_sdk.plugins.interfaces``.
+
+Hooks must only call ``register``: no heavy imports, no I/O, no global state. They run whenever the
+registry is built, including for ``yolox-sdk --help``; import heavy dependencies inside the factory.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pluggy
+
+PROJECT_NAME = "yolox_sdk"
+
+hookspec = pluggy.HookspecMarker(PROJECT_NAME)
+hookimpl = pluggy.HookimplMarker(PROJECT_NAME)
+
+Register = Callable[..., None]
+
+
+@hookspec
+def register_dataset_formats(register: Register) -> None:
+    """Register dataset formats (readers and writers of annotation files).
+
+    ``factory(options)`` returns a ``DatasetFormat``: ``detect(path)`` says whether a path looks like this
+    format, ``load(path, split)`` returns a ``DetectionDataset`` and ``save(dataset, out_dir)`` writes one.
+    Readers count problems they fix (clipped boxes, dropped zero-area boxes) in the dataset's report and
+    raise ``DatasetError`` naming the file and line for problems they cannot fix.
+    """
+
+
+@hookspec
+def register_augmentations(register: Register) -> None:
+    """Register training augmentations.
+
+    ``factory(options)`` returns an ``Augmentation``: a callable ``(sample, context) -> sample`` working on
+    a ``Sample`` (BGR uint8 image, absolute xyxy boxes, labels). ``context`` gives the target input size,
+    a seeded random generator and access to other dataset samples (for mosaic and mixup).
+    Augmentations must not modify the sample they receive in place.
+    """
+
+
+@hookspec
+def register_loggers(register: Register) -> None:
+    """Register experiment loggers (TensorBoard, CSV, W&B, ...).
+
+    ``factory(options, run_dir)`` returns a ``Logger`` with ``log_hyperparameters(params)``,
+    ``log_metrics(metrics, step)`` and ``close()``. A logger must never raise out of ``log_*`` for a
+    transient failure (network down): warn and keep training.
+    """
+
+
+@hookspec
+def register_optimizers(register: Register) -> None:
+    """Register optimizers.
+
+    ``factory(options, model, training)`` returns a ``torch.optim.Optimizer`` over ``model``'s trainable
+    parameters. ``training`` is the resolved ``TrainingConfig`` (base lr, momentum, weight decay); the
+    trainer sets each parameter group's ``lr`` every iteration from the scheduler.
+    """
+
+
+@hookspec
+def register_schedulers(register: Register) -> None:
+    """Register learning-rate schedules.
+
+    ``factory(options, training, iters_per_epoch)`` returns a ``LrSchedule``: ``lr_at(iteration)``
+    gives the learning rate for a global iteration (0-based). Schedules are pure functions of the
+    iteration, which is what makes resumed runs continue exactly.
+    """
+
+
+@hookspec
+def register_callbacks(register: Register) -> None:
+    """Register trainer callbacks (early stopping, checkpointing policies, notifications, ...).
+
+    ``factory(options)`` returns a ``Callback`` whose ``on_*`` methods the trainer calls at fixed events:
+    train start/end, epoch start/end, iteration end, evaluation end and checkpoint written. Callbacks
+    may ask the trainer to stop by setting ``trainer.should_stop = True``.
+    """
+
+
+@hookspec
+def register_exporters(register: Register) -> None:
+    """Register model exporters (ONNX, TFLite, CoreML, TensorRT, ...).
+
+    ``factory(options)`` returns an ``Exporter``: ``export(model, metadata, out_dir, sample_images)``
+    writes the file(s), checks the exported model against PyTorch on the sample images, and returns an
+    ``ExportResult``. An exporter whose output disagrees with PyTorch must raise ``ExportError``.
+    """
+
+
+@hookspec
+def register_commands(cli: Any) -> None:
+    """Add sub-commands to the ``yolox-sdk`` click group ``cli``."""

@@ -1,0 +1,132 @@
+"""The registry: every dataset format, augmentation, logger, ... by kind and name.
+
+Filled by ``yolox_sdk.plugins.manager`` from the ``register_<kind>`` hooks. Lookups of an unknown name
+raise a ``PluginError`` that lists what is available and suggests the closest name; a name claimed by two
+plugins raises a ``PluginError`` naming both distributions when it is used.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import attrs
+
+from yolox_sdk.errors import PluginError, did_you_mean
+
+KINDS: tuple[str, ...] = (
+    "dataset_format",
+    "augmentation",
+    "logger",
+    "optimizer",
+    "scheduler",
+    "callback",
+    "exporter",
+)
+
+
+@attrs.frozen
+class PluginOrigin:
+    """Where a registration came from: the plugin (entry point) name and its distribution."""
+
+    plugin: str
+    distribution: str = "unknown"
+    version: str = ""
+
+    def __str__(self) -> str:
+        version = f" {self.version}" if self.version else ""
+        return f"{self.distribution}{version} (plugin '{self.plugin}')"
+
+
+@attrs.frozen
+class PluginEntry:
+    """One registered feature.
+
+    Attributes:
+        kind: one of ``KINDS``.
+        name: the name users write in YAML.
+        factory: builds the feature; see the hook's docstring for its arguments.
+        options: attrs class of the feature's own options, or ``None`` when it takes none.
+        description: one line for ``yolox-sdk plugins``.
+        origin: the plugin and distribution that registered it.
+    """
+
+    kind: str
+    name: str
+    factory: Callable[..., Any]
+    options: type | None
+    description: str
+    origin: PluginOrigin
+
+
+@attrs.frozen
+class BrokenPlugin:
+    """A plugin that failed to import or to register; reported, never fatal."""
+
+    origin: PluginOrigin
+    error: str
+
+
+class Registry:
+    """Registered features by kind and name, plus the plugins that failed to load."""
+
+    def __init__(self) -> None:
+        self._entries: dict[str, dict[str, PluginEntry]] = {kind: {} for kind in KINDS}
+        self._conflicts: dict[tuple[str, str], list[PluginEntry]] = {}
+        self.broken: list[BrokenPlugin] = []
+
+    def add(
+        self,
+        kind: str,
+        origin: PluginOrigin,
+        name: str,
+        factory: Callable[..., Any],
+        options: type | None = None,
+        description: str = "",
+    ) -> None:
+        """Register ``factory`` as ``name`` of ``kind``; a second claim on a name is kept as a conflict."""
+        if kind not in self._entries:
+            raise PluginError(f"Unknown plugin kind '{kind}'; expected one of: {', '.join(KINDS)}.")
+        if options is not None and not attrs.has(options):
+            raise PluginError(
+                f"{origin} registered {kind} '{name}' with options {options!r}, which is not an attrs "
+                "class. Declare plugin options with @attrs.define so the SDK can validate them."
+            )
+        entry = PluginEntry(kind, name, factory, options, description, origin)
+        existing = self._entries[kind].get(name)
+        if existing is not None and existing.origin != origin:
+            self._conflicts.setdefault((kind, name), [existing]).append(entry)
+            return
+        self._entries[kind][name] = entry
+
+    def names(self, kind: str) -> list[str]:
+        """Sorted names registered for ``kind``."""
+        return sorted(self._entries[kind])
+
+    def entries(self, kind: str) -> list[PluginEntry]:
+        """All entries of ``kind``, sorted by name."""
+        return [self._entries[kind][name] for name in self.names(kind)]
+
+    def conflicts(self) -> Mapping[tuple[str, str], list[PluginEntry]]:
+        """Names claimed by more than one plugin, with every claimant."""
+        return dict(self._conflicts)
+
+    def get(self, kind: str, name: str) -> PluginEntry:
+        """Look up ``name`` of ``kind``, with a did-you-mean error when it is unknown."""
+        if kind not in self._entries:
+            raise PluginError(f"Unknown plugin kind '{kind}'; expected one of: {', '.join(KINDS)}.")
+        claimants = self._conflicts.get((kind, name))
+        if claimants:
+            who = " and ".join(str(entry.origin) for entry in claimants)
+            raise PluginError(
+                f"The {kind.replace('_', ' ')} '{name}' is registered by more than one plugin: {who}. "
+                "Uninstall one of these distributions, or disable one with YOLOX_SDK_PLUGINS."
+            )
+        entry = self._entries[kind].get(name)
+        if entry is None:
+            available = ", ".join(self.names(kind)) or "none"
+            raise PluginError(
+                f"Unknown {kind.replace('_', ' ')} '{name}'.{did_you_mean(name, self.names(kind))} "
+                f"Available: {available}. Run `yolox-sdk plugins` to see what is installed."
+            )
+        return entry
