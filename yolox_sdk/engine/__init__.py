@@ -1,1 +1,1 @@
-"""engine."""
+"""Training engine: the trainer loop, checkpoints, run directories, devices and precision."""

@@ -78,8 +78,9 @@ def register_optimizers(register: Register) -> None:
 def register_schedulers(register: Register) -> None:
     """Register learning-rate schedules.
 
-    ``factory(options, training, iters_per_epoch)`` returns a ``LrSchedule``: ``lr_at(iteration)``
-    gives the learning rate for a global iteration (0-based). Schedules are pure functions of the
+    ``factory(options, settings)`` returns a ``LrSchedule``: ``lr_at(iteration)`` gives the learning
+    rate for a global iteration (0-based); ``settings`` is a ``ScheduleSettings`` (batch-scaled base lr,
+    iterations per epoch, epochs, warm-up and no-augmentation epochs). Schedules are pure functions of the
     iteration, which is what makes resumed runs continue exactly.
     """
 

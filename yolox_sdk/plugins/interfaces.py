@@ -84,6 +84,28 @@ class Logger(Protocol):
     def close(self) -> None: ...
 
 
+@attrs.frozen
+class ScheduleSettings:
+    """What a learning-rate schedule needs to know about the run.
+
+    ``base_lr`` is already scaled to the batch size (``training.lr * batch_size / 64``); iteration counts
+    are global (epoch * iters_per_epoch + step).
+    """
+
+    base_lr: float
+    iters_per_epoch: int
+    epochs: int
+    warmup_epochs: float
+    warmup_lr: float
+    min_lr_ratio: float
+    no_aug_epochs: int
+
+    @property
+    def total_iters(self) -> int:
+        """Iterations in the whole run."""
+        return self.iters_per_epoch * self.epochs
+
+
 class LrSchedule(Protocol):
     """A learning rate as a pure function of the global iteration."""
 

@@ -1,0 +1,57 @@
+"""SGD with YOLOX's parameter groups: weight decay on conv/linear weights only, nesterov momentum.
+
+BatchNorm weights and every bias are excluded from weight decay, as in YOLOX's ``get_optimizer``;
+decaying them hurts accuracy and is what users of plain ``torch.optim.SGD`` get wrong.
+"""
+
+from __future__ import annotations
+
+import attrs
+import torch
+from torch import nn
+
+from yolox_sdk.config.schema import TrainingConfig
+from yolox_sdk.plugins.hookspecs import hookimpl
+
+
+@attrs.frozen
+class SgdOptions:
+    """Options of the ``sgd`` optimizer (momentum and weight decay come from ``training``)."""
+
+    nesterov: bool = True
+
+
+def yolox_parameter_groups(model: nn.Module, weight_decay: float) -> list[dict]:
+    """Split parameters into (BN weights, decayed weights, biases) groups, YOLOX style.
+
+    Frozen parameters are included too: they get no gradient, so SGD leaves them alone, and unfreezing
+    them later (``freeze_until_epoch``) needs no new optimizer.
+    """
+    no_decay_weights, decayed_weights, biases = [], [], []
+    for module_name, module in model.named_modules():
+        bias = getattr(module, "bias", None)
+        if isinstance(bias, nn.Parameter):
+            biases.append(bias)
+        weight = getattr(module, "weight", None)
+        if not isinstance(weight, nn.Parameter):
+            continue
+        if isinstance(module, nn.modules.batchnorm._BatchNorm) or "bn" in module_name:
+            no_decay_weights.append(weight)
+        else:
+            decayed_weights.append(weight)
+    return [
+        {"params": no_decay_weights, "weight_decay": 0.0},
+        {"params": decayed_weights, "weight_decay": weight_decay},
+        {"params": biases, "weight_decay": 0.0},
+    ]
+
+
+def build_sgd(options: SgdOptions, model: nn.Module, training: TrainingConfig) -> torch.optim.Optimizer:
+    """SGD over ``model``'s parameters; the trainer sets ``lr`` every iteration."""
+    groups = yolox_parameter_groups(model, training.weight_decay)
+    return torch.optim.SGD(groups, lr=0.0, momentum=training.momentum, nesterov=options.nesterov)
+
+
+@hookimpl
+def register_optimizers(register) -> None:
+    register("sgd", build_sgd, options=SgdOptions, description="SGD, nesterov momentum, YOLOX parameter groups")

@@ -1,0 +1,65 @@
+"""Choosing the device: ``auto`` prefers CUDA, then MPS, then CPU; failures fall back loudly, never silently."""
+
+from __future__ import annotations
+
+import logging
+
+import torch
+
+from yolox_sdk.config.schema import DeviceConfig
+from yolox_sdk.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+
+def _cuda_works(index: int) -> str | None:
+    """``None`` when CUDA device ``index`` can run a kernel, else the reason it cannot."""
+    try:
+        if not torch.cuda.is_available():
+            return "no CUDA device is visible"
+        if index >= torch.cuda.device_count():
+            return f"gpu id {index} does not exist ({torch.cuda.device_count()} visible)"
+        torch.zeros(1, device=f"cuda:{index}").add_(1)
+        return None
+    except Exception as error:  # noqa: BLE001 - any driver failure means "not usable"
+        return f"CUDA failed to initialise: {error}"
+
+
+def resolve_device(setting: DeviceConfig | str) -> torch.device:
+    """The torch device for ``setting`` (a ``DeviceConfig`` or a string such as ``auto``, ``cpu``, ``cuda:1``).
+
+    Raises:
+        ConfigError: when the requested accelerator cannot be used and ``fallback`` is off.
+    """
+    config = DeviceConfig(type=setting.split(":")[0]) if isinstance(setting, str) else setting
+    index = int(setting.split(":")[1]) if isinstance(setting, str) and ":" in setting else 0
+    if config.gpu_ids:
+        index = config.gpu_ids[0]
+    if config.type == "cpu":
+        return torch.device("cpu")
+    if config.type in ("auto", "cuda"):
+        problem = _cuda_works(index)
+        if problem is None:
+            return torch.device("cuda", index)
+        if config.type == "auto":
+            return _mps_or_cpu()
+        return _fallback("cuda", problem, config.fallback)
+    if config.type == "mps":
+        if torch.backends.mps.is_available():
+            return torch.device("mps")
+        return _fallback("mps", "MPS is not available on this machine", config.fallback)
+    raise ConfigError(f"Invalid config: device.type: unknown device '{config.type}'.")
+
+
+def _mps_or_cpu() -> torch.device:
+    return torch.device("mps") if torch.backends.mps.is_available() else torch.device("cpu")
+
+
+def _fallback(requested: str, problem: str, allowed: bool) -> torch.device:
+    if not allowed:
+        raise ConfigError(
+            f"device.type is '{requested}' but {problem}. Set device.type: cpu, or device.fallback: true to "
+            "fall back to the CPU automatically."
+        )
+    log.warning("device.type is '%s' but %s; falling back to the CPU (device.fallback is true).", requested, problem)
+    return torch.device("cpu")

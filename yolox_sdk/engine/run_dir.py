@@ -1,0 +1,38 @@
+"""Run directories: ``<output_dir>/<run_name>``, never overwriting an earlier run."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+from yolox_sdk.config.loader import config_to_dict, dump_config
+from yolox_sdk.config.schema import Config
+
+CONFIG_FILENAME = "config.yaml"
+
+
+def config_hash(config: Config) -> str:
+    """A short, stable hash of the resolved config (what makes two runs "the same experiment")."""
+    text = json.dumps(config_to_dict(config), sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:8]
+
+
+def default_run_name(config: Config) -> str:
+    """``<model name>-<config hash>`` unless ``monitoring.run_name`` is set."""
+    return config.monitoring.run_name or f"{config.model.name}-{config_hash(config)}"
+
+
+def create_run_dir(config: Config) -> Path:
+    """Make a new run folder; if the name is taken, append ``-2``, ``-3``, ... (an earlier run is never touched)."""
+    base = Path(config.monitoring.output_dir) / default_run_name(config)
+    candidate, counter = base, 1
+    while True:
+        try:
+            candidate.mkdir(parents=True, exist_ok=False)
+            break
+        except FileExistsError:
+            counter += 1
+            candidate = base.with_name(f"{base.name}-{counter}")
+    (candidate / CONFIG_FILENAME).write_text(dump_config(config), encoding="utf-8")
+    return candidate

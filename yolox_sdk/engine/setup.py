@@ -1,0 +1,178 @@
+"""Building what a training run needs from the config: datasets, model, optimizer, schedule, plugins.
+
+Kept apart from the loop so the loop reads as training only, and so the API can reuse each piece
+(``yolox-sdk eval`` loads datasets the same way training does).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from torch import nn
+
+from yolox_sdk.config.plugin_options import build_plugin, named_items
+from yolox_sdk.config.schema import Config
+from yolox_sdk.data.records import DetectionDataset, ImageRecord
+from yolox_sdk.errors import ConfigError, DatasetError
+from yolox_sdk.models.factory import build_model
+from yolox_sdk.models.variants import ModelSpec, make_spec
+from yolox_sdk.models.weights import TransferReport, load_matching_weights, read_state_dict, resolve_weights
+from yolox_sdk.plugins.interfaces import ScheduleSettings
+from yolox_sdk.plugins.registry import Registry
+
+log = logging.getLogger(__name__)
+
+BATCH_FOR_BASE_LR = 64
+
+
+def load_split(config: Config, which: str) -> DetectionDataset | None:
+    """Load ``data.<which>_path`` with its split, or ``None`` when the path is not set."""
+    from yolox_sdk.data.formats import load_dataset
+
+    path = getattr(config.data, f"{which}_path")
+    if path is None:
+        return None
+    split = getattr(config.data, f"{which}_split")
+    dataset = load_dataset(path, split=split, format=config.data.format, options=config.data.format_options)
+    for line in dataset.report.lines():
+        log.warning("%s data (%s): %s", which, path, line)
+    return dataset
+
+
+def load_training_data(config: Config) -> tuple[DetectionDataset, DetectionDataset | None]:
+    """The training set and the validation set, with the validation labels aligned to the training classes."""
+    if config.data.train_path is None:
+        raise ConfigError(
+            "Invalid config: data.train_path is not set. Point it at your training data (a folder, an "
+            "annotation file or a catalog name such as bccd)."
+        )
+    train = load_split(config, "train")
+    if not train.records:
+        raise DatasetError(f"The training set {config.data.train_path} has no images; nothing to train on.")
+    val = load_split(config, "val")
+    return train, align_classes(val, train.class_names) if val is not None else None
+
+
+def align_classes(dataset: DetectionDataset, class_names: tuple[str, ...]) -> DetectionDataset:
+    """Re-index ``dataset``'s labels to ``class_names`` (a split may list its classes in another order).
+
+    Raises:
+        DatasetError: when the dataset has a class the training set does not know.
+    """
+    if tuple(dataset.class_names) == tuple(class_names):
+        return dataset
+    index = {name: i for i, name in enumerate(class_names)}
+    unknown = [name for name in dataset.class_names if name not in index]
+    used_unknown = {dataset.class_names[int(label)] for r in dataset.records for label in r.labels} & set(unknown)
+    if used_unknown:
+        raise DatasetError(
+            f"{dataset.source}: classes {sorted(used_unknown)} do not exist in the training data "
+            f"({', '.join(class_names)}). Use the same class list for every split."
+        )
+    mapping = np.array([index.get(name, -1) for name in dataset.class_names], dtype=np.int64)
+    records = [
+        ImageRecord(r.image_path, r.width, r.height, r.boxes, mapping[r.labels] if len(r.labels) else r.labels, r.image_id)
+        for r in dataset.records
+    ]
+    return DetectionDataset(records, class_names, source=dataset.source, format=dataset.format, report=dataset.report)
+
+
+def resolve_num_classes(config: Config, dataset: DetectionDataset) -> int:
+    """The dataset's class count; a disagreeing ``model.num_classes`` is overruled with a warning."""
+    found = dataset.num_classes
+    if config.model.num_classes is not None and config.model.num_classes != found:
+        log.warning(
+            "model.num_classes is %d but the training data has %d classes (%s); using %d (the dataset wins).",
+            config.model.num_classes,
+            found,
+            ", ".join(dataset.class_names),
+            found,
+        )
+    return found
+
+
+def model_spec_from_config(config: Config, num_classes: int) -> ModelSpec:
+    """The ``ModelSpec`` the config asks for."""
+    m = config.model
+    return make_spec(m.name, num_classes, m.depth, m.width, m.depthwise, m.input_size)
+
+
+def build_training_model(config: Config, spec: ModelSpec) -> tuple[nn.Module, TransferReport | None]:
+    """Build the network and load ``model.checkpoint`` or ``model.pretrained`` into it."""
+    model = build_model(spec)
+    source: Any = config.model.checkpoint or config.model.pretrained
+    if source is False or source is None:
+        return model, None
+    if source is True:
+        source = spec.name
+    state, _ = read_state_dict(resolve_weights(source, variant=spec.name))
+    report = load_matching_weights(model, state, strict_shapes=True)
+    log.info("Initial weights %s: %s", source, report.summary())
+    return model, report
+
+
+def base_learning_rate(config: Config) -> float:
+    """``training.lr`` is for a batch of 64; YOLOX scales it linearly with the batch size."""
+    return config.training.lr * config.data.batch_size / BATCH_FOR_BASE_LR
+
+
+def build_optimizer(config: Config, model: nn.Module, registry: Registry) -> Any:
+    """The optimizer plugin named by ``training.optimizer``."""
+    t = config.training
+    return build_plugin(registry, "optimizer", t.optimizer, t.optimizer_options, "training.optimizer_options", model, t)
+
+
+def build_schedule(config: Config, iters_per_epoch: int, registry: Registry) -> Any:
+    """The learning-rate schedule plugin named by ``training.scheduler``."""
+    t = config.training
+    settings = ScheduleSettings(
+        base_lr=base_learning_rate(config),
+        iters_per_epoch=iters_per_epoch,
+        epochs=t.epochs,
+        warmup_epochs=t.warmup_epochs,
+        warmup_lr=t.warmup_lr,
+        min_lr_ratio=t.min_lr_ratio,
+        no_aug_epochs=min(t.no_aug_epochs, t.epochs),
+    )
+    return build_plugin(registry, "scheduler", t.scheduler, t.scheduler_options, "training.scheduler_options", settings)
+
+
+def build_loggers(config: Config, run_dir: Path, registry: Registry) -> list[Any]:
+    """metrics.csv always, TensorBoard and W&B when enabled, plus ``monitoring.loggers``."""
+    m = config.monitoring
+    wanted: list[tuple[str, dict[str, Any]]] = [("csv", {})]
+    if m.tensorboard:
+        wanted.append(("tensorboard", {}))
+    if m.wandb.enabled:
+        wanted.append(("wandb", {"project": m.wandb.project, "name": m.wandb.name}))
+    wanted.extend((name, m.logger_options.get(name, {})) for name in m.loggers)
+    return [
+        build_plugin(registry, "logger", name, options, f"monitoring.logger_options.{name}", run_dir)
+        for name, options in wanted
+    ]
+
+
+def build_callbacks(config: Config, registry: Registry) -> list[Any]:
+    """The callback plugins listed in ``training.callbacks``."""
+    return [
+        build_plugin(registry, "callback", name, options, where)
+        for name, options, where in named_items(config.training.callbacks, "training.callbacks")
+    ]
+
+
+def freeze_backbone(model: nn.Module, frozen: bool) -> int:
+    """Freeze (or unfreeze) the CSPDarknet backbone; returns the number of parameters that changed state.
+
+    Frozen modules are also kept in eval mode so their BatchNorm statistics stay those of the pretrained
+    weights (the trainer re-applies this after every ``model.train()``).
+    """
+    backbone = model.backbone.backbone
+    changed = 0
+    for parameter in backbone.parameters():
+        if parameter.requires_grad == frozen:
+            parameter.requires_grad_(not frozen)
+            changed += parameter.numel()
+    return changed
