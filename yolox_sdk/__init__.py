@@ -2,17 +2,40 @@
 
 The Python API mirrors the CLI::
 
-    from yolox_sdk import load_config, create_model, get_registry
+    from yolox_sdk import load_config, train, create_model, get_registry
     config = load_config("config.yaml", ["training.epochs=10"])
+    result = train(config)
+
+Names are imported lazily so that ``import yolox_sdk`` (and ``yolox-sdk --help``) does not pay for torch.
 """
 
 from __future__ import annotations
 
+import importlib
+from typing import Any
+
 __version__ = "0.1.0"
 
-from yolox_sdk.config.loader import load_config  # noqa: E402
-from yolox_sdk.errors import YoloxSdkError  # noqa: E402
-from yolox_sdk.models import create_model  # noqa: E402
-from yolox_sdk.plugins import get_registry, hookimpl  # noqa: E402
+_API = {
+    "load_config": "yolox_sdk.config.loader",
+    "Config": "yolox_sdk.config.schema",
+    "create_model": "yolox_sdk.models.factory",
+    "model_from_checkpoint": "yolox_sdk.models.factory",
+    "load_checkpoint": "yolox_sdk.engine.checkpoint",
+    "train": "yolox_sdk.engine.trainer",
+    "run_pipeline": "yolox_sdk.engine.pipeline",
+    "evaluate_checkpoint": "yolox_sdk.engine.pipeline",
+    "load_dataset": "yolox_sdk.data.formats",
+    "Predictor": "yolox_sdk.evaluation.predict",
+    "get_registry": "yolox_sdk.plugins.manager",
+    "hookimpl": "yolox_sdk.plugins.hookspecs",
+    "YoloxSdkError": "yolox_sdk.errors",
+}
 
-__all__ = ["YoloxSdkError", "__version__", "create_model", "get_registry", "hookimpl", "load_config"]
+__all__ = ["__version__", *_API]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _API:
+        return getattr(importlib.import_module(_API[name]), name)
+    raise AttributeError(f"module 'yolox_sdk' has no attribute {name!r}")

@@ -36,6 +36,8 @@ def handle_errors(function: F) -> F:
         verbose = bool(click.get_current_context().find_root().params.get("verbose"))
         try:
             return function(*args, **kwargs)
+        except click.exceptions.ClickException:
+            raise
         except YoloxSdkError as error:
             if verbose:
                 traceback.print_exc()

@@ -51,5 +51,3 @@ def _not_built(name: str) -> None:
 
 for _name in ("validate", "stats", "split", "convert"):
     _not_built(_name)
-
-

@@ -15,6 +15,7 @@ import click
 from yolox_sdk import __version__
 from yolox_sdk.cli.common import configure_logging
 
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--verbose", "-v", is_flag=True, help="Show debug logs and full tracebacks.")
 @click.version_option(__version__, prog_name="yolox-sdk")

@@ -8,14 +8,18 @@ import click
 
 from yolox_sdk.cli.common import handle_errors
 
-_config_argument = click.argument("config_path", metavar="CONFIG", type=click.Path(dir_okay=False, path_type=Path))
+_config_argument = click.argument(
+    "config_path", metavar="CONFIG", type=click.Path(dir_okay=False, path_type=Path)
+)
 _overrides_argument = click.argument("overrides", nargs=-1)
 
 
 @click.command()
 @_config_argument
 @_overrides_argument
-@click.option("--resume", "resume_dir", type=click.Path(file_okay=False, path_type=Path), help="Continue this run.")
+@click.option(
+    "--resume", "resume_dir", type=click.Path(file_okay=False, path_type=Path), help="Continue this run."
+)
 @handle_errors
 def run(config_path: Path, overrides: tuple[str, ...], resume_dir: Path | None) -> None:
     """Train, evaluate the best checkpoint and export it, as CONFIG says.
@@ -28,14 +32,18 @@ def run(config_path: Path, overrides: tuple[str, ...], resume_dir: Path | None) 
     result = run_pipeline(load_config(config_path, overrides), resume_dir=resume_dir)
     click.echo(result.evaluation.table())
     for export in result.exports:
-        click.echo(f"Exported {export.format}: {export.path} (max abs diff vs PyTorch {export.max_abs_diff:.2e})")
+        click.echo(
+            f"Exported {export.format}: {export.path} (max abs diff vs PyTorch {export.max_abs_diff:.2e})"
+        )
     click.echo(f"Run directory: {result.train.run_dir}")
 
 
 @click.command()
 @_config_argument
 @_overrides_argument
-@click.option("--resume", "resume_dir", type=click.Path(file_okay=False, path_type=Path), help="Continue this run.")
+@click.option(
+    "--resume", "resume_dir", type=click.Path(file_okay=False, path_type=Path), help="Continue this run."
+)
 @handle_errors
 def train(config_path: Path, overrides: tuple[str, ...], resume_dir: Path | None) -> None:
     """Train a model as CONFIG says (OVERRIDES: section.key=value)."""
@@ -53,9 +61,13 @@ def train(config_path: Path, overrides: tuple[str, ...], resume_dir: Path | None
 @click.option("--format", "format_name", default="auto", show_default=True)
 @click.option("--batch-size", default=8, show_default=True, type=click.IntRange(min=1))
 @click.option("--conf", default=0.01, show_default=True, type=click.FloatRange(0, 1), help="Score threshold.")
-@click.option("--nms", default=0.65, show_default=True, type=click.FloatRange(0, 1), help="NMS IoU threshold.")
+@click.option(
+    "--nms", default=0.65, show_default=True, type=click.FloatRange(0, 1), help="NMS IoU threshold."
+)
 @click.option("--device", default="auto", show_default=True)
-@click.option("--out", "out_json", type=click.Path(dir_okay=False, path_type=Path), help="Write metrics JSON here.")
+@click.option(
+    "--out", "out_json", type=click.Path(dir_okay=False, path_type=Path), help="Write metrics JSON here."
+)
 @handle_errors
 def evaluate(
     checkpoint: Path,
@@ -81,7 +93,13 @@ def evaluate(
 @click.command()
 @click.argument("checkpoint", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.argument("source", type=click.Path(exists=True, path_type=Path))
-@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default="predictions", show_default=True)
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default="predictions",
+    show_default=True,
+)
 @click.option("--conf", default=0.3, show_default=True, type=click.FloatRange(0, 1))
 @click.option("--nms", default=0.45, show_default=True, type=click.FloatRange(0, 1))
 @click.option("--device", default="auto", show_default=True)
@@ -98,17 +116,43 @@ def predict(checkpoint: Path, source: Path, out_dir: Path, conf: float, nms: flo
 
 @click.command()
 @click.argument("checkpoint", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--format", "formats", multiple=True, default=("onnx",), show_default=True, help="Exporter plugin (repeatable).")
+@click.option(
+    "--format",
+    "formats",
+    multiple=True,
+    default=("onnx",),
+    show_default=True,
+    help="Exporter plugin (repeatable).",
+)
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), help="Output folder.")
-@click.option("--option", "options", multiple=True, help="Exporter option as NAME.KEY=VALUE, e.g. onnx.dynamic_batch=true.")
-@click.option("--sample", "samples", multiple=True, type=click.Path(exists=True, path_type=Path), help="Images to verify the export on.")
+@click.option(
+    "--option",
+    "options",
+    multiple=True,
+    help="Exporter option as NAME.KEY=VALUE, e.g. onnx.dynamic_batch=true.",
+)
+@click.option(
+    "--sample",
+    "samples",
+    multiple=True,
+    type=click.Path(exists=True, path_type=Path),
+    help="Images to verify the export on.",
+)
 @handle_errors
-def export(checkpoint: Path, formats: tuple[str, ...], out_dir: Path | None, options: tuple[str, ...], samples: tuple[Path, ...]) -> None:
+def export(
+    checkpoint: Path,
+    formats: tuple[str, ...],
+    out_dir: Path | None,
+    options: tuple[str, ...],
+    samples: tuple[Path, ...],
+) -> None:
     """Export CHECKPOINT (ONNX by default) and verify the exported model against PyTorch on real images."""
     from yolox_sdk.engine.pipeline import export_from_cli
 
     for result in export_from_cli(checkpoint, list(formats), out_dir, list(options), list(samples)):
-        click.echo(f"Exported {result.format}: {result.path} (max abs diff vs PyTorch {result.max_abs_diff:.2e})")
+        click.echo(
+            f"Exported {result.format}: {result.path} (max abs diff vs PyTorch {result.max_abs_diff:.2e})"
+        )
 
 
 COMMANDS = [run, train, evaluate, predict, export]

@@ -61,5 +61,7 @@ def _fallback(requested: str, problem: str, allowed: bool) -> torch.device:
             f"device.type is '{requested}' but {problem}. Set device.type: cpu, or device.fallback: true to "
             "fall back to the CPU automatically."
         )
-    log.warning("device.type is '%s' but %s; falling back to the CPU (device.fallback is true).", requested, problem)
+    log.warning(
+        "device.type is '%s' but %s; falling back to the CPU (device.fallback is true).", requested, problem
+    )
     return torch.device("cpu")

@@ -40,11 +40,19 @@ def run_pipeline(config: Config, resume_dir: Path | None = None) -> RunResult:
     result = train(config, resume_dir=resume_dir)
     which = "test" if config.data.test_path else "val"
     if getattr(config.data, f"{which}_path") is None:
-        raise ConfigError("Invalid config: data.val_path is not set, so the trained model cannot be evaluated.")
+        raise ConfigError(
+            "Invalid config: data.val_path is not set, so the trained model cannot be evaluated."
+        )
     checkpoint = load_checkpoint(result.best_checkpoint)
     dataset = setup.align_classes(setup.load_split(config, which), checkpoint.class_names)
-    evaluation = _evaluate(checkpoint, dataset, config.evaluation.batch_size or config.data.batch_size,
-                           config.evaluation.conf_threshold, config.evaluation.nms_threshold, str(resolve_device(config.device)))
+    evaluation = _evaluate(
+        checkpoint,
+        dataset,
+        config.evaluation.batch_size or config.data.batch_size,
+        config.evaluation.conf_threshold,
+        config.evaluation.nms_threshold,
+        str(resolve_device(config.device)),
+    )
     evaluation.to_json(result.run_dir / f"eval_{which}.json")
     samples = [record.image_path for record in dataset.records[:EXPORT_SAMPLE_IMAGES]]
     out_dir = Path(config.export.output_dir) if config.export.output_dir else result.run_dir / "export"
@@ -56,11 +64,20 @@ def _evaluate(checkpoint: Any, dataset: Any, batch_size: int, conf: float, nms: 
     from yolox_sdk.evaluation.coco_eval import evaluate
 
     model = model_from_checkpoint(checkpoint).to(device)
-    return evaluate(model, dataset, checkpoint.spec.input_size, batch_size=batch_size, conf_threshold=conf,
-                    nms_threshold=nms, device=device)
+    return evaluate(
+        model,
+        dataset,
+        checkpoint.spec.input_size,
+        batch_size=batch_size,
+        conf_threshold=conf,
+        nms_threshold=nms,
+        device=device,
+    )
 
 
-def _export(checkpoint: Path, formats: list[str], options: dict[str, dict], out_dir: Path, samples: list[Path]) -> list[Any]:
+def _export(
+    checkpoint: Path, formats: list[str], options: dict[str, dict], out_dir: Path, samples: list[Path]
+) -> list[Any]:
     if not formats:
         return []
     from yolox_sdk.export.runner import export_checkpoint
@@ -69,8 +86,14 @@ def _export(checkpoint: Path, formats: list[str], options: dict[str, dict], out_
 
 
 def evaluate_checkpoint(
-    checkpoint_path: Path, data: str, split: str | None, format_name: str, batch_size: int,
-    conf: float, nms: float, device: str,
+    checkpoint_path: Path,
+    data: str,
+    split: str | None,
+    format_name: str,
+    batch_size: int,
+    conf: float,
+    nms: float,
+    device: str,
 ) -> Any:
     """Evaluate a checkpoint on a dataset (``yolox-sdk eval``)."""
     from yolox_sdk.data.formats import load_dataset
@@ -81,14 +104,20 @@ def evaluate_checkpoint(
 
 
 def export_from_cli(
-    checkpoint_path: Path, formats: list[str], out_dir: Path | None, option_texts: list[str], samples: list[Path]
+    checkpoint_path: Path,
+    formats: list[str],
+    out_dir: Path | None,
+    option_texts: list[str],
+    samples: list[Path],
 ) -> list[Any]:
     """Export a checkpoint (``yolox-sdk export``); options are ``NAME.KEY=VALUE`` strings."""
     options: dict[str, dict[str, Any]] = {}
     for text in option_texts:
         keys, value = parse_override(text)
         if len(keys) != 2:
-            raise ConfigError(f"Bad --option '{text}': expected EXPORTER.KEY=VALUE, e.g. onnx.dynamic_batch=true.")
+            raise ConfigError(
+                f"Bad --option '{text}': expected EXPORTER.KEY=VALUE, e.g. onnx.dynamic_batch=true."
+            )
         options.setdefault(keys[0], {})[keys[1]] = value
     if not samples:
         samples = _sample_images_from_checkpoint(checkpoint_path)
@@ -104,7 +133,9 @@ def _sample_images_from_checkpoint(checkpoint_path: Path) -> list[Path]:
     for which in ("val", "train"):
         if data.get(f"{which}_path"):
             try:
-                dataset = load_dataset(data[f"{which}_path"], split=data.get(f"{which}_split"), format=data.get("format", "auto"))
+                dataset = load_dataset(
+                    data[f"{which}_path"], split=data.get(f"{which}_split"), format=data.get("format", "auto")
+                )
             except Exception as error:  # noqa: BLE001 - fall through to the clear error below
                 log.debug("Cannot read %s data for export samples: %s", which, error)
                 continue

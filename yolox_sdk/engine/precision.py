@@ -30,7 +30,12 @@ class Precision:
             self.scaler = torch.amp.GradScaler("cuda")
         else:
             self.dtype = torch.bfloat16
-        log.info("Mixed precision: %s autocast on %s%s", self.dtype, device.type, " with a grad scaler" if self.scaler else "")
+        log.info(
+            "Mixed precision: %s autocast on %s%s",
+            self.dtype,
+            device.type,
+            " with a grad scaler" if self.scaler else "",
+        )
 
     @contextlib.contextmanager
     def autocast(self) -> Iterator[None]:

@@ -66,7 +66,9 @@ def align_classes(dataset: DetectionDataset, class_names: tuple[str, ...]) -> De
         return dataset
     index = {name: i for i, name in enumerate(class_names)}
     unknown = [name for name in dataset.class_names if name not in index]
-    used_unknown = {dataset.class_names[int(label)] for r in dataset.records for label in r.labels} & set(unknown)
+    used_unknown = {dataset.class_names[int(label)] for r in dataset.records for label in r.labels} & set(
+        unknown
+    )
     if used_unknown:
         raise DatasetError(
             f"{dataset.source}: classes {sorted(used_unknown)} do not exist in the training data "
@@ -74,10 +76,19 @@ def align_classes(dataset: DetectionDataset, class_names: tuple[str, ...]) -> De
         )
     mapping = np.array([index.get(name, -1) for name in dataset.class_names], dtype=np.int64)
     records = [
-        ImageRecord(r.image_path, r.width, r.height, r.boxes, mapping[r.labels] if len(r.labels) else r.labels, r.image_id)
+        ImageRecord(
+            r.image_path,
+            r.width,
+            r.height,
+            r.boxes,
+            mapping[r.labels] if len(r.labels) else r.labels,
+            r.image_id,
+        )
         for r in dataset.records
     ]
-    return DetectionDataset(records, class_names, source=dataset.source, format=dataset.format, report=dataset.report)
+    return DetectionDataset(
+        records, class_names, source=dataset.source, format=dataset.format, report=dataset.report
+    )
 
 
 def resolve_num_classes(config: Config, dataset: DetectionDataset) -> int:
@@ -122,7 +133,9 @@ def base_learning_rate(config: Config) -> float:
 def build_optimizer(config: Config, model: nn.Module, registry: Registry) -> Any:
     """The optimizer plugin named by ``training.optimizer``."""
     t = config.training
-    return build_plugin(registry, "optimizer", t.optimizer, t.optimizer_options, "training.optimizer_options", model, t)
+    return build_plugin(
+        registry, "optimizer", t.optimizer, t.optimizer_options, "training.optimizer_options", model, t
+    )
 
 
 def build_schedule(config: Config, iters_per_epoch: int, registry: Registry) -> Any:
@@ -137,7 +150,9 @@ def build_schedule(config: Config, iters_per_epoch: int, registry: Registry) -> 
         min_lr_ratio=t.min_lr_ratio,
         no_aug_epochs=min(t.no_aug_epochs, t.epochs),
     )
-    return build_plugin(registry, "scheduler", t.scheduler, t.scheduler_options, "training.scheduler_options", settings)
+    return build_plugin(
+        registry, "scheduler", t.scheduler, t.scheduler_options, "training.scheduler_options", settings
+    )
 
 
 def build_loggers(config: Config, run_dir: Path, registry: Registry) -> list[Any]:

@@ -87,7 +87,9 @@ def _restore_rng(state: dict[str, Any]) -> None:
 class Trainer:
     """Trains one run; ``fit()`` does the work. Callbacks may set ``should_stop``."""
 
-    def __init__(self, config: Config, registry: Registry | None = None, resume_dir: Path | None = None) -> None:
+    def __init__(
+        self, config: Config, registry: Registry | None = None, resume_dir: Path | None = None
+    ) -> None:
         self.registry = registry or get_registry()
         self.resume_dir = Path(resume_dir) if resume_dir else None
         self.config = self._resumed_config(config) if self.resume_dir else config
@@ -98,10 +100,14 @@ class Trainer:
     def _resumed_config(self, config: Config) -> Config:
         saved = self.resume_dir / CONFIG_FILENAME
         if not (self.resume_dir / LAST).is_file():
-            raise CheckpointError(f"Cannot resume {self.resume_dir}: it has no {LAST}. Is it a run directory?")
+            raise CheckpointError(
+                f"Cannot resume {self.resume_dir}: it has no {LAST}. Is it a run directory?"
+            )
         resumed = load_config(saved, registry=self.registry)
         if config_to_dict(resumed) != config_to_dict(config):
-            log.warning("Resuming with the run's own config %s (the config given now differs and is ignored).", saved)
+            log.warning(
+                "Resuming with the run's own config %s (the config given now differs and is ignored).", saved
+            )
         return resumed
 
     # ----- set-up -----------------------------------------------------------------------------------------
@@ -141,7 +147,9 @@ class Trainer:
             seed=c.training.seed,
             cache_mode=c.data.cache_mode,
         )
-        self.loader = build_train_loader(self.train_dataset, c.data.batch_size, c.data.num_workers, c.training.seed)
+        self.loader = build_train_loader(
+            self.train_dataset, c.data.batch_size, c.data.num_workers, c.training.seed
+        )
 
     def _restore(self, checkpoint: Checkpoint) -> None:
         saved = checkpoint.training_state
@@ -152,7 +160,9 @@ class Trainer:
         self.optimizer.load_state_dict(saved["optimizer"])
         self.state = TrainState(**saved["state"])
         _restore_rng(saved["rng"])
-        log.info("Resumed %s at epoch %d, iteration %d.", self.run_dir, self.state.epoch, self.state.iteration)
+        log.info(
+            "Resumed %s at epoch %d, iteration %d.", self.run_dir, self.state.epoch, self.state.iteration
+        )
 
     # ----- events -----------------------------------------------------------------------------------------
 
@@ -184,14 +194,23 @@ class Trainer:
         return self._result(time.perf_counter() - start)
 
     def _log_start(self) -> None:
-        params = {f"{section}.{key}": value for section, values in config_to_dict(self.config).items()
-                  if isinstance(values, dict) for key, value in values.items()}
+        params = {
+            f"{section}.{key}": value
+            for section, values in config_to_dict(self.config).items()
+            if isinstance(values, dict)
+            for key, value in values.items()
+        }
         for logger in self.loggers:
             logger.log_hyperparameters(params)
         log.info(
             "Training %s (%d classes: %s) on %s: %d train images, %s val images, run dir %s",
-            self.spec.name, self.spec.num_classes, ", ".join(self.class_names), self.device,
-            len(self.train_data), len(self.val_data) if self.val_data else "no", self.run_dir,
+            self.spec.name,
+            self.spec.num_classes,
+            ", ".join(self.class_names),
+            self.device,
+            len(self.train_data),
+            len(self.val_data) if self.val_data else "no",
+            self.run_dir,
         )
 
     def _in_no_aug_phase(self, epoch: int) -> bool:
@@ -207,8 +226,11 @@ class Trainer:
         losses = self._train_one_epoch(epoch)
         self.state.train_seconds += time.perf_counter() - epoch_start
         self.state.epoch = epoch + 1
-        metrics = {"epoch": epoch + 1, **{f"train/{k}": v for k, v in losses.items()},
-                   "lr": self.optimizer.param_groups[0]["lr"]}
+        metrics = {
+            "epoch": epoch + 1,
+            **{f"train/{k}": v for k, v in losses.items()},
+            "lr": self.optimizer.param_groups[0]["lr"],
+        }
         if self._evaluation_due(epoch, no_aug):
             metrics.update(self._evaluate(epoch))
         self.state.metrics = metrics
@@ -221,21 +243,30 @@ class Trainer:
         frozen = m.freeze_backbone and (m.freeze_until_epoch == 0 or epoch < m.freeze_until_epoch)
         changed = setup.freeze_backbone(self.model, frozen)
         if changed:
-            log.info("Epoch %d: backbone %s (%d parameters).", epoch + 1, "frozen" if frozen else "unfrozen", changed)
+            log.info(
+                "Epoch %d: backbone %s (%d parameters).",
+                epoch + 1,
+                "frozen" if frozen else "unfrozen",
+                changed,
+            )
         self.model.train()
         if frozen:
             self.model.backbone.backbone.eval()
 
     def _train_one_epoch(self, epoch: int) -> dict[str, float]:
-        from yolox_sdk.data.loader import resize_batch
+        from yolox_sdk.data.loader import resize_batch, set_loader_epoch
 
-        self.loader.batch_sampler.set_epoch(epoch) if hasattr(self.loader.batch_sampler, "set_epoch") else None
-        self.train_dataset.set_epoch(epoch)
+        set_loader_epoch(self.loader, epoch)
         sums: dict[str, float] = defaultdict(float)
         steps = 0
         input_size = self._input_size(self.state.iteration)
-        bar = tqdm(self.loader, desc=f"epoch {epoch + 1}/{self.config.training.epochs}", leave=False,
-                   disable=not self.config.monitoring.progress_bar, dynamic_ncols=True)
+        bar = tqdm(
+            self.loader,
+            desc=f"epoch {epoch + 1}/{self.config.training.epochs}",
+            leave=False,
+            disable=not self.config.monitoring.progress_bar,
+            dynamic_ncols=True,
+        )
         for images, targets in bar:
             images, targets = resize_batch(images, targets, input_size)
             step_losses = self._train_step(images, targets)
@@ -297,8 +328,14 @@ class Trainer:
         if not losses:
             return
         self.fire("on_iteration_end", self.state.iteration, losses)
-        bar.set_postfix(loss=f"{losses['total_loss']:.3f}", iou=f"{losses['iou_loss']:.3f}",
-                        cls=f"{losses['cls_loss']:.3f}", lr=f"{losses['lr']:.2e}", size=input_size[0], refresh=False)
+        bar.set_postfix(
+            loss=f"{losses['total_loss']:.3f}",
+            iou=f"{losses['iou_loss']:.3f}",
+            cls=f"{losses['cls_loss']:.3f}",
+            lr=f"{losses['lr']:.2e}",
+            size=input_size[0],
+            refresh=False,
+        )
         if self.state.iteration % self.config.monitoring.log_interval == 0:
             self.log_metrics({f"iter/{k}": v for k, v in losses.items()}, self.state.iteration)
             log.debug("iter %d: %s", self.state.iteration, losses)
@@ -321,14 +358,24 @@ class Trainer:
         e = self.config.evaluation
         start = time.perf_counter()
         result = evaluate(
-            self.eval_model(), self.val_data, self.spec.input_size, batch_size=e.batch_size or self.config.data.batch_size,
-            conf_threshold=e.conf_threshold, nms_threshold=e.nms_threshold, class_agnostic=e.class_agnostic_nms,
+            self.eval_model(),
+            self.val_data,
+            self.spec.input_size,
+            batch_size=e.batch_size or self.config.data.batch_size,
+            conf_threshold=e.conf_threshold,
+            nms_threshold=e.nms_threshold,
+            class_agnostic=e.class_agnostic_nms,
             device=str(self.device),
         )
         self.model.train()
         metrics = {f"val/{key}": value for key, value in result.metrics.items()}
-        log.info("Epoch %d: mAP %.4f, mAP50 %.4f (eval %.1fs)", epoch + 1, result.metrics["mAP"],
-                 result.metrics["mAP50"], time.perf_counter() - start)
+        log.info(
+            "Epoch %d: mAP %.4f, mAP50 %.4f (eval %.1fs)",
+            epoch + 1,
+            result.metrics["mAP"],
+            result.metrics["mAP50"],
+            time.perf_counter() - start,
+        )
         self.fire("on_eval_end", epoch, result.metrics)
         return metrics
 
@@ -385,15 +432,22 @@ class Trainer:
         )
 
 
-def train(config: Config, run_dir: Path | None = None, resume_dir: Path | None = None,
-          registry: Registry | None = None) -> TrainResult:
+def train(
+    config: Config,
+    run_dir: Path | None = None,
+    resume_dir: Path | None = None,
+    registry: Registry | None = None,
+) -> TrainResult:
     """Train a model as ``config`` says; ``resume_dir`` continues an earlier run exactly where it stopped.
 
     ``run_dir`` is accepted for API symmetry with the CLI; new runs always get a fresh directory under
     ``monitoring.output_dir`` so an earlier run is never overwritten.
     """
     if run_dir is not None:
-        config = attrs.evolve(config, monitoring=attrs.evolve(
-            config.monitoring, output_dir=str(Path(run_dir).parent), run_name=Path(run_dir).name))
+        config = attrs.evolve(
+            config,
+            monitoring=attrs.evolve(
+                config.monitoring, output_dir=str(Path(run_dir).parent), run_name=Path(run_dir).name
+            ),
+        )
     return Trainer(config, registry, resume_dir).fit()
-

@@ -8,14 +8,17 @@ experiment files apply (BatchNorm eps 1e-3 / momentum 0.03, prior-probability bi
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING
 
 from torch import nn
 from yolox.models import YoloPafpn, YoloxHead, YoloxModule
 
-from yolox_sdk.engine.checkpoint import Checkpoint
 from yolox_sdk.errors import CheckpointError
 from yolox_sdk.models.variants import ModelSpec, make_spec
 from yolox_sdk.models.weights import TransferReport, load_matching_weights, read_state_dict, resolve_weights
+
+if TYPE_CHECKING:
+    from yolox_sdk.engine.checkpoint import Checkpoint
 
 log = logging.getLogger(__name__)
 

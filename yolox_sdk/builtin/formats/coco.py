@@ -1,0 +1,336 @@
+"""The ``coco`` dataset format: COCO object-detection JSON (the COCO dataset, CVAT, Label Studio exports).
+
+What ``load`` accepts as ``path``:
+
+* a ``.json`` file (``split`` must then be ``None``: the file is the split);
+* a folder holding exactly one COCO JSON, directly or in ``annotations/``; with ``split`` given, the one
+  JSON whose name is ``<split>.json`` or ends in ``_<split>.json`` (``instances_val2017.json`` for
+  ``val2017``).
+
+``file_name`` entries are resolved against, in order: ``image_dir`` when that option is set, else the
+JSON's folder, its ``images/`` subfolder, the JSON folder's parent and the parent's ``images/``, plus
+``<parent>/<split>`` and ``<parent>/images/<split>`` where ``<split>`` is the text after the JSON name's
+last underscore (the official ``annotations/instances_val2017.json`` + ``val2017/`` layout). The first
+folder holding the images is used for all of them.
+
+Category ids need not be contiguous: classes are ordered by id and the ids are kept in
+``DetectionDataset.category_ids``. ``iscrowd`` annotations are skipped (YOLOX trains on instances) and
+counted. Images without annotations are kept as background images.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from yolox_sdk.data.format_support import RawImage, assemble_dataset, export_image, read_json
+from yolox_sdk.data.records import DetectionDataset, LoadReport
+from yolox_sdk.errors import DatasetError
+from yolox_sdk.plugins.hookspecs import Register, hookimpl
+
+NAME = "coco"
+LAYOUT = (
+    "a COCO JSON file (or a folder holding one, directly or in annotations/) with 'images', "
+    "'annotations' and 'categories', and the images beside it or in images/."
+)
+CROWD_SKIPPED = "iscrowd annotation skipped"
+HEAD_BYTES = 4 << 20
+ROOT_SAMPLE = 20
+
+
+@attrs.define
+class CocoOptions:
+    """Options of the ``coco`` format.
+
+    Attributes:
+        image_dir: the folder holding the images (relative to the JSON file's folder), for layouts the
+            default search (see the module docstring) does not find.
+    """
+
+    image_dir: str | None = None
+
+
+def _looks_like_coco(path: Path) -> bool:
+    try:
+        with open(path, encoding="utf-8", errors="replace") as handle:
+            head = handle.read(HEAD_BYTES)
+    except OSError:
+        return False
+    return head.lstrip().startswith("{") and ('"images"' in head or '"annotations"' in head)
+
+
+def _candidate_jsons(folder: Path) -> list[Path]:
+    found = sorted(folder.glob("*.json")) + sorted((folder / "annotations").glob("*.json"))
+    return [path for path in found if path.is_file() and _looks_like_coco(path)]
+
+
+def find_annotation_file(path: Path, split: str | None) -> Path:
+    """The COCO JSON that ``path`` and ``split`` designate (see the module docstring)."""
+    if path.is_file():
+        if split is not None:
+            raise DatasetError(
+                f"{path} is a single COCO file, so split '{split}' cannot select anything in it. Point the "
+                "path at the folder holding one JSON per split, or leave the split empty."
+            )
+        return path
+    candidates = _candidate_jsons(path)
+    if split is not None:
+        candidates = [c for c in candidates if c.stem == split or c.stem.endswith(f"_{split}")]
+    if len(candidates) == 1:
+        return candidates[0]
+    wanted = f"for split '{split}' (named {split}.json or *_{split}.json)" if split else ""
+    if not candidates:
+        raise DatasetError(f"No COCO JSON {wanted} in {path} or {path / 'annotations'}. Expected {LAYOUT}")
+    names = ", ".join(str(c.relative_to(path)) for c in candidates)
+    raise DatasetError(
+        f"{path} holds several COCO JSON files {wanted}: {names}. Give the path of the file to use, or a split."
+    )
+
+
+def _image_roots(json_path: Path, image_dir: str | None) -> list[Path]:
+    folder = json_path.parent
+    if image_dir is not None:
+        return [folder / Path(image_dir).expanduser()]
+    roots = [folder, folder / "images", folder.parent, folder.parent / "images"]
+    if "_" in json_path.stem:
+        split = json_path.stem.rsplit("_", 1)[1]
+        roots += [folder.parent / split, folder.parent / "images" / split]
+    return list(dict.fromkeys(roots))
+
+
+def _choose_root(json_path: Path, roots: list[Path], file_names: list[str]) -> Path:
+    sample = file_names[:ROOT_SAMPLE]
+    hits = [sum((root / name).is_file() for name in sample) for root in roots]
+    if max(hits) > 0:
+        return roots[hits.index(max(hits))]
+    searched = ", ".join(str(root) for root in roots)
+    raise DatasetError(
+        f"{json_path} lists images (e.g. {sample[0]}) that are in none of the folders searched: {searched}. "
+        "Training without them would silently lose their labels. Set data.format_options.image_dir to the "
+        "folder holding the images."
+    )
+
+
+def _require_list(data: dict[str, Any], key: str, json_path: Path) -> list[Any]:
+    value = data.get(key)
+    if not isinstance(value, list):
+        raise DatasetError(
+            f"{json_path} is not a COCO detection file: '{key}' should be a list, got {type(value).__name__}. "
+            f"Expected {LAYOUT}"
+        )
+    return value
+
+
+def _categories(data: dict[str, Any], json_path: Path) -> tuple[list[str], list[int]]:
+    by_id: dict[int, str] = {}
+    for position, category in enumerate(_require_list(data, "categories", json_path)):
+        if (
+            not isinstance(category, dict)
+            or not isinstance(category.get("id"), int)
+            or "name" not in category
+        ):
+            raise DatasetError(f"{json_path}: categories[{position}] needs an integer 'id' and a 'name'.")
+        if category["id"] in by_id:
+            raise DatasetError(f"{json_path}: category id {category['id']} appears twice in 'categories'.")
+        by_id[category["id"]] = str(category["name"])
+    ids = sorted(by_id)
+    return [by_id[i] for i in ids], ids
+
+
+def _images(data: dict[str, Any], json_path: Path) -> dict[Any, dict[str, Any]]:
+    images: dict[Any, dict[str, Any]] = {}
+    for position, image in enumerate(_require_list(data, "images", json_path)):
+        if not isinstance(image, dict) or "id" not in image or not isinstance(image.get("file_name"), str):
+            raise DatasetError(f"{json_path}: images[{position}] needs an 'id' and a 'file_name'.")
+        if image["id"] in images:
+            raise DatasetError(f"{json_path}: image id {image['id']!r} appears twice in 'images'.")
+        images[image["id"]] = image
+    return images
+
+
+def _bbox(annotation: dict[str, Any], where: str) -> list[float]:
+    bbox = annotation.get("bbox")
+    if (
+        not isinstance(bbox, list)
+        or len(bbox) != 4
+        or not all(isinstance(v, int | float) and not isinstance(v, bool) for v in bbox)
+    ):
+        raise DatasetError(f"{where}: 'bbox' must be four numbers [x, y, width, height], got {bbox!r}.")
+    x, y, width, height = (float(v) for v in bbox)
+    return [x, y, x + width, y + height]
+
+
+@attrs.define
+class _ImageBoxes:
+    boxes: list[list[float]] = attrs.field(factory=list)
+    labels: list[int] = attrs.field(factory=list)
+    places: list[str] = attrs.field(factory=list)
+
+
+def _annotations_by_image(
+    data: dict[str, Any],
+    json_path: Path,
+    images: dict[Any, Any],
+    index_of: dict[int, int],
+    report: LoadReport,
+) -> dict[Any, _ImageBoxes]:
+    by_image = {image_id: _ImageBoxes() for image_id in images}
+    annotations = data.get("annotations") or []
+    if not isinstance(annotations, list):
+        raise DatasetError(f"{json_path}: 'annotations' should be a list, got {type(annotations).__name__}.")
+    seen_ids: set[Any] = set()
+    for position, annotation in enumerate(annotations):
+        if not isinstance(annotation, dict):
+            raise DatasetError(f"{json_path}: annotations[{position}] is not an object.")
+        where = f"{json_path} (annotations[{position}], id {annotation.get('id')!r})"
+        if "id" in annotation:
+            if annotation["id"] in seen_ids:
+                raise DatasetError(
+                    f"{json_path}: annotation id {annotation['id']!r} is used twice (second at "
+                    f"annotations[{position}]). Annotation ids must be unique; re-export the file."
+                )
+            seen_ids.add(annotation["id"])
+        image_id = annotation.get("image_id")
+        if image_id not in images:
+            raise DatasetError(f"{where}: image_id {image_id!r} is not in 'images'.")
+        if annotation.get("iscrowd"):
+            report.add(CROWD_SKIPPED, where)
+            continue
+        category_id = annotation.get("category_id")
+        if category_id not in index_of:
+            raise DatasetError(
+                f"{where}: category_id {category_id!r} is not in 'categories' (ids {list(index_of)})."
+            )
+        entry = by_image[image_id]
+        entry.boxes.append(_bbox(annotation, where))
+        entry.labels.append(index_of[category_id])
+        entry.places.append(where)
+    return by_image
+
+
+def load_coco(json_path: Path, image_dir: str | None = None) -> DetectionDataset:
+    """Read one COCO JSON file into a ``DetectionDataset`` (see the module docstring for the rules)."""
+    data = read_json(json_path)
+    if not isinstance(data, dict):
+        raise DatasetError(f"{json_path} is not a COCO detection file: the top level is not an object.")
+    class_names, category_ids = _categories(data, json_path)
+    images = _images(data, json_path)
+    if not images:
+        raise DatasetError(
+            f"No images were found at {json_path}: its 'images' list is empty. Expected {LAYOUT}"
+        )
+    report = LoadReport()
+    index_of = {category_id: index for index, category_id in enumerate(category_ids)}
+    by_image = _annotations_by_image(data, json_path, images, index_of, report)
+    root = _choose_root(
+        json_path, _image_roots(json_path, image_dir), [i["file_name"] for i in images.values()]
+    )
+    raw = [
+        RawImage(
+            root / image["file_name"],
+            f"{json_path} (image id {image_id!r})",
+            by_image[image_id].boxes,
+            by_image[image_id].labels,
+            by_image[image_id].places,
+            _declared_size(image),
+            image_id=str(image_id),
+        )
+        for image_id, image in images.items()
+    ]
+    return assemble_dataset(
+        raw,
+        class_names,
+        source=json_path,
+        format=NAME,
+        layout=LAYOUT,
+        report=report,
+        category_ids=category_ids,
+    )
+
+
+def _declared_size(image: dict[str, Any]) -> tuple[int, int] | None:
+    width, height = image.get("width"), image.get("height")
+    if isinstance(width, int) and isinstance(height, int) and width > 0 and height > 0:
+        return width, height
+    return None
+
+
+def _output_image_ids(dataset: DetectionDataset) -> list[int]:
+    ids = [record.image_id for record in dataset.records]
+    if all(i.isdigit() for i in ids) and len(set(ids)) == len(ids):
+        return [int(i) for i in ids]
+    return list(range(1, len(ids) + 1))
+
+
+def save_coco(dataset: DetectionDataset, out_dir: Path) -> list[str]:
+    """Write ``out_dir/annotations.json`` and copy the images to ``out_dir/images/``.
+
+    Image ids are kept when they are integers, otherwise numbered from 1. Category ids are the dataset's
+    own when they are increasing (so reading back keeps the class order), otherwise numbered from 1.
+    """
+    warnings = []
+    category_ids = [int(i) for i in dataset.category_ids]
+    if any(b <= a for a, b in zip(category_ids, category_ids[1:], strict=False)):
+        category_ids = list(range(1, dataset.num_classes + 1))
+        warnings.append(
+            "COCO orders classes by category id, and this dataset's ids were not increasing: classes were "
+            "renumbered 1..N in their current order."
+        )
+    images, annotations, taken = [], [], set()
+    for record, image_id in zip(dataset.records, _output_image_ids(dataset), strict=True):
+        name = export_image(record.image_path, out_dir / "images", taken)
+        images.append({"id": image_id, "file_name": name, "width": record.width, "height": record.height})
+        for box, label in zip(record.boxes.tolist(), record.labels.tolist(), strict=True):
+            width, height = box[2] - box[0], box[3] - box[1]
+            annotations.append(
+                {
+                    "id": len(annotations) + 1,
+                    "image_id": image_id,
+                    "category_id": category_ids[label],
+                    "bbox": [box[0], box[1], width, height],
+                    "area": width * height,
+                    "iscrowd": 0,
+                }
+            )
+    categories = [{"id": i, "name": n} for i, n in zip(category_ids, dataset.class_names, strict=True)]
+    payload = {"images": images, "annotations": annotations, "categories": categories}
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "annotations.json").write_text(json.dumps(payload), encoding="utf-8")
+    return warnings
+
+
+class CocoFormat:
+    """The ``DatasetFormat`` for COCO JSON."""
+
+    def __init__(self, options: CocoOptions | None = None) -> None:
+        self.options = options or CocoOptions()
+
+    def detect(self, path: Path) -> bool:
+        """True for a COCO JSON file or a folder holding one (only the file's head is read)."""
+        path = Path(path)
+        if path.is_file():
+            return path.suffix.lower() == ".json" and _looks_like_coco(path)
+        return path.is_dir() and bool(_candidate_jsons(path))
+
+    def load(self, path: Path, split: str | None = None) -> DetectionDataset:
+        """Read the COCO JSON that ``path`` and ``split`` designate."""
+        return load_coco(find_annotation_file(Path(path), split), self.options.image_dir)
+
+    def save(self, dataset: DetectionDataset, out_dir: Path) -> list[str]:
+        """Write ``dataset`` as ``annotations.json`` plus ``images/``; see ``save_coco``."""
+        return save_coco(dataset, Path(out_dir))
+
+
+@hookimpl
+def register_dataset_formats(register: Register) -> None:
+    """Register the ``coco`` format."""
+    register(
+        NAME,
+        CocoFormat,
+        options=CocoOptions,
+        description="COCO JSON: an annotations .json file (or a folder holding one) with images beside it "
+        "or in images/",
+    )

@@ -1,0 +1,242 @@
+"""What every dataset format reader and writer shares, so all formats treat the same problems the same way.
+
+A reader parses its annotation files into ``RawImage`` entries (image path, boxes as read, where they
+came from) and hands them to ``assemble_dataset``, which applies the common rules:
+
+* an image an annotation refers to that does not exist is an error (``DatasetError``), because training
+  without it would silently lose its labels;
+* a truncated or unreadable image is skipped with a warning and counted in the report;
+* the image size comes from the file's header, so boxes are clipped to what the network will see;
+* boxes partly outside the image are clipped, boxes with no area are dropped, both counted;
+* a dataset with no usable image is an error that says which layout was expected.
+
+Third-party format plugins can use these helpers too; they are part of the public API.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import shutil
+import xml.etree.ElementTree as ET
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import attrs
+import numpy as np
+import yaml
+
+from yolox_sdk.data.image_check import probe_images
+from yolox_sdk.data.records import DetectionDataset, ImageRecord, LoadReport
+from yolox_sdk.errors import DatasetError
+
+log = logging.getLogger(__name__)
+
+BOX_CLIPPED = "box clipped to image"
+BOX_ZERO_AREA = "zero-area box dropped"
+BOX_OUTSIDE = "box outside image dropped"
+BOX_NOT_FINITE = "box with non-finite coordinates dropped"
+IMAGE_CORRUPT = "corrupt or truncated image skipped"
+SIZE_MISMATCH = "annotated image size differs from the file (file size used)"
+CLIP_TOLERANCE_PX = 0.01
+
+
+def _float_boxes(value: Any) -> np.ndarray:
+    return np.asarray(value, dtype=np.float64).reshape(-1, 4)
+
+
+@attrs.define
+class RawImage:
+    """One image as a reader found it, before the common checks.
+
+    Attributes:
+        image_path: where the image file should be.
+        annotation: the annotation file (and entry) that names the image, for messages.
+        boxes: ``(N, 4)`` ``x1, y1, x2, y2`` as read: absolute pixels, or fractions of the image size when
+            ``normalized`` (YOLO), which ``assemble_dataset`` scales once the size is known.
+        labels: ``(N,)`` class indices.
+        box_places: where each box was written (``file:line``), for the report; defaults to ``annotation``.
+        declared_size: ``(width, height)`` the annotation states, compared with the file's header.
+        normalized: whether ``boxes`` are fractions of the image size.
+        image_id: the record's id (file stem when empty).
+    """
+
+    image_path: Path
+    annotation: str
+    boxes: np.ndarray = attrs.field(converter=_float_boxes, factory=lambda: np.zeros((0, 4)))
+    labels: np.ndarray = attrs.field(
+        converter=lambda v: np.asarray(v, dtype=np.int64).reshape(-1), factory=lambda: np.zeros(0, np.int64)
+    )
+    box_places: list[str] | None = None
+    declared_size: tuple[int, int] | None = None
+    normalized: bool = False
+    image_id: str = ""
+
+
+def clean_boxes(
+    boxes: np.ndarray, width: int, height: int, report: LoadReport, places: Sequence[str]
+) -> np.ndarray:
+    """Clip ``boxes`` (absolute xyxy) to the image in place and return the mask of boxes to keep.
+
+    A box with no area as written is dropped as zero-area; a box with area that lies entirely outside the
+    image is dropped as outside; a box partly outside is clipped. Each case is counted in ``report``,
+    except overshoots below ``CLIP_TOLERANCE_PX``: those are rounding in normalised formats (a YOLO box
+    touching the right edge reads back as x2 = 640.0000001), clipped silently so they don't bury real
+    labelling mistakes in the report.
+    """
+    finite = np.isfinite(boxes).all(axis=1)
+    with np.errstate(invalid="ignore"):
+        has_area = finite & (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
+        clipped = np.clip(boxes, 0.0, [width, height, width, height])
+        inside = has_area & (clipped[:, 2] > clipped[:, 0]) & (clipped[:, 3] > clipped[:, 1])
+        moved = inside & (np.abs(clipped - boxes).max(axis=1, initial=0.0) > CLIP_TOLERANCE_PX)
+    for problem, mask in (
+        (BOX_NOT_FINITE, ~finite),
+        (BOX_ZERO_AREA, finite & ~has_area),
+        (BOX_OUTSIDE, has_area & ~inside),
+        (BOX_CLIPPED, moved),
+    ):
+        for index in np.flatnonzero(mask):
+            report.add(problem, places[index])
+    boxes[inside] = clipped[inside]
+    return inside
+
+
+def missing_images_error(missing: Sequence[RawImage]) -> DatasetError:
+    """The error for annotations that refer to images that do not exist."""
+    first = missing[0]
+    total = f" ({len(missing)} referenced images are missing in total)" if len(missing) > 1 else ""
+    return DatasetError(
+        f"{first.annotation} refers to the image {first.image_path}, which does not exist{total}. "
+        "Loading stops because training without these images would silently lose their labels: put the "
+        "image files there, fix the file names in the annotations, or remove those annotations."
+    )
+
+
+def no_images_error(path: Path, layout: str) -> DatasetError:
+    """The error for a dataset (or split) in which no image was found."""
+    return DatasetError(f"No images were found at {path}. Expected {layout}")
+
+
+def assemble_dataset(
+    raw_images: Sequence[RawImage],
+    class_names: Sequence[str],
+    *,
+    source: Path,
+    format: str,
+    layout: str,
+    report: LoadReport | None = None,
+    category_ids: Sequence[int] = (),
+) -> DetectionDataset:
+    """Apply the common rules to what a reader parsed and build the ``DetectionDataset``.
+
+    Args:
+        raw_images: the images and boxes the reader found, in the order records should have.
+        class_names: the ordered class names ``labels`` index into.
+        source: the path the dataset was read from (for messages and ``DetectionDataset.source``).
+        format: the format plugin's name.
+        layout: what the format expects, ending a sentence, used when no image is found.
+        report: problems the reader already counted; the common checks add theirs to it.
+        category_ids: the source format's id of each class, when it has its own.
+
+    Raises:
+        DatasetError: an image file is missing, or no usable image remains.
+    """
+    report = report if report is not None else LoadReport()
+    if not raw_images:
+        raise no_images_error(source, layout)
+    missing = [raw for raw in raw_images if not raw.image_path.is_file()]
+    if missing:
+        raise missing_images_error(missing)
+    records = []
+    for raw, probe in zip(raw_images, probe_images([raw.image_path for raw in raw_images]), strict=True):
+        if not probe.ok:
+            log.warning("Skipping %s: %s", raw.image_path, probe.problem)
+            report.add(IMAGE_CORRUPT, f"{raw.image_path}: {probe.problem}")
+            continue
+        if raw.declared_size is not None and tuple(raw.declared_size) != (probe.width, probe.height):
+            declared = "x".join(str(v) for v in raw.declared_size)
+            report.add(SIZE_MISMATCH, f"{raw.annotation}: {declared} vs {probe.width}x{probe.height}")
+        boxes = raw.boxes.copy()
+        if raw.normalized:
+            boxes *= [probe.width, probe.height, probe.width, probe.height]
+        places = raw.box_places or [raw.annotation] * len(boxes)
+        keep = clean_boxes(boxes, probe.width, probe.height, report, places)
+        records.append(
+            ImageRecord(
+                raw.image_path, probe.width, probe.height, boxes[keep], raw.labels[keep], raw.image_id
+            )
+        )
+    if not records:
+        raise DatasetError(
+            f"None of the {len(raw_images)} images at {source} is usable: every one is corrupt or "
+            f"truncated (e.g. {report.examples[IMAGE_CORRUPT][0]}). Re-copy or re-download the images."
+        )
+    return DetectionDataset(records, class_names, category_ids, source, format, report)
+
+
+def read_json(path: Path) -> Any:
+    """Parse a JSON file, or raise ``DatasetError`` naming the file, line and column."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return json.load(handle)
+    except json.JSONDecodeError as error:
+        raise DatasetError(
+            f"{path}:{error.lineno}:{error.colno}: malformed JSON: {error.msg}. Fix the file or re-export it."
+        ) from error
+    except (OSError, UnicodeDecodeError) as error:
+        raise DatasetError(f"Cannot read {path}: {error}.") from error
+
+
+def read_xml(path: Path) -> ET.Element:
+    """Parse an XML file and return its root, or raise ``DatasetError`` naming the file, line and column."""
+    try:
+        return ET.parse(path).getroot()
+    except ET.ParseError as error:
+        line, column = error.position
+        reason = str(error).split(":")[0]
+        raise DatasetError(
+            f"{path}:{line}:{column + 1}: malformed XML: {reason}. Fix the file or re-export it."
+        ) from error
+    except OSError as error:
+        raise DatasetError(f"Cannot read {path}: {error}.") from error
+
+
+def read_yaml(path: Path) -> Any:
+    """Parse a YAML file, or raise ``DatasetError`` naming the file, line and column."""
+    try:
+        return yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except yaml.MarkedYAMLError as error:
+        mark = error.problem_mark or error.context_mark
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
+        raise DatasetError(f"{where}: malformed YAML: {error.problem or error.context}.") from error
+    except (yaml.YAMLError, OSError, UnicodeDecodeError) as error:
+        raise DatasetError(f"Cannot read {path}: {error}.") from error
+
+
+def export_image(source: Path, folder: Path, taken: set[str]) -> str:
+    """Copy ``source`` into ``folder`` under a file name whose stem is not yet in ``taken``; return the name.
+
+    Writers call this so a saved dataset is complete on its own. The file is copied, not hard-linked, so
+    editing the saved images can never change the original dataset. Stems are kept unique (ignoring
+    case) because VOC and YOLO name annotation files after them; clashes get ``_1``, ``_2`` ... suffixes.
+    """
+    stem = source.stem
+    counter = 0
+    while stem.lower() in taken:
+        counter += 1
+        stem = f"{source.stem}_{counter}"
+    taken.add(stem.lower())
+    folder.mkdir(parents=True, exist_ok=True)
+    name = stem + source.suffix
+    with contextlib.suppress(shutil.SameFileError):  # saving a dataset over itself: already in place
+        shutil.copyfile(source, folder / name)
+    return name
+
+
+def format_coordinate(value: float) -> str:
+    """A coordinate as text: an integer when it is one, otherwise the shortest exact decimal."""
+    value = float(value)
+    return str(int(value)) if value.is_integer() else repr(value)
