@@ -31,7 +31,7 @@ def read_yaml(path: Path) -> tuple[dict[str, Any], yaml.Node | None]:
     except FileNotFoundError:
         raise ConfigError(
             f"Config file {path} does not exist. Create one with `yolox-sdk config init {path}`."
-        )
+        ) from None
     except (OSError, UnicodeDecodeError) as error:
         raise ConfigError(f"Cannot read config file {path}: {error}.") from error
     try:
