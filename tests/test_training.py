@@ -1,0 +1,119 @@
+"""Real finetuning on BCCD: accuracy rises, runs resume exactly, `yolox-sdk run` produces every artifact."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+from yolox_sdk.cli.main import cli
+from yolox_sdk.config.loader import load_config
+from yolox_sdk.engine.checkpoint import load_checkpoint
+from yolox_sdk.engine.setup import align_classes, load_split
+from yolox_sdk.engine.trainer import train
+from yolox_sdk.evaluation.coco_eval import evaluate
+from yolox_sdk.models import create_model
+from yolox_sdk.plugins import build_plugin_manager, hookimpl
+from yolox_sdk.plugins.interfaces import Callback
+
+pytestmark = pytest.mark.slow
+
+
+def bccd_overrides(tmp_path: Path, *extra: str) -> list[str]:
+    """A small but real finetune: yolox-nano, COCO weights, BCCD train -> val at 320 px."""
+    return [
+        "model.name=yolox-nano",
+        "model.input_size=[320,320]",
+        "data.train_path=bccd",
+        "data.train_split=train",
+        "data.val_path=bccd",
+        "data.val_split=val",
+        "data.batch_size=8",
+        "augmentation.mosaic_prob=0.5",
+        "augmentation.mixup=false",
+        "augmentation.scale=[0.5,1.5]",
+        "training.warmup_epochs=1",
+        "training.multiscale_range=2",
+        "training.channels_last=true",
+        "monitoring.progress_bar=false",
+        "monitoring.tensorboard=true",
+        f"monitoring.output_dir={tmp_path / 'runs'}",
+        *extra,
+    ]
+
+
+def test_finetune_raises_map_above_the_untrained_head(tmp_path: Path) -> None:
+    config = load_config(None, bccd_overrides(tmp_path, "training.epochs=4", "training.no_aug_epochs=1",
+                                              "evaluation.eval_interval=4"))
+    val = load_split(config, "val")
+    untrained, spec, _ = create_model("yolox-nano", num_classes=3, pretrained=True, input_size=(320, 320))
+    before = evaluate(untrained.eval(), val, spec.input_size, batch_size=8).metrics
+    result = train(config)
+    after = evaluate(
+        __import__("yolox_sdk").model_from_checkpoint(load_checkpoint(result.best_checkpoint)),
+        align_classes(val, load_checkpoint(result.best_checkpoint).class_names), (320, 320), batch_size=8,
+    ).metrics
+    assert after["mAP50"] > before["mAP50"] + 0.2, (before, after)
+    assert after["mAP"] > before["mAP"] + 0.1, (before, after)
+    assert result.metrics["val/mAP"] == pytest.approx(after["mAP"], abs=1e-6)
+    assert result.train_images_per_second > 0
+    csv_text = (result.run_dir / "metrics.csv").read_text()
+    assert csv_text.splitlines()[0].startswith("epoch,") and len(csv_text.splitlines()) == 5
+    assert list((result.run_dir / "tensorboard").glob("events.out.tfevents.*"))
+
+
+class _StopAfterFirstEpoch(Callback):
+    def on_epoch_end(self, trainer, epoch, metrics) -> None:
+        trainer.should_stop = True
+
+
+class _StopPlugin:
+    @hookimpl
+    def register_callbacks(self, register) -> None:
+        register("stop_after_first_epoch", lambda options: _StopAfterFirstEpoch())
+
+
+def test_resume_continues_exactly(tmp_path: Path) -> None:
+    _, registry = build_plugin_manager(extra_plugins=[("stop", _StopPlugin())])
+    common = bccd_overrides(tmp_path, "training.epochs=2", "training.no_aug_epochs=1", "data.train_split=val",
+                            "data.val_split=test", "training.deterministic=true")
+    straight = train(load_config(None, [*common, "monitoring.run_name=straight"], registry), registry=registry)
+    stopped = train(
+        load_config(None, [*common, "monitoring.run_name=stopped", "training.callbacks=[stop_after_first_epoch]"],
+                    registry),
+        registry=registry,
+    )
+    assert stopped.epochs_completed == 1
+    interrupted_config = load_config(stopped.run_dir / "config.yaml", registry=registry)
+    # the resumed run must finish without the stopping callback: resume a copy of the config without it
+    (stopped.run_dir / "config.yaml").write_text(
+        (stopped.run_dir / "config.yaml").read_text().replace("- stop_after_first_epoch", "")
+        .replace("callbacks:\n", "callbacks: []\n")
+    )
+    assert interrupted_config.training.callbacks
+    resumed = train(load_config(stopped.run_dir / "config.yaml", registry=registry), resume_dir=stopped.run_dir,
+                    registry=registry)
+    assert resumed.epochs_completed == 2 and resumed.run_dir == stopped.run_dir
+    a, b = load_checkpoint(straight.last_checkpoint), load_checkpoint(resumed.last_checkpoint)
+    for key, tensor in a.model.items():
+        assert torch.allclose(tensor.float(), b.model[key].float(), atol=1e-5), key
+    assert resumed.metrics["val/mAP"] == pytest.approx(straight.metrics["val/mAP"], abs=1e-4)
+
+
+def test_cli_run_trains_evaluates_and_exports(tmp_path: Path) -> None:
+    overrides = bccd_overrides(tmp_path, "training.epochs=1", "training.no_aug_epochs=0", "data.train_split=val",
+                               "data.val_split=test", "monitoring.run_name=cli", "model.input_size=[256,256]")
+    config = tmp_path / "config.yaml"
+    config.write_text("{}\n")
+    result = CliRunner().invoke(cli, ["run", str(config), *overrides])
+    assert result.exit_code == 0, result.output
+    assert "mAP50" in result.output and "RBC" in result.output
+    run_dir = tmp_path / "runs" / "cli"
+    for name in ("config.yaml", "last.pt", "best.pt", "metrics.csv", "eval_val.json", "export/model.onnx"):
+        assert (run_dir / name).exists(), name
+    again = CliRunner().invoke(cli, ["train", str(config), *overrides])
+    assert again.exit_code == 0, again.output
+    assert (tmp_path / "runs" / "cli-2" / "last.pt").exists()
+    assert (run_dir / "last.pt").stat().st_mtime < (tmp_path / "runs" / "cli-2" / "last.pt").stat().st_mtime

@@ -1,0 +1,105 @@
+"""Exporting a checkpoint to every requested format through the exporter plugins.
+
+The checkpoint carries the model spec and class names, so nothing else is needed; each format's options
+are structured into the plugin's own options class and errors name ``export.options.<format>``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import attrs
+
+from yolox_sdk.config.plugin_options import build_plugin
+from yolox_sdk.errors import ConfigError
+from yolox_sdk.evaluation.predict import list_images
+from yolox_sdk.models import model_from_checkpoint
+from yolox_sdk.plugins.interfaces import ExportResult
+from yolox_sdk.plugins.registry import Registry
+
+if TYPE_CHECKING:
+    from yolox_sdk.engine.checkpoint import Checkpoint
+
+log = logging.getLogger(__name__)
+
+
+def export_metadata(checkpoint: Checkpoint, file_stem: str = "model") -> dict[str, Any]:
+    """What exporters receive as ``metadata``: enough to use the exported file without the checkpoint.
+
+    Keys: ``class_names``, ``input_size`` ``[height, width]``, the spec's fields (``name`` as
+    ``model_name``), ``sdk_version`` (of the SDK exporting) and ``file_stem`` (the exported files' name).
+    """
+    from yolox_sdk import __version__
+
+    spec = attrs.asdict(checkpoint.spec)
+    spec["model_name"] = spec.pop("name")
+    return {
+        **spec,
+        "class_names": list(checkpoint.class_names),
+        "input_size": list(checkpoint.spec.input_size),
+        "sdk_version": __version__,
+        "trained_with_sdk_version": checkpoint.sdk_version,
+        "file_stem": file_stem,
+    }
+
+
+def _sample_paths(sample_images: Sequence[Path | str] | Path | str) -> list[Path]:
+    if isinstance(sample_images, str | Path):
+        return list_images(sample_images)
+    return [Path(path) for path in sample_images]
+
+
+def export_checkpoint(
+    checkpoint_path: Path | str,
+    formats: Sequence[str],
+    options: Mapping[str, Mapping[str, Any]] | None,
+    out_dir: Path | str,
+    sample_images: Sequence[Path | str] | Path | str,
+    registry: Registry | None = None,
+) -> list[ExportResult]:
+    """Export the (EMA) model of a checkpoint to each format in ``formats``.
+
+    Args:
+        checkpoint_path: one of our checkpoints.
+        formats: exporter plugin names (``onnx``, ...), in order.
+        options: per format, its raw option mapping (``export.options`` of the config).
+        out_dir: where files go; each is named after the checkpoint (``best.onnx``).
+        sample_images: images (or a folder of them) the exporters check their output on.
+        registry: the plugin registry; the process-wide one by default.
+
+    Raises:
+        ConfigError: for options given for a format not requested, or invalid options.
+        PluginError: for an unknown format.
+        ExportError: when an exporter fails or its output disagrees with PyTorch.
+    """
+    options = dict(options or {})
+    unused = sorted(set(options) - set(formats))
+    if unused:
+        raise ConfigError(
+            f"Invalid config: export.options.{unused[0]}: options for '{unused[0]}', which is not in "
+            f"export.formats ({', '.join(formats) or 'empty'})."
+        )
+    if registry is None:
+        from yolox_sdk.plugins import get_registry
+
+        registry = get_registry()
+    exporters = [
+        (name, build_plugin(registry, "exporter", name, options.get(name, {}), f"export.options.{name}"))
+        for name in formats
+    ]
+    # Imported here: importing engine.checkpoint before yolox_sdk.models is a circular import.
+    from yolox_sdk.engine.checkpoint import load_checkpoint
+
+    checkpoint = load_checkpoint(checkpoint_path)
+    model = model_from_checkpoint(checkpoint)
+    metadata = export_metadata(checkpoint, file_stem=Path(checkpoint_path).stem)
+    samples = _sample_paths(sample_images)
+    results = []
+    for name, exporter in exporters:
+        result = exporter.export(model, dict(metadata), Path(out_dir), samples)
+        log.info("Exported %s: %s (max abs diff %s)", name, result.path, result.max_abs_diff)
+        results.append(result)
+    return results
