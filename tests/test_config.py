@@ -24,7 +24,10 @@ def test_commented_default_equals_schema_defaults(tmp_path: Path) -> None:
 
 
 def test_plan_keys_and_overrides(tmp_path: Path) -> None:
-    path = write(tmp_path, "model:\n  name: yolox-nano\ndata:\n  train_path: bccd\n  batch_size: 16\ntraining:\n  lr: 0.01\n")
+    path = write(
+        tmp_path,
+        "model:\n  name: yolox-nano\ndata:\n  train_path: bccd\n  batch_size: 16\ntraining:\n  lr: 0.01\n",
+    )
     config = load_config(path, ["training.lr=0.005", "data.batch_size=8", "model.input_size=[320,320]"])
     assert config.model.name == "yolox-nano"
     assert config.training.lr == 0.005
@@ -63,7 +66,9 @@ def test_wrong_type_is_not_coerced(tmp_path: Path) -> None:
 
 
 def test_bad_values(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match=r"model.input_size: expected \[height, width\], both positive multiples of 32"):
+    with pytest.raises(
+        ConfigError, match=r"model.input_size: expected \[height, width\], both positive multiples of 32"
+    ):
         load_config(None, ["model.input_size=[416,400]"])
     with pytest.raises(ConfigError, match="training.momentum: expected a number >= 0.0 and < 1.0, got 1.5"):
         load_config(None, ["training.momentum=1.5"])
@@ -75,7 +80,11 @@ def test_bad_values(tmp_path: Path) -> None:
 
 def test_several_problems_reported_together(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as error:
-        load_config(write(tmp_path, "training:\n  epochs: 0\nmodel:\n  input_size: [10, 10]\ndata:\n  batch_size: x\n"))
+        load_config(
+            write(
+                tmp_path, "training:\n  epochs: 0\nmodel:\n  input_size: [10, 10]\ndata:\n  batch_size: x\n"
+            )
+        )
     assert "3 problems" in str(error.value)
     for key in ("training.epochs", "model.input_size", "data.batch_size"):
         assert key in str(error.value)
@@ -107,7 +116,9 @@ def test_plugin_names_and_options_are_validated(tmp_path: Path) -> None:
         load_config(None, ["training.optimizer=sgdd"])
     with pytest.raises(ConfigError, match="training.optimizer_options.nesterov: expected bool"):
         load_config(None, ["training.optimizer_options={nesterov: 3}"])
-    with pytest.raises(ConfigError, match="unknown key 'training.optimizer_options.nestrov'. Did you mean 'nesterov'"):
+    with pytest.raises(
+        ConfigError, match="unknown key 'training.optimizer_options.nestrov'. Did you mean 'nesterov'"
+    ):
         load_config(None, ["training.optimizer_options={nestrov: true}"])
 
 

@@ -11,7 +11,12 @@ from yolox_sdk.plugins.registry import PluginOrigin, Registry
 
 def test_builtins_come_from_our_own_distribution() -> None:
     registry = get_registry()
-    for kind, name in [("optimizer", "sgd"), ("scheduler", "yolox_cosine"), ("logger", "tensorboard"), ("logger", "csv")]:
+    for kind, name in [
+        ("optimizer", "sgd"),
+        ("scheduler", "yolox_cosine"),
+        ("logger", "tensorboard"),
+        ("logger", "csv"),
+    ]:
         entry = registry.get(kind, name)
         assert entry.origin.distribution == "yolox-sdk", entry.origin
 

@@ -92,7 +92,9 @@ def test_class_count_surgery_on_real_checkpoint(nano_weights: Path) -> None:
     assert spec.num_classes == 3
     assert report.total == len(model.state_dict())
     assert report.transferred == report.total - 6
-    assert set(report.reinitialised) == {f"head.cls_preds.{i}.{p}" for i in range(3) for p in ("weight", "bias")}
+    assert set(report.reinitialised) == {
+        f"head.cls_preds.{i}.{p}" for i in range(3) for p in ("weight", "bias")
+    }
     assert "transferred 636/642 tensors, reinitialised: head.cls_preds.0.bias" in report.summary()
     official, _ = read_state_dict(nano_weights)
     own = model.state_dict()

@@ -49,4 +49,6 @@ class TensorboardLogger:
 
 @hookimpl
 def register_loggers(register) -> None:
-    register("tensorboard", TensorboardLogger, options=TensorboardOptions, description="TensorBoard event files")
+    register(
+        "tensorboard", TensorboardLogger, options=TensorboardOptions, description="TensorBoard event files"
+    )

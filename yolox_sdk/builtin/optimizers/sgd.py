@@ -6,12 +6,17 @@ decaying them hurts accuracy and is what users of plain ``torch.optim.SGD`` get 
 
 from __future__ import annotations
 
-import attrs
-import torch
-from torch import nn
+from typing import TYPE_CHECKING
 
-from yolox_sdk.config.schema import TrainingConfig
+import attrs
+
 from yolox_sdk.plugins.hookspecs import hookimpl
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+    from yolox_sdk.config.schema import TrainingConfig
 
 
 @attrs.frozen
@@ -27,6 +32,8 @@ def yolox_parameter_groups(model: nn.Module, weight_decay: float) -> list[dict]:
     Frozen parameters are included too: they get no gradient, so SGD leaves them alone, and unfreezing
     them later (``freeze_until_epoch``) needs no new optimizer.
     """
+    from torch import nn
+
     no_decay_weights, decayed_weights, biases = [], [], []
     for module_name, module in model.named_modules():
         bias = getattr(module, "bias", None)
@@ -48,10 +55,14 @@ def yolox_parameter_groups(model: nn.Module, weight_decay: float) -> list[dict]:
 
 def build_sgd(options: SgdOptions, model: nn.Module, training: TrainingConfig) -> torch.optim.Optimizer:
     """SGD over ``model``'s parameters; the trainer sets ``lr`` every iteration."""
+    import torch
+
     groups = yolox_parameter_groups(model, training.weight_decay)
     return torch.optim.SGD(groups, lr=0.0, momentum=training.momentum, nesterov=options.nesterov)
 
 
 @hookimpl
 def register_optimizers(register) -> None:
-    register("sgd", build_sgd, options=SgdOptions, description="SGD, nesterov momentum, YOLOX parameter groups")
+    register(
+        "sgd", build_sgd, options=SgdOptions, description="SGD, nesterov momentum, YOLOX parameter groups"
+    )

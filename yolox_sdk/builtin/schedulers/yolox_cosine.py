@@ -7,7 +7,6 @@ trainer iteration for iteration.
 from __future__ import annotations
 
 import attrs
-from yolox.utils.lr_scheduler import yolox_warm_cos_lr
 
 from yolox_sdk.plugins.hookspecs import hookimpl
 from yolox_sdk.plugins.interfaces import ScheduleSettings
@@ -21,6 +20,8 @@ class YoloxCosineSchedule:
 
     def lr_at(self, iteration: int) -> float:
         """Learning rate for global iteration ``iteration`` (YOLOX counts from 1, hence the +1)."""
+        from yolox.utils.lr_scheduler import yolox_warm_cos_lr
+
         s = self.settings
         warmup_iters = int(s.warmup_epochs * s.iters_per_epoch)
         no_aug_iters = s.no_aug_epochs * s.iters_per_epoch
@@ -42,4 +43,8 @@ def build_yolox_cosine(options: None, settings: ScheduleSettings) -> YoloxCosine
 
 @hookimpl
 def register_schedulers(register) -> None:
-    register("yolox_cosine", build_yolox_cosine, description="YOLOX warm-up + cosine, flat minimum during no-aug epochs")
+    register(
+        "yolox_cosine",
+        build_yolox_cosine,
+        description="YOLOX warm-up + cosine, flat minimum during no-aug epochs",
+    )
