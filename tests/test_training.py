@@ -111,7 +111,7 @@ def test_cli_run_trains_evaluates_and_exports(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     assert "mAP50" in result.output and "RBC" in result.output
     run_dir = tmp_path / "runs" / "cli"
-    for name in ("config.yaml", "last.pt", "best.pt", "metrics.csv", "eval_val.json", "export/model.onnx"):
+    for name in ("config.yaml", "last.pt", "best.pt", "metrics.csv", "eval_val.json", "export/best.onnx"):
         assert (run_dir / name).exists(), name
     again = CliRunner().invoke(cli, ["train", str(config), *overrides])
     assert again.exit_code == 0, again.output

@@ -86,7 +86,7 @@ class AugmentationConfig:
     translate: float = attrs.field(default=0.1, validator=number(0.0, 1.0))
     scale: tuple[float, float] = attrs.field(default=(0.1, 2.0), validator=ordered_pair(0.0))
     shear: float = attrs.field(default=2.0, validator=number(0.0, 90.0))
-    custom: list[dict[str, Any]] = attrs.field(factory=list)
+    custom: list[Any] = attrs.field(factory=list)
 
 
 @attrs.frozen
@@ -124,7 +124,7 @@ class TrainingConfig:
     channels_last: bool = False
     seed: int = 0
     deterministic: bool = False
-    callbacks: list[dict[str, Any]] = attrs.field(factory=list)
+    callbacks: list[Any] = attrs.field(factory=list)
 
 
 @attrs.frozen

@@ -84,6 +84,10 @@ def _restore_rng(state: dict[str, Any]) -> None:
     torch.set_rng_state(state["torch"])
 
 
+def _scalar(value: torch.Tensor | float) -> float:
+    return float(value.detach()) if isinstance(value, torch.Tensor) else float(value)
+
+
 class Trainer:
     """Trains one run; ``fit()`` does the work. Callbacks may set ``should_stop``."""
 
@@ -308,7 +312,7 @@ class Trainer:
         self.precision.backward_and_step(loss, self.optimizer, self.model, self.config.training.gradient_clip)
         if self.ema is not None:
             self.ema.update(self.model)
-        values = {key: float(outputs[key]) for key in LOSS_KEYS if key in outputs}
+        values = {key: _scalar(outputs[key]) for key in LOSS_KEYS if key in outputs}
         values["lr"] = lr
         return values
 
