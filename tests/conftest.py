@@ -42,3 +42,19 @@ def coco8_dir(assets_dir: Path) -> Path:
 def nano_weights(assets_dir: Path) -> Path:
     """COCO-pretrained YOLOX-Nano in the official checkpoint format."""
     return assets_dir / "weights" / "yolox_nano_coco_from_onnx.pth"
+
+
+BCCD_CLASSES = ("RBC", "WBC", "Platelets")
+
+
+def read_bccd_boxes(bccd_dir: Path, image_id: str) -> tuple[list[list[float]], list[int]]:
+    """Boxes (raw VOC xyxy) and class indices of one BCCD image, parsed without the SDK's format plugins."""
+    import xml.etree.ElementTree as ET
+
+    root = ET.parse(bccd_dir / "Annotations" / f"{image_id}.xml").getroot()
+    boxes, labels = [], []
+    for obj in root.iter("object"):
+        box = obj.find("bndbox")
+        boxes.append([float(box.find(key).text) for key in ("xmin", "ymin", "xmax", "ymax")])
+        labels.append(BCCD_CLASSES.index(obj.find("name").text.strip()))
+    return boxes, labels

@@ -7,12 +7,12 @@ where a box is, the image is augmented, and the box must still frame the bright 
 from __future__ import annotations
 
 import random
-import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import attrs
 import numpy as np
 import pytest
+from conftest import BCCD_CLASSES, read_bccd_boxes
 
 from yolox_sdk.builtin.augmentations.color import HsvJitter, apply_hsv_gains
 from yolox_sdk.builtin.augmentations.geometry import HorizontalFlip, RandomAffine
@@ -34,17 +34,12 @@ from yolox_sdk.errors import ConfigError
 from yolox_sdk.plugins import build_plugin_manager, get_registry, hookimpl
 from yolox_sdk.plugins.interfaces import AugmentationContext, Sample
 
-CLASSES = ("RBC", "WBC", "Platelets")
+CLASSES = BCCD_CLASSES
 
 
 def read_voc_sample(bccd_dir: Path, image_id: str) -> Sample:
     """A BCCD image with its boxes, read independently of the SDK's format plugins."""
-    root = ET.parse(bccd_dir / "Annotations" / f"{image_id}.xml").getroot()
-    boxes, labels = [], []
-    for obj in root.iter("object"):
-        box = obj.find("bndbox")
-        boxes.append([float(box.find(key).text) for key in ("xmin", "ymin", "xmax", "ymax")])
-        labels.append(CLASSES.index(obj.find("name").text.strip()))
+    boxes, labels = read_bccd_boxes(bccd_dir, image_id)
     image = read_image(bccd_dir / "JPEGImages" / f"{image_id}.jpg")
     return Sample(image, np.array(boxes, np.float32), np.array(labels, np.int64))
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from conftest import BCCD_CLASSES, read_bccd_boxes
 
 from yolox_sdk.config.schema import AugmentationConfig
 from yolox_sdk.data import image_cache
@@ -30,7 +30,7 @@ from yolox_sdk.data.train_dataset import TrainDataset
 from yolox_sdk.errors import DatasetError
 from yolox_sdk.plugins import get_registry
 
-CLASSES = ("RBC", "WBC", "Platelets")
+CLASSES = BCCD_CLASSES
 NANO_RECIPE = AugmentationConfig(mosaic_prob=0.5, scale=(0.5, 1.5), mixup=False)
 
 
@@ -38,12 +38,7 @@ def load_bccd(bccd_dir: Path, limit: int, images_dir: Path | None = None) -> Det
     """The first ``limit`` BCCD training images, read independently of the SDK's format plugins."""
     records = []
     for image_id in (bccd_dir / "ImageSets" / "Main" / "train.txt").read_text().split()[:limit]:
-        root = ET.parse(bccd_dir / "Annotations" / f"{image_id}.xml").getroot()
-        boxes, labels = [], []
-        for obj in root.iter("object"):
-            box = obj.find("bndbox")
-            boxes.append([float(box.find(key).text) for key in ("xmin", "ymin", "xmax", "ymax")])
-            labels.append(CLASSES.index(obj.find("name").text.strip()))
+        boxes, labels = read_bccd_boxes(bccd_dir, image_id)
         folder = images_dir or bccd_dir / "JPEGImages"
         records.append(ImageRecord(folder / f"{image_id}.jpg", 640, 480, boxes, labels, image_id))
     return DetectionDataset(records, CLASSES, source=bccd_dir, format="voc")

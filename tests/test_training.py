@@ -45,15 +45,21 @@ def bccd_overrides(tmp_path: Path, *extra: str) -> list[str]:
 
 
 def test_finetune_raises_map_above_the_untrained_head(tmp_path: Path) -> None:
-    config = load_config(None, bccd_overrides(tmp_path, "training.epochs=4", "training.no_aug_epochs=1",
-                                              "evaluation.eval_interval=4"))
+    config = load_config(
+        None,
+        bccd_overrides(
+            tmp_path, "training.epochs=4", "training.no_aug_epochs=1", "evaluation.eval_interval=4"
+        ),
+    )
     val = load_split(config, "val")
     untrained, spec, _ = create_model("yolox-nano", num_classes=3, pretrained=True, input_size=(320, 320))
     before = evaluate(untrained.eval(), val, spec.input_size, batch_size=8).metrics
     result = train(config)
     after = evaluate(
         __import__("yolox_sdk").model_from_checkpoint(load_checkpoint(result.best_checkpoint)),
-        align_classes(val, load_checkpoint(result.best_checkpoint).class_names), (320, 320), batch_size=8,
+        align_classes(val, load_checkpoint(result.best_checkpoint).class_names),
+        (320, 320),
+        batch_size=8,
     ).metrics
     assert after["mAP50"] > before["mAP50"] + 0.2, (before, after)
     assert after["mAP"] > before["mAP"] + 0.1, (before, after)
@@ -77,24 +83,40 @@ class _StopPlugin:
 
 def test_resume_continues_exactly(tmp_path: Path) -> None:
     _, registry = build_plugin_manager(extra_plugins=[("stop", _StopPlugin())])
-    common = bccd_overrides(tmp_path, "training.epochs=2", "training.no_aug_epochs=1", "data.train_split=val",
-                            "data.val_split=test", "training.deterministic=true")
-    straight = train(load_config(None, [*common, "monitoring.run_name=straight"], registry), registry=registry)
+    common = bccd_overrides(
+        tmp_path,
+        "training.epochs=2",
+        "training.no_aug_epochs=1",
+        "data.train_split=val",
+        "data.val_split=test",
+        "training.deterministic=true",
+    )
+    straight = train(
+        load_config(None, [*common, "monitoring.run_name=straight"], registry), registry=registry
+    )
     stopped = train(
-        load_config(None, [*common, "monitoring.run_name=stopped", "training.callbacks=[stop_after_first_epoch]"],
-                    registry),
+        load_config(
+            None,
+            [*common, "monitoring.run_name=stopped", "training.callbacks=[stop_after_first_epoch]"],
+            registry,
+        ),
         registry=registry,
     )
     assert stopped.epochs_completed == 1
     interrupted_config = load_config(stopped.run_dir / "config.yaml", registry=registry)
     # the resumed run must finish without the stopping callback: resume a copy of the config without it
     (stopped.run_dir / "config.yaml").write_text(
-        (stopped.run_dir / "config.yaml").read_text().replace("- stop_after_first_epoch", "")
+        (stopped.run_dir / "config.yaml")
+        .read_text()
+        .replace("- stop_after_first_epoch", "")
         .replace("callbacks:\n", "callbacks: []\n")
     )
     assert interrupted_config.training.callbacks
-    resumed = train(load_config(stopped.run_dir / "config.yaml", registry=registry), resume_dir=stopped.run_dir,
-                    registry=registry)
+    resumed = train(
+        load_config(stopped.run_dir / "config.yaml", registry=registry),
+        resume_dir=stopped.run_dir,
+        registry=registry,
+    )
     assert resumed.epochs_completed == 2 and resumed.run_dir == stopped.run_dir
     a, b = load_checkpoint(straight.last_checkpoint), load_checkpoint(resumed.last_checkpoint)
     for key, tensor in a.model.items():
@@ -103,8 +125,15 @@ def test_resume_continues_exactly(tmp_path: Path) -> None:
 
 
 def test_cli_run_trains_evaluates_and_exports(tmp_path: Path) -> None:
-    overrides = bccd_overrides(tmp_path, "training.epochs=1", "training.no_aug_epochs=0", "data.train_split=val",
-                               "data.val_split=test", "monitoring.run_name=cli", "model.input_size=[256,256]")
+    overrides = bccd_overrides(
+        tmp_path,
+        "training.epochs=1",
+        "training.no_aug_epochs=0",
+        "data.train_split=val",
+        "data.val_split=test",
+        "monitoring.run_name=cli",
+        "model.input_size=[256,256]",
+    )
     config = tmp_path / "config.yaml"
     config.write_text("{}\n")
     result = CliRunner().invoke(cli, ["run", str(config), *overrides])

@@ -121,7 +121,7 @@ class TrainingConfig:
         default=0.9998, validator=number(0.0, 1.0, low_inclusive=False, high_inclusive=False)
     )
     amp: bool = False
-    channels_last: bool = False
+    channels_last: bool = True
     seed: int = 0
     deterministic: bool = False
     callbacks: list[Any] = attrs.field(factory=list)

@@ -99,8 +99,9 @@ class TrainDataset(torch.utils.data.Dataset):
         self.augmentations = list(augmentations)
         self.seed = int(seed)
         self.max_labels = int(max_labels)
-        self.epoch = 0
-        self.no_aug = False
+        # Shared memory, so persistent data-loader workers see epoch and mode changes made by the trainer.
+        self._epoch = multiprocessing.Value("q", 0, lock=False)
+        self._no_aug = multiprocessing.Value("b", 0, lock=False)
         self.source = build_image_source(self.records, self.input_size, cache_mode, cache_dir)
         self._skipped = multiprocessing.Value("q", 0)  # shared with forked data-loader workers
         self._warned: set[int] = set()
@@ -108,9 +109,19 @@ class TrainDataset(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.records)
 
+    @property
+    def epoch(self) -> int:
+        """The epoch whose random draws ``__getitem__`` makes."""
+        return int(self._epoch.value)
+
+    @property
+    def no_aug(self) -> bool:
+        """Whether YOLOX's last-epochs mode (no mosaic, affine or mixup) is on."""
+        return bool(self._no_aug.value)
+
     def set_epoch(self, epoch: int) -> None:
         """Select the epoch whose random draws ``__getitem__`` makes."""
-        self.epoch = int(epoch)
+        self._epoch.value = int(epoch)
 
     def set_no_aug(self, no_aug: bool = True) -> None:
         """Switch YOLOX's last-epochs mode on or off.
@@ -119,7 +130,7 @@ class TrainDataset(torch.utils.data.Dataset):
         mosaics only) stops, while ``TrainTransform``'s HSV and flip go on. Every step whose
         ``disabled_in_no_aug`` attribute is true is skipped.
         """
-        self.no_aug = bool(no_aug)
+        self._no_aug.value = int(bool(no_aug))
 
     @property
     def skipped_samples(self) -> int:

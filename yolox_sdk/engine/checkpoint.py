@@ -11,8 +11,6 @@ Files are written to a temporary name in the same folder, flushed to disk and re
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -20,6 +18,7 @@ from typing import Any
 import attrs
 import torch
 
+from yolox_sdk.engine.torch_files import atomic_torch_save, load_torch_file
 from yolox_sdk.errors import CheckpointError
 from yolox_sdk.models.variants import ModelSpec
 
@@ -61,22 +60,6 @@ class Checkpoint:
         return self.ema if self.ema is not None else self.model
 
 
-def atomic_torch_save(payload: Any, path: Path) -> None:
-    """``torch.save`` to a temporary file in the same folder, fsync, then rename over ``path``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            torch.save(payload, stream)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-
-
 def save_checkpoint(path: Path, checkpoint: Checkpoint) -> Path:
     """Write ``checkpoint`` atomically to ``path``."""
     payload = {
@@ -104,14 +87,7 @@ def load_checkpoint(path: Path | str) -> Checkpoint:
             with a hint: it carries no class names; use it as ``model.pretrained`` instead).
     """
     path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"Checkpoint {path} does not exist.")
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as error:  # noqa: BLE001 - torch raises many types for a bad file
-        raise CheckpointError(
-            f"Cannot read checkpoint {path}: {error}. The file is truncated or corrupt; use an earlier checkpoint."
-        ) from error
+    payload = load_torch_file(path)
     if not isinstance(payload, Mapping) or payload.get("format") != FORMAT_NAME:
         raise CheckpointError(
             f"{path} is not a yolox-sdk checkpoint (no class names or model spec inside). An official YOLOX "

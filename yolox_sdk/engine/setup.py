@@ -36,10 +36,7 @@ def load_split(config: Config, which: str) -> DetectionDataset | None:
     if path is None:
         return None
     split = getattr(config.data, f"{which}_split")
-    dataset = load_dataset(path, split=split, format=config.data.format, options=config.data.format_options)
-    for line in dataset.report.lines():
-        log.warning("%s data (%s): %s", which, path, line)
-    return dataset
+    return load_dataset(path, split=split, format=config.data.format, options=config.data.format_options)
 
 
 def load_training_data(config: Config) -> tuple[DetectionDataset, DetectionDataset | None]:

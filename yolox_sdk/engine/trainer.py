@@ -84,6 +84,10 @@ def _restore_rng(state: dict[str, Any]) -> None:
     torch.set_rng_state(state["torch"])
 
 
+def _fmt(value: float | None) -> str:
+    return "n/a" if value is None else f"{abs(value):.4f}"
+
+
 def _scalar(value: torch.Tensor | float) -> float:
     return float(value.detach()) if isinstance(value, torch.Tensor) else float(value)
 
@@ -195,7 +199,18 @@ class Trainer:
             for logger in self.loggers:
                 logger.close()
         self.fire("on_train_end")
-        return self._result(time.perf_counter() - start)
+        result = self._result(time.perf_counter() - start)
+        log.info(
+            "Trained %d epochs in %.0f s (%.1f train images/s); best %s %s at epoch %s; run dir %s",
+            result.epochs_completed,
+            result.wall_seconds,
+            result.train_images_per_second,
+            self.config.evaluation.save_best_metric,
+            _fmt(self.state.best_value),
+            self.state.best_epoch,
+            self.run_dir,
+        )
+        return result
 
     def _log_start(self) -> None:
         params = {

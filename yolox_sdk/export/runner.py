@@ -97,9 +97,4 @@ def export_checkpoint(
     model = model_from_checkpoint(checkpoint)
     metadata = export_metadata(checkpoint, file_stem=Path(checkpoint_path).stem)
     samples = _sample_paths(sample_images)
-    results = []
-    for name, exporter in exporters:
-        result = exporter.export(model, dict(metadata), Path(out_dir), samples)
-        log.info("Exported %s: %s (max abs diff %s)", name, result.path, result.max_abs_diff)
-        results.append(result)
-    return results
+    return [exporter.export(model, dict(metadata), Path(out_dir), samples) for _, exporter in exporters]

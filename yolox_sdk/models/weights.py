@@ -22,6 +22,7 @@ from torch import nn
 
 from yolox_sdk.assets.catalog import cache_home, find_in_mirrors, mirror_error
 from yolox_sdk.assets.download import download, verify_sha256
+from yolox_sdk.engine.torch_files import load_torch_file
 from yolox_sdk.errors import CheckpointError, WeightsError
 from yolox_sdk.models.variants import PRETRAINED
 
@@ -94,12 +95,7 @@ def read_state_dict(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]
         The state dict (EMA weights when the checkpoint has them) and the checkpoint's metadata
         (empty for official files).
     """
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as error:  # noqa: BLE001 - torch raises many types for a bad file
-        raise CheckpointError(
-            f"Cannot read checkpoint {path}: {error}. The file is truncated, corrupt, or not a PyTorch checkpoint."
-        ) from error
+    payload = load_torch_file(path)
     if isinstance(payload, Mapping) and "model" in payload and isinstance(payload["model"], Mapping):
         state = payload.get("ema") or payload["model"]
         return dict(state), dict(payload.get("meta", {}))

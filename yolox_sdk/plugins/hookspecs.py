@@ -50,7 +50,9 @@ def register_augmentations(register: Register) -> None:
     ``factory(options)`` returns an ``Augmentation``: a callable ``(sample, context) -> sample`` working on
     a ``Sample`` (BGR uint8 image, absolute xyxy boxes, labels). ``context`` gives the target input size,
     a seeded random generator and access to other dataset samples (for mosaic and mixup).
-    Augmentations must not modify the sample they receive in place.
+    Augmentations must not modify the sample they receive in place. An augmentation object with the
+    attribute ``disabled_in_no_aug = True`` is skipped during the last ``training.no_aug_epochs`` epochs
+    (YOLOX switches mosaic, affine and mixup off there; HSV and flip stay on).
     """
 
 
