@@ -44,6 +44,6 @@ def load_torch_file(path: Path) -> Any:
         return torch.load(path, map_location="cpu", weights_only=False)
     except Exception as error:  # noqa: BLE001 - torch raises many types for a bad file
         raise CheckpointError(
-            f"Cannot read checkpoint {path}: {error}. The file is truncated, corrupt, or not a PyTorch "
+            f"Cannot read checkpoint {path}: {str(error).rstrip('.')}. The file is truncated, corrupt, or not a PyTorch "
             "checkpoint; use an earlier checkpoint."
         ) from error
