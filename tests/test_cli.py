@@ -80,10 +80,12 @@ def test_bad_override_is_usage_error(tmp_path: Path) -> None:
     assert code == 2 and "Bad override 'training.lr'" in output
 
 
-def test_unbuilt_data_commands_say_so_and_fail() -> None:
-    for name in ("validate", "stats", "split", "convert"):
-        code, output = invoke("data", name, "somewhere")
-        assert code == 1 and "not built yet" in output
+def test_data_commands_fail_clearly_on_a_missing_dataset() -> None:
+    for name in ("validate", "stats", "split"):
+        code, output = invoke("data", name, "no-such-dataset-here")
+        assert code == 1 and output.startswith("Error: ") and "Traceback" not in output
+    code, output = invoke("data", "convert", "no-such-dataset-here", "out")
+    assert code == 2 and "--to" in output
 
 
 def test_runtime_error_exit_code_1(tmp_path: Path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -142,6 +143,44 @@ def test_cli_run_trains_evaluates_and_exports(tmp_path: Path) -> None:
     run_dir = tmp_path / "runs" / "cli"
     for name in ("config.yaml", "last.pt", "best.pt", "metrics.csv", "eval_val.json", "export/best.onnx"):
         assert (run_dir / name).exists(), name
+    evaluated = CliRunner().invoke(
+        cli,
+        [
+            "eval",
+            str(run_dir / "best.pt"),
+            "--data",
+            "bccd",
+            "--split",
+            "test",
+            "--out",
+            str(tmp_path / "e.json"),
+        ],
+    )
+    assert evaluated.exit_code == 0, evaluated.output
+    assert (
+        "Platelets" in evaluated.output
+        and json.loads((tmp_path / "e.json").read_text())["metrics"]["mAP50"] >= 0
+    )
+    predicted = CliRunner().invoke(
+        cli, ["predict", str(run_dir / "best.pt"), str(run_dir.parent), "--out", str(tmp_path / "pred")]
+    )
+    assert predicted.exit_code != 0 and "no images" in predicted.output.lower()
+    image = sorted(
+        (
+            Path(__file__).resolve().parents[2]
+            / "shared"
+            / "assets"
+            / "datasets"
+            / "bccd"
+            / "BCCD"
+            / "JPEGImages"
+        ).glob("*.jpg")
+    )[0]
+    predicted = CliRunner().invoke(
+        cli, ["predict", str(run_dir / "best.pt"), str(image), "--out", str(tmp_path / "pred")]
+    )
+    assert predicted.exit_code == 0, predicted.output
+    assert (tmp_path / "pred" / "detections.json").exists() and (tmp_path / "pred" / image.name).exists()
     again = CliRunner().invoke(cli, ["train", str(config), *overrides])
     assert again.exit_code == 0, again.output
     assert (tmp_path / "runs" / "cli-2" / "last.pt").exists()

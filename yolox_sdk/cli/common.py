@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import sys
 import traceback
+import warnings
 from collections.abc import Callable
 from functools import wraps
 from typing import Any, TypeVar
@@ -26,6 +27,8 @@ def configure_logging(verbose: bool) -> None:
     )
     for noisy in ("PIL", "matplotlib", "urllib3", "onnxscript", "onnx_ir"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    # The yolox package calls the deprecated torch.cuda.amp.autocast on every step; not actionable for users.
+    warnings.filterwarnings("ignore", message=r".*torch\.cuda\.amp\.autocast.*", category=FutureWarning)
 
 
 def handle_errors(function: F) -> F:

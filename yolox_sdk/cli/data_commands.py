@@ -1,12 +1,20 @@
-"""``yolox-sdk data``: inspect datasets. ``validate``, ``stats``, ``split`` and ``convert`` come with issue #4."""
+"""``yolox-sdk data``: inspect and prepare datasets (info, validate, stats, split, convert).
+
+No command ever writes into the dataset it reads: outputs go to the folder named on the command line.
+"""
 
 from __future__ import annotations
 
+import json
 import sys
+from pathlib import Path
 
 import click
 
 from yolox_sdk.cli.common import handle_errors
+
+SPLIT_HELP = "Split to read (VOC ImageSets name, YOLO data.yaml key, COCO file suffix)."
+FORMAT_HELP = "Dataset format plugin of the input (auto-detected by default)."
 
 
 @click.group()
@@ -16,8 +24,8 @@ def data() -> None:
 
 @data.command("info")
 @click.argument("path")
-@click.option("--split", default=None, help="Split to read (VOC ImageSets name, YOLO data.yaml key).")
-@click.option("--format", "format_name", default="auto", show_default=True, help="Dataset format plugin.")
+@click.option("--split", default=None, help=SPLIT_HELP)
+@click.option("--format", "format_name", default="auto", show_default=True, help=FORMAT_HELP)
 @handle_errors
 def info(path: str, split: str | None, format_name: str) -> None:
     """Read the dataset at PATH and print its classes, counts and what the reader fixed."""
@@ -35,19 +43,184 @@ def info(path: str, split: str | None, format_name: str) -> None:
         click.secho(f"  note: {line}", fg="yellow")
 
 
-def _not_built(name: str) -> None:
-    @data.command(name, context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
-    def command() -> None:
-        click.secho(
-            f"`yolox-sdk data {name}` is not built yet (tracked in issue #4). Use `yolox-sdk data info PATH` "
-            "to read a dataset and see what its reader fixed.",
-            fg="red",
-            err=True,
-        )
+@data.command("validate")
+@click.argument("path")
+@click.option("--split", default=None, help=SPLIT_HELP)
+@click.option("--format", "format_name", default="auto", show_default=True, help=FORMAT_HELP)
+@click.option(
+    "--json",
+    "json_path",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Write the report as JSON here.",
+)
+@click.option(
+    "--fix",
+    "fix_dir",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Write a cleaned copy in the same format into this (empty) folder; the input is never modified.",
+)
+@click.option("--force", is_flag=True, help="With --fix, write into a non-empty folder.")
+@click.option(
+    "--workers", type=click.IntRange(min=1), default=None, help="Threads decoding images (default: up to 8)."
+)
+@handle_errors
+def validate(
+    path: str,
+    split: str | None,
+    format_name: str,
+    json_path: Path | None,
+    fix_dir: Path | None,
+    force: bool,
+    workers: int | None,
+) -> None:
+    """Decode every image and check every label of the dataset at PATH.
+
+    Exits with 1 when errors are found (images that cannot be decoded, labels that cannot be used),
+    0 when there are only warnings or nothing.
+    """
+    from yolox_sdk.data.conversion import check_output_folder
+    from yolox_sdk.data.formats import resolve_dataset_path
+    from yolox_sdk.data.validation import fix_dataset, validate_dataset
+
+    changes: list[str] = []
+    if fix_dir is not None:
+        check_output_folder(fix_dir, resolve_dataset_path(path)[0], force)
+        report, changes = fix_dataset(path, fix_dir, split=split, format=format_name, workers=workers)
+    else:
+        report = validate_dataset(path, split=split, format=format_name, workers=workers)
+    click.echo(
+        f"{report.source} ({report.format or 'unknown format'}): {report.images_checked} images checked"
+    )
+    click.echo(report.table())
+    color = "red" if report.errors else ("yellow" if report.warnings else "green")
+    click.secho(f"{report.errors} error(s), {report.warnings} warning(s)", fg=color)
+    if json_path is not None:
+        json_path.parent.mkdir(parents=True, exist_ok=True)
+        json_path.write_text(json.dumps(report.to_dict(), indent=2), encoding="utf-8")
+        click.echo(f"Report written to {json_path}")
+    if fix_dir is not None:
+        click.echo(f"Fixed copy written to {fix_dir}:")
+        for change in changes or ["nothing needed fixing; the copy equals the input"]:
+            click.echo(f"  - {change}")
+    if report.errors:
         sys.exit(1)
 
-    command.__doc__ = f"Not built yet: {name} (issue #4)."
+
+@data.command("stats")
+@click.argument("path")
+@click.option("--split", default=None, help=SPLIT_HELP)
+@click.option("--format", "format_name", default="auto", show_default=True, help=FORMAT_HELP)
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Folder for stats.json and the PNG plots (class histogram, box sizes, sample grid).",
+)
+@handle_errors
+def stats(path: str, split: str | None, format_name: str, out_dir: Path | None) -> None:
+    """Print counts, box sizes and image sizes of the dataset at PATH; with --out, write JSON and plots."""
+    from yolox_sdk.data.conversion import check_output_folder
+    from yolox_sdk.data.formats import load_dataset, resolve_dataset_path
+    from yolox_sdk.data.statistics import dataset_statistics, summary_lines, write_plots
+
+    if out_dir is not None:
+        check_output_folder(out_dir, resolve_dataset_path(path)[0], force=True)
+    dataset = load_dataset(path, split=split, format=format_name)
+    numbers = dataset_statistics(dataset)
+    for line in summary_lines(numbers):
+        click.echo(line)
+    if out_dir is not None:
+        written = write_plots(dataset, numbers, out_dir)
+        (out_dir / "stats.json").write_text(json.dumps(numbers, indent=2), encoding="utf-8")
+        click.echo(f"Wrote {out_dir / 'stats.json'} and {', '.join(p.name for p in written)}")
 
 
-for _name in ("validate", "stats", "split", "convert"):
-    _not_built(_name)
+@data.command("split")
+@click.argument("path")
+@click.option("--val", type=click.FloatRange(0, 1, max_open=True), default=0.2, show_default=True)
+@click.option("--test", type=click.FloatRange(0, 1, max_open=True), default=0.0, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True, help="Same seed, same split.")
+@click.option("--split", default=None, help="Split of the input to read (default: everything).")
+@click.option("--format", "format_name", default="auto", show_default=True, help=FORMAT_HELP)
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Folder for train.txt/val.txt/test.txt (default: ./<dataset folder name>_split).",
+)
+@click.option("--copy", is_flag=True, help="Also write one dataset per split (same format) under --out.")
+@click.option("--force", is_flag=True, help="Write into a non-empty --out folder.")
+@handle_errors
+def split(
+    path: str,
+    val: float,
+    test: float,
+    seed: int,
+    split: str | None,
+    format_name: str,
+    out_dir: Path | None,
+    copy: bool,
+    force: bool,
+) -> None:
+    """Split the dataset at PATH into train/val/test, stratified so rare classes land in every split.
+
+    Writes one image path (relative to the dataset folder) per line into <out>/<split>.txt.
+    """
+    from yolox_sdk.data.conversion import check_output_folder, save_dataset
+    from yolox_sdk.data.formats import load_dataset, resolve_dataset_path
+    from yolox_sdk.data.splitting import class_box_counts, split_dataset, write_split_lists
+
+    resolved = resolve_dataset_path(path)[0]
+    out_dir = out_dir or Path.cwd() / f"{(resolved if resolved.is_dir() else resolved.parent).name}_split"
+    check_output_folder(out_dir, resolved, force)
+    dataset = load_dataset(path, split=split, format=format_name)
+    result = split_dataset(dataset, val=val, test=test, seed=seed)
+    lists = write_split_lists(dataset, result, out_dir)
+    names = list(result.indices)
+    click.echo(f"{len(dataset)} images split with seed {seed}:")
+    click.echo(f"{'':<24}" + "".join(f"{name:>10}" for name in names))
+    click.echo(f"{'images':<24}" + "".join(f"{len(result.indices[n]):>10}" for n in names))
+    counts = {n: class_box_counts(result.records(dataset, n), dataset.num_classes) for n in names}
+    for index, class_name in enumerate(dataset.class_names):
+        click.echo(f"{class_name[:23]:<24}" + "".join(f"{counts[n][index]:>10}" for n in names))
+    click.echo(f"Split lists: {', '.join(str(p) for p in lists)}")
+    if copy:
+        for name in names:
+            warnings = save_dataset(result.subset(dataset, name), dataset.format, out_dir / name)
+            click.echo(f"Wrote the {name} split as {dataset.format} to {out_dir / name}")
+            for warning in warnings:
+                click.secho(f"  warning: {warning}", fg="yellow")
+
+
+@data.command("convert")
+@click.argument("source")
+@click.option("--to", "to_format", required=True, help="Target format plugin (e.g. coco, voc, yolo).")
+@click.argument("out_dir", type=click.Path(path_type=Path))
+@click.option("--from", "from_format", default="auto", show_default=True, help=FORMAT_HELP)
+@click.option("--split", default=None, help=SPLIT_HELP)
+@click.option("--force", is_flag=True, help="Write into a non-empty OUT_DIR.")
+@handle_errors
+def convert(
+    source: str, to_format: str, out_dir: Path, from_format: str, split: str | None, force: bool
+) -> None:
+    """Convert the dataset at SOURCE to another format, written into OUT_DIR (SOURCE is never written)."""
+    from yolox_sdk.data.conversion import convert_dataset
+
+    result = convert_dataset(source, to_format, out_dir, from_format, split, force)
+    dataset = result.dataset
+    click.echo(
+        f"Converted {dataset.source} ({dataset.format}, {len(dataset)} images, {dataset.num_boxes()} boxes) "
+        f"to {to_format} in {out_dir}"
+    )
+    for line in dataset.report.lines():
+        click.secho(f"  note (reading): {line}", fg="yellow")
+    if result.warnings:
+        click.secho(f"{to_format} cannot hold everything the source had:", fg="yellow", bold=True)
+        for warning in result.warnings:
+            click.secho(f"  warning: {warning}", fg="yellow")
+    else:
+        click.echo(f"Nothing was lost: {to_format} holds everything the source had.")

@@ -1,0 +1,306 @@
+"""The ``createml`` dataset format: Apple CreateML object-detection JSON (CreateML, Roboflow, MakeML exports).
+
+The annotation file is a JSON list with one entry per image::
+
+    [{"image": "BloodImage_00000.jpg",
+      "annotations": [{"label": "RBC", "coordinates": {"x": 131.0, "y": 385.5, "width": 106, "height": 99}}]}]
+
+``x`` and ``y`` are the box *centre*, all four values absolute pixels. What ``load`` accepts as ``path``:
+the ``.json`` file, or a folder holding exactly one CreateML JSON (with ``split`` given, the one named
+``<split>.json`` or ``*_<split>.json``).
+
+Conventions:
+
+* Images. ``image`` is relative to the JSON's folder (or to the ``image_dir`` option, itself relative to
+  the JSON's folder); the JSON folder's ``images/`` subfolder is tried too. An entry with an empty
+  ``annotations`` list is a background image.
+* Classes. The ``class_names`` option fixes the classes and their order, and a label outside it is an
+  error. Without it the classes are the sorted set of labels in the file.
+* Writing copies the images next to ``annotations.json``, the layout CreateML itself expects. CreateML
+  holds label names only, so category ids, unused classes and a non-sorted class order are not kept
+  (``save`` says so in its warnings).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from yolox_sdk.data.format_support import RawImage, assemble_dataset, export_image, read_json
+from yolox_sdk.data.records import DetectionDataset
+from yolox_sdk.errors import DatasetError, did_you_mean
+from yolox_sdk.plugins.hookspecs import Register, hookimpl
+
+NAME = "createml"
+LAYOUT = (
+    "a CreateML JSON file (or a folder holding one): a list of {'image': file, 'annotations': [{'label', "
+    "'coordinates': {x, y, width, height}}]} with centre-based pixel boxes and the images beside it."
+)
+ANNOTATION_FILE = "annotations.json"
+HEAD_BYTES = 64 << 10
+
+
+@attrs.define
+class CreatemlOptions:
+    """Options of the ``createml`` format.
+
+    Attributes:
+        class_names: the classes, in label order. Without it, the sorted set of labels found is used.
+        image_dir: the folder holding the images, relative to the JSON file's folder.
+    """
+
+    class_names: list[str] | None = None
+    image_dir: str | None = None
+
+
+@attrs.frozen
+class CreatemlBox:
+    """One annotation of an entry: its label and absolute ``x1, y1, x2, y2`` box."""
+
+    label: str
+    box: tuple[float, float, float, float]
+    where: str
+
+
+@attrs.frozen
+class CreatemlEntry:
+    """One image entry of a CreateML file."""
+
+    image: str
+    boxes: tuple[CreatemlBox, ...]
+    where: str
+
+
+def looks_like_createml(path: Path) -> bool:
+    """True when the head of ``path`` is a JSON list of CreateML entries (cheap: reads 64 KiB at most)."""
+    try:
+        with open(path, encoding="utf-8", errors="replace") as handle:
+            head = handle.read(HEAD_BYTES)
+    except OSError:
+        return False
+    return head.lstrip().startswith("[") and '"image"' in head and '"annotations"' in head
+
+
+def _candidate_files(folder: Path) -> list[Path]:
+    return [p for p in sorted(folder.glob("*.json")) if p.is_file() and looks_like_createml(p)]
+
+
+def find_createml_file(path: Path, split: str | None) -> Path:
+    """The CreateML JSON that ``path`` and ``split`` designate (see the module docstring)."""
+    if path.is_file():
+        if split is not None:
+            raise DatasetError(
+                f"{path} is a single CreateML file, so split '{split}' cannot select anything in it. Point "
+                "the path at the folder holding one JSON per split, or leave the split empty."
+            )
+        return path
+    if not path.is_dir():
+        raise DatasetError(f"{path} does not exist. Expected {LAYOUT}")
+    candidates = _candidate_files(path)
+    if split is not None:
+        candidates = [c for c in candidates if c.stem == split or c.stem.endswith(f"_{split}")]
+    if len(candidates) == 1:
+        return candidates[0]
+    wanted = f" for split '{split}' (named {split}.json or *_{split}.json)" if split else ""
+    if not candidates:
+        raise DatasetError(f"No CreateML JSON{wanted} in {path}. Expected {LAYOUT}")
+    names = ", ".join(c.name for c in candidates)
+    raise DatasetError(
+        f"{path} holds several CreateML JSON files{wanted}: {names}. Give the path of the file to use, or a "
+        "split."
+    )
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _box(annotation: Any, where: str) -> CreatemlBox:
+    if not isinstance(annotation, dict) or not isinstance(annotation.get("label"), str):
+        raise DatasetError(f"{where}: an annotation must be an object with a 'label' string.")
+    coordinates = annotation.get("coordinates")
+    keys = ("x", "y", "width", "height")
+    if not isinstance(coordinates, dict) or not all(_number(coordinates.get(key)) for key in keys):
+        raise DatasetError(
+            f"{where}: 'coordinates' must hold the numbers x, y (box centre), width and height, got "
+            f"{coordinates!r}."
+        )
+    cx, cy, width, height = (float(coordinates[key]) for key in keys)
+    box = (cx - width / 2, cy - height / 2, cx + width / 2, cy + height / 2)
+    return CreatemlBox(annotation["label"], box, where)
+
+
+def read_createml_file(json_path: Path) -> list[CreatemlEntry]:
+    """Parse a CreateML JSON file into its entries (boxes converted to corner form, not checked yet)."""
+    data = read_json(json_path)
+    if not isinstance(data, list):
+        raise DatasetError(
+            f"{json_path} is not a CreateML file: the top level is a {type(data).__name__}, not a list. "
+            f"Expected {LAYOUT}"
+        )
+    entries = []
+    for position, entry in enumerate(data):
+        where = f"{json_path} ([{position}])"
+        if not isinstance(entry, dict) or not isinstance(entry.get("image"), str):
+            raise DatasetError(f"{where}: each entry must be an object with an 'image' file name.")
+        annotations = entry.get("annotations") or []
+        if not isinstance(annotations, list):
+            raise DatasetError(f"{where}: 'annotations' must be a list, got {type(annotations).__name__}.")
+        boxes = tuple(
+            _box(annotation, f"{json_path} ([{position}].annotations[{number}])")
+            for number, annotation in enumerate(annotations)
+        )
+        entries.append(CreatemlEntry(entry["image"], boxes, f"{where} ({entry['image']})"))
+    return entries
+
+
+def choose_class_names(labels: Iterable[tuple[str, str]], given: list[str] | None) -> list[str]:
+    """The classes of a format whose files hold label names only, from ``(label, where)`` pairs.
+
+    Without ``given`` (the ``class_names`` option) the classes are the sorted set of labels; with it, a
+    label outside ``given`` is an error naming where it was written. Shared by the ``createml``, ``csv``
+    and ``kitti`` readers.
+    """
+    labels = list(labels)
+    if given is None:
+        return sorted({label for label, _ in labels})
+    for label, where in labels:
+        if label not in given:
+            raise DatasetError(
+                f"{where}: label '{label}' is not in data.format_options.class_names "
+                f"({', '.join(given)}).{did_you_mean(label, given)} Add it to class_names or fix the "
+                "annotation."
+            )
+    return list(given)
+
+
+def image_ids(names: Sequence[str]) -> list[str]:
+    """Record ids for image names as written: the file stems, or the names without suffix when stems clash.
+
+    Shared by the ``createml``, ``csv`` and ``cvat`` readers, whose image names may include folders.
+    """
+    stems = [Path(name).stem for name in names]
+    if len(set(stems)) == len(stems):
+        return stems
+    return [Path(name).with_suffix("").as_posix() for name in names]
+
+
+def _image_path(roots: list[Path], name: str) -> Path:
+    return next((root / name for root in roots if (root / name).is_file()), roots[0] / name)
+
+
+def load_createml(
+    json_path: Path, class_names: list[str] | None = None, image_dir: str | None = None
+) -> DetectionDataset:
+    """Read one CreateML JSON file (see the module docstring for the conventions)."""
+    entries = read_createml_file(json_path)
+    names = choose_class_names(
+        ((box.label, box.where) for entry in entries for box in entry.boxes), class_names
+    )
+    index_of = {name: index for index, name in enumerate(names)}
+    folder = json_path.parent
+    roots = [folder / image_dir] if image_dir is not None else [folder, folder / "images"]
+    ids = image_ids([entry.image for entry in entries])
+    raw = [
+        RawImage(
+            _image_path(roots, entry.image),
+            entry.where,
+            [box.box for box in entry.boxes],
+            [index_of[box.label] for box in entry.boxes],
+            [box.where for box in entry.boxes],
+            image_id=image_id,
+        )
+        for entry, image_id in zip(entries, ids, strict=True)
+    ]
+    return assemble_dataset(raw, names, source=json_path, format=NAME, layout=LAYOUT)
+
+
+def save_createml(dataset: DetectionDataset, out_dir: Path) -> list[str]:
+    """Write ``out_dir/annotations.json`` with the images copied beside it.
+
+    Boxes are written as float centres and sizes, so they read back within float rounding (~1e-4 px).
+    """
+    taken: set[str] = set()
+    entries = []
+    for record in dataset.records:
+        name = export_image(record.image_path, out_dir, taken)
+        annotations = [
+            {
+                "label": dataset.class_names[label],
+                "coordinates": {
+                    "x": (x1 + x2) / 2,
+                    "y": (y1 + y2) / 2,
+                    "width": x2 - x1,
+                    "height": y2 - y1,
+                },
+            }
+            for (x1, y1, x2, y2), label in zip(record.boxes.tolist(), record.labels.tolist(), strict=True)
+        ]
+        entries.append({"image": name, "annotations": annotations})
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / ANNOTATION_FILE).write_text(json.dumps(entries, indent=1), encoding="utf-8")
+    return names_only_warnings(dataset, "CreateML")
+
+
+def names_only_warnings(dataset: DetectionDataset, format_title: str) -> list[str]:
+    """Warnings for a format whose files hold class names only (no class list, no ids).
+
+    Shared by the ``createml``, ``csv`` and ``kitti`` writers.
+    """
+    warnings = []
+    names = list(dataset.class_names)
+    used = {names[label] for record in dataset.records for label in record.labels.tolist()}
+    if names != sorted(names) or used != set(names):
+        unused = [name for name in names if name not in used]
+        lost = f" (the classes without boxes, {', '.join(unused)}, are lost)" if unused else ""
+        warnings.append(
+            f"{format_title} files hold class names, not the class list: read this dataset back with "
+            f"class_names {names} to keep every class in this order{lost}; without it the classes are the "
+            "sorted names that have boxes."
+        )
+    if list(dataset.category_ids) != list(range(dataset.num_classes)):
+        warnings.append(
+            f"{format_title} has no category ids, so the original ids {list(dataset.category_ids)} are not "
+            "kept."
+        )
+    return warnings
+
+
+class CreatemlFormat:
+    """The ``DatasetFormat`` for CreateML JSON."""
+
+    def __init__(self, options: CreatemlOptions | None = None) -> None:
+        self.options = options or CreatemlOptions()
+
+    def detect(self, path: Path) -> bool:
+        """True for a CreateML JSON file or a folder holding one (only the file's head is read)."""
+        path = Path(path)
+        if path.is_file():
+            return path.suffix.lower() == ".json" and looks_like_createml(path)
+        return path.is_dir() and bool(_candidate_files(path))
+
+    def load(self, path: Path, split: str | None = None) -> DetectionDataset:
+        """Read the CreateML JSON that ``path`` and ``split`` designate; see ``load_createml``."""
+        json_path = find_createml_file(Path(path), split)
+        return load_createml(json_path, self.options.class_names, self.options.image_dir)
+
+    def save(self, dataset: DetectionDataset, out_dir: Path) -> list[str]:
+        """Write ``dataset`` as CreateML JSON; see ``save_createml``."""
+        return save_createml(dataset, Path(out_dir))
+
+
+@hookimpl
+def register_dataset_formats(register: Register) -> None:
+    """Register the ``createml`` format."""
+    register(
+        NAME,
+        CreatemlFormat,
+        options=CreatemlOptions,
+        description="Apple CreateML JSON: a .json list of {image, annotations: [{label, coordinates: "
+        "{x, y, width, height}}]} (box centres, pixels) with the images beside it",
+    )
