@@ -67,3 +67,29 @@ def test_checkpoint_from_a_different_variant_is_refused(nano_weights: Path) -> N
 
 def test_learning_rate_scales_with_batch() -> None:
     assert base_learning_rate(load_config(None, ["data.batch_size=8"])) == pytest.approx(0.01 * 8 / 64)
+
+
+def test_preflight_check_is_cached_and_stops_on_broken_images(
+    tmp_path: Path, bccd_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import shutil
+
+    from yolox_sdk.data import validation
+    from yolox_sdk.engine.setup import preflight_check
+
+    images = []
+    for name in sorted((bccd_dir / "JPEGImages").glob("*.jpg"))[:3]:
+        images.append(Path(shutil.copy(name, tmp_path / name.name)))
+    dataset = DetectionDataset([ImageRecord(p, 640, 480) for p in images], ("a",), source=tmp_path)
+    preflight_check(dataset, "train")
+    opened = []
+    original = validation.inspect_image_header
+    monkeypatch.setattr(
+        validation, "inspect_image_header", lambda path: opened.append(path) or original(path)
+    )
+    preflight_check(dataset, "train")
+    assert opened == []
+    images[1].write_bytes(images[1].read_bytes()[:5000])
+    with pytest.raises(DatasetError, match="cannot be trained on"):
+        preflight_check(dataset, "train")
+    assert opened == [images[1].resolve()]

@@ -10,12 +10,13 @@ import logging
 from pathlib import Path
 from typing import Any
 
+import attrs
 import numpy as np
 from torch import nn
 
 from yolox_sdk.config.plugin_options import build_plugin, named_items
 from yolox_sdk.config.schema import Config
-from yolox_sdk.data.records import DetectionDataset, ImageRecord
+from yolox_sdk.data.records import DetectionDataset, ImageRecord, LoadReport
 from yolox_sdk.errors import ConfigError, DatasetError
 from yolox_sdk.models.factory import build_model
 from yolox_sdk.models.variants import ModelSpec, make_spec
@@ -49,8 +50,30 @@ def load_training_data(config: Config) -> tuple[DetectionDataset, DetectionDatas
     train = load_split(config, "train")
     if not train.records:
         raise DatasetError(f"The training set {config.data.train_path} has no images; nothing to train on.")
+    preflight_check(train, "train")
     val = load_split(config, "val")
+    if val is not None:
+        preflight_check(val, "val")
     return train, align_classes(val, train.class_names) if val is not None else None
+
+
+def preflight_check(dataset: DetectionDataset, which: str) -> None:
+    """``yolox-sdk data validate``'s fast path before epoch 1: image headers, cached by file mtime and size.
+
+    What the reader already fixed was logged when the dataset was read; here only the images that will be
+    trained on are checked, and an error stops the run before any time is spent on it.
+    """
+    from yolox_sdk.assets.catalog import cache_home
+    from yolox_sdk.data.validation import quick_validate
+
+    report = quick_validate(attrs.evolve(dataset, report=LoadReport()), cache_home() / "validation")
+    if report.issues:
+        log.warning("%s data check (%d images):\n%s", which, len(dataset), report.table())
+    if not report.ok:
+        raise DatasetError(
+            f"The {which} data at {dataset.source} has images that cannot be trained on (table above). Run "
+            f"`yolox-sdk data validate {dataset.source} --fix OUT_DIR` for a cleaned copy, or remove them."
+        )
 
 
 def align_classes(dataset: DetectionDataset, class_names: tuple[str, ...]) -> DetectionDataset:
