@@ -25,15 +25,22 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 import attrs
 
-from yolox_sdk.data.format_support import RawImage, assemble_dataset, export_image, read_json
+from yolox_sdk.data.format_support import (
+    RawImage,
+    assemble_dataset,
+    choose_class_names,
+    export_image,
+    image_ids,
+    names_only_warnings,
+    read_json,
+)
 from yolox_sdk.data.records import DetectionDataset
-from yolox_sdk.errors import DatasetError, did_you_mean
+from yolox_sdk.errors import DatasetError
 from yolox_sdk.plugins.hookspecs import Register, hookimpl
 
 NAME = "createml"
@@ -159,37 +166,6 @@ def read_createml_file(json_path: Path) -> list[CreatemlEntry]:
     return entries
 
 
-def choose_class_names(labels: Iterable[tuple[str, str]], given: list[str] | None) -> list[str]:
-    """The classes of a format whose files hold label names only, from ``(label, where)`` pairs.
-
-    Without ``given`` (the ``class_names`` option) the classes are the sorted set of labels; with it, a
-    label outside ``given`` is an error naming where it was written. Shared by the ``createml``, ``csv``
-    and ``kitti`` readers.
-    """
-    labels = list(labels)
-    if given is None:
-        return sorted({label for label, _ in labels})
-    for label, where in labels:
-        if label not in given:
-            raise DatasetError(
-                f"{where}: label '{label}' is not in data.format_options.class_names "
-                f"({', '.join(given)}).{did_you_mean(label, given)} Add it to class_names or fix the "
-                "annotation."
-            )
-    return list(given)
-
-
-def image_ids(names: Sequence[str]) -> list[str]:
-    """Record ids for image names as written: the file stems, or the names without suffix when stems clash.
-
-    Shared by the ``createml``, ``csv`` and ``cvat`` readers, whose image names may include folders.
-    """
-    stems = [Path(name).stem for name in names]
-    if len(set(stems)) == len(stems):
-        return stems
-    return [Path(name).with_suffix("").as_posix() for name in names]
-
-
 def _image_path(roots: list[Path], name: str) -> Path:
     return next((root / name for root in roots if (root / name).is_file()), roots[0] / name)
 
@@ -245,30 +221,6 @@ def save_createml(dataset: DetectionDataset, out_dir: Path) -> list[str]:
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / ANNOTATION_FILE).write_text(json.dumps(entries, indent=1), encoding="utf-8")
     return names_only_warnings(dataset, "CreateML")
-
-
-def names_only_warnings(dataset: DetectionDataset, format_title: str) -> list[str]:
-    """Warnings for a format whose files hold class names only (no class list, no ids).
-
-    Shared by the ``createml``, ``csv`` and ``kitti`` writers.
-    """
-    warnings = []
-    names = list(dataset.class_names)
-    used = {names[label] for record in dataset.records for label in record.labels.tolist()}
-    if names != sorted(names) or used != set(names):
-        unused = [name for name in names if name not in used]
-        lost = f" (the classes without boxes, {', '.join(unused)}, are lost)" if unused else ""
-        warnings.append(
-            f"{format_title} files hold class names, not the class list: read this dataset back with "
-            f"class_names {names} to keep every class in this order{lost}; without it the classes are the "
-            "sorted names that have boxes."
-        )
-    if list(dataset.category_ids) != list(range(dataset.num_classes)):
-        warnings.append(
-            f"{format_title} has no category ids, so the original ids {list(dataset.category_ids)} are not "
-            "kept."
-        )
-    return warnings
 
 
 class CreatemlFormat:

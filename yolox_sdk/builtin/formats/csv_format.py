@@ -34,8 +34,15 @@ from pathlib import Path
 
 import attrs
 
-from yolox_sdk.builtin.formats.createml import choose_class_names, image_ids, names_only_warnings
-from yolox_sdk.data.format_support import RawImage, assemble_dataset, export_image, format_coordinate
+from yolox_sdk.data.format_support import (
+    RawImage,
+    assemble_dataset,
+    choose_class_names,
+    export_image,
+    format_coordinate,
+    image_ids,
+    names_only_warnings,
+)
 from yolox_sdk.data.records import DetectionDataset
 from yolox_sdk.errors import DatasetError
 from yolox_sdk.plugins.hookspecs import Register, hookimpl

@@ -42,12 +42,12 @@ from pathlib import Path
 
 import attrs
 
-from yolox_sdk.builtin.formats.createml import image_ids
 from yolox_sdk.data.format_support import (
     RawImage,
     assemble_dataset,
     export_image,
     format_coordinate,
+    image_ids,
     no_images_error,
     read_xml,
 )

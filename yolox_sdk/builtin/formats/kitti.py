@@ -27,12 +27,13 @@ from pathlib import Path
 
 import attrs
 
-from yolox_sdk.builtin.formats.createml import choose_class_names, names_only_warnings
 from yolox_sdk.data.format_support import (
     RawImage,
     assemble_dataset,
+    choose_class_names,
     export_image,
     format_coordinate,
+    names_only_warnings,
     no_images_error,
 )
 from yolox_sdk.data.image_check import IMAGE_SUFFIXES
