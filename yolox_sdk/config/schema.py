@@ -50,6 +50,9 @@ class DataConfig:
     A path may be a file, a folder, or a dataset name known to the asset catalog (``bccd``). ``*_split``
     selects a split where the format has them (VOC ``ImageSets/Main/<split>.txt``, YOLO ``data.yaml``
     keys, a subfolder). ``format: auto`` detects the format and refuses to guess between two.
+    ``repeat_factor_threshold`` turns on class balancing by repeat-factor sampling (LVIS): images of
+    classes present in fewer than that fraction of the training images are repeated within each epoch
+    (see ``yolox_sdk.data.balancing``); ``null`` samples every image once per epoch.
     """
 
     train_path: str | None = None
@@ -63,6 +66,9 @@ class DataConfig:
     batch_size: int = attrs.field(default=16, validator=number(1))
     num_workers: int = attrs.field(default=0, validator=number(0))
     cache_mode: str = attrs.field(default="none", validator=one_of(CACHE_MODES))
+    repeat_factor_threshold: float | None = attrs.field(
+        default=None, validator=number(0.0, 1.0, low_inclusive=False, optional=True)
+    )
 
 
 @attrs.frozen

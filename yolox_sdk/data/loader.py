@@ -80,6 +80,7 @@ def build_train_loader(
     seed: int = 0,
     shuffle: bool = True,
     drop_last: bool | None = None,
+    repeat_factors: Sequence[float] | np.ndarray | None = None,
 ) -> torch.utils.data.DataLoader:
     """A ``DataLoader`` over ``train_dataset`` with a ``TrainSampler`` and ``collate_train_batch``.
 
@@ -89,14 +90,28 @@ def build_train_loader(
         drop_last: drop the last, partial batch. ``None`` drops it when there is at least one full
             batch: YOLOX's infinite sampler never yields a partial batch either, and a batch of one or
             two images gives a noisy step at the full learning rate.
+        repeat_factors: one factor ``>= 1`` per image for class balancing: the sampler is then a
+            ``RepeatFactorSampler`` (see ``yolox_sdk.data.balancing``) and an epoch has
+            ``round(sum(repeat_factors))`` samples.
     """
+    sampler: TrainSampler
+    if repeat_factors is None:
+        sampler = TrainSampler(len(train_dataset), seed, shuffle)
+    else:
+        from yolox_sdk.data.balancing import RepeatFactorSampler  # it builds on TrainSampler
+
+        if len(repeat_factors) != len(train_dataset):
+            raise ValueError(
+                f"{len(repeat_factors)} repeat factors for a training set of {len(train_dataset)} images"
+            )
+        sampler = RepeatFactorSampler(repeat_factors, seed, shuffle)
     if drop_last is None:
-        drop_last = len(train_dataset) >= batch_size
+        drop_last = len(sampler) >= batch_size
     workers = default_num_workers() if num_workers is None else int(num_workers)
     return torch.utils.data.DataLoader(
         train_dataset,
         batch_size=batch_size,
-        sampler=TrainSampler(len(train_dataset), seed, shuffle),
+        sampler=sampler,
         num_workers=workers,
         collate_fn=collate_train_batch,
         drop_last=drop_last,

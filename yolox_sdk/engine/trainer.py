@@ -155,8 +155,19 @@ class Trainer:
             seed=c.training.seed,
             cache_mode=c.data.cache_mode,
         )
+        repeat_factors = None
+        if c.data.repeat_factor_threshold is not None:
+            from yolox_sdk.data.balancing import compute_repeat_factors, log_repeat_factors
+
+            factors = compute_repeat_factors(self.train_data, c.data.repeat_factor_threshold)
+            log_repeat_factors(factors)
+            repeat_factors = factors.image_factors
         self.loader = build_train_loader(
-            self.train_dataset, c.data.batch_size, c.data.num_workers, c.training.seed
+            self.train_dataset,
+            c.data.batch_size,
+            c.data.num_workers,
+            c.training.seed,
+            repeat_factors=repeat_factors,
         )
 
     def _restore(self, checkpoint: Checkpoint) -> None:
