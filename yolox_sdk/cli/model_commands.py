@@ -109,8 +109,8 @@ def predict(checkpoint: Path, source: Path, out_dir: Path, conf: float, nms: flo
     from yolox_sdk.engine.devices import resolve_device
     from yolox_sdk.evaluation.predict import Predictor, predict_to_folder
 
-    predictor = Predictor.from_checkpoint(checkpoint, device=str(resolve_device(device)), conf=conf, nms=nms)
-    json_path = predict_to_folder(predictor, source, out_dir)
+    predictor = Predictor.from_checkpoint(checkpoint, device=str(resolve_device(device)))
+    json_path = predict_to_folder(predictor, source, out_dir, conf=conf, nms=nms)
     click.echo(f"Annotated images and {json_path} written to {out_dir}")
 
 
