@@ -326,3 +326,35 @@ def names_only_warnings(dataset: DetectionDataset, format_title: str) -> list[st
             "kept."
         )
     return warnings
+
+
+def find_split_file(path: Path, split: str | None, candidates: list[Path], title: str, layout: str) -> Path:
+    """The one annotation file that ``path`` and ``split`` designate, for formats with one file per split.
+
+    Args:
+        path: a file (used as is; a split cannot select inside it) or a folder.
+        split: picks ``<split>.<ext>`` or ``*_<split>.<ext>`` among ``candidates``.
+        candidates: the folder's files that look like this format (ignored when ``path`` is a file).
+        title: how messages name the file kind, e.g. ``"CreateML JSON"``.
+        layout: what the format expects, ending a sentence.
+    """
+    if path.is_file():
+        if split is not None:
+            raise DatasetError(
+                f"{path} is a single {title} file, so split '{split}' cannot select anything in it. Point the "
+                f"path at the folder holding one {title} file per split, or leave the split empty."
+            )
+        return path
+    if not path.is_dir():
+        raise DatasetError(f"{path} does not exist. Expected {layout}")
+    if split is not None:
+        candidates = [c for c in candidates if c.stem == split or c.stem.endswith(f"_{split}")]
+    if len(candidates) == 1:
+        return candidates[0]
+    wanted = f" for split '{split}' (named {split}.* or *_{split}.*)" if split else ""
+    if not candidates:
+        raise DatasetError(f"No {title} file{wanted} in {path}. Expected {layout}")
+    names = ", ".join(c.name for c in candidates)
+    raise DatasetError(
+        f"{path} holds several {title} files{wanted}: {names}. Give the path of the file to use, or a split."
+    )

@@ -35,6 +35,7 @@ from yolox_sdk.data.format_support import (
     assemble_dataset,
     choose_class_names,
     export_image,
+    find_split_file,
     image_ids,
     names_only_warnings,
     read_json,
@@ -98,29 +99,9 @@ def _candidate_files(folder: Path) -> list[Path]:
 
 
 def find_createml_file(path: Path, split: str | None) -> Path:
-    """The CreateML JSON that ``path`` and ``split`` designate (see the module docstring)."""
-    if path.is_file():
-        if split is not None:
-            raise DatasetError(
-                f"{path} is a single CreateML file, so split '{split}' cannot select anything in it. Point "
-                "the path at the folder holding one JSON per split, or leave the split empty."
-            )
-        return path
-    if not path.is_dir():
-        raise DatasetError(f"{path} does not exist. Expected {LAYOUT}")
-    candidates = _candidate_files(path)
-    if split is not None:
-        candidates = [c for c in candidates if c.stem == split or c.stem.endswith(f"_{split}")]
-    if len(candidates) == 1:
-        return candidates[0]
-    wanted = f" for split '{split}' (named {split}.json or *_{split}.json)" if split else ""
-    if not candidates:
-        raise DatasetError(f"No CreateML JSON{wanted} in {path}. Expected {LAYOUT}")
-    names = ", ".join(c.name for c in candidates)
-    raise DatasetError(
-        f"{path} holds several CreateML JSON files{wanted}: {names}. Give the path of the file to use, or a "
-        "split."
-    )
+    """The CreateML JSON file that ``path`` and ``split`` designate (see the module docstring)."""
+    candidates = _candidate_files(path) if path.is_dir() else []
+    return find_split_file(path, split, candidates, "CreateML JSON", LAYOUT)
 
 
 def _number(value: Any) -> bool:
