@@ -185,3 +185,19 @@ def test_cli_run_trains_evaluates_and_exports(tmp_path: Path) -> None:
     assert again.exit_code == 0, again.output
     assert (tmp_path / "runs" / "cli-2" / "last.pt").exists()
     assert (run_dir / "last.pt").stat().st_mtime < (tmp_path / "runs" / "cli-2" / "last.pt").stat().st_mtime
+
+
+def test_without_validation_data_best_follows_last(tmp_path: Path) -> None:
+    overrides = bccd_overrides(
+        tmp_path,
+        "training.epochs=2",
+        "training.no_aug_epochs=0",
+        "data.train_split=test",
+        "data.val_path=null",
+        "model.input_size=[160,160]",
+        "monitoring.run_name=noval",
+    )
+    result = train(load_config(None, overrides))
+    assert result.best_checkpoint == result.run_dir / "best.pt"
+    best, last = load_checkpoint(result.best_checkpoint), load_checkpoint(result.last_checkpoint)
+    assert best.training_state["state"]["epoch"] == last.training_state["state"]["epoch"] == 2

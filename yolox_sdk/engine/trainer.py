@@ -104,6 +104,7 @@ class Trainer:
         self.state = TrainState()
         self.should_stop = False
         self.run_dir: Path | None = None
+        self._non_finite = 0
 
     def _resumed_config(self, config: Config) -> Config:
         saved = self.resume_dir / CONFIG_FILENAME
@@ -343,7 +344,7 @@ class Trainer:
         return values
 
     def _skip_non_finite(self, loss: torch.Tensor) -> dict[str, float]:
-        self._non_finite = getattr(self, "_non_finite", 0) + 1
+        self._non_finite += 1
         self.optimizer.zero_grad(set_to_none=True)
         log.warning("Iteration %d: loss is %s; step skipped.", self.state.iteration, float(loss))
         if self._non_finite >= MAX_NON_FINITE_STEPS:
@@ -435,10 +436,11 @@ class Trainer:
         improved = value is not None and (self.state.best_value is None or value > self.state.best_value)
         if improved:
             self.state.best_value, self.state.best_epoch = value, epoch + 1
-        no_best_yet = not (self.run_dir / BEST).exists() and self.val_data is None
+        # Without any value of the best metric (no validation data), "best" follows "last".
+        no_metric = value is None and self.state.best_value is None
         checkpoint = self._checkpoint()
         paths = [(LAST, "last")]
-        if improved or no_best_yet:
+        if improved or no_metric:
             paths.append((BEST, "best"))
         interval = self.config.monitoring.save_interval
         if interval and (epoch + 1) % interval == 0:
