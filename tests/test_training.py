@@ -201,3 +201,50 @@ def test_without_validation_data_best_follows_last(tmp_path: Path) -> None:
     assert result.best_checkpoint == result.run_dir / "best.pt"
     best, last = load_checkpoint(result.best_checkpoint), load_checkpoint(result.last_checkpoint)
     assert best.training_state["state"]["epoch"] == last.training_state["state"]["epoch"] == 2
+
+
+class _CountingSgdPlugin:
+    """An optimizer plugin registered in code that counts optimizer steps."""
+
+    steps = 0
+
+    @hookimpl
+    def register_optimizers(self, register) -> None:
+        from yolox_sdk.builtin.optimizers.sgd import SgdOptions, build_sgd
+
+        def build(options, model, training):
+            optimizer = build_sgd(SgdOptions(), model, training)
+            original = optimizer.step
+
+            def counted_step(*args, **kwargs):
+                _CountingSgdPlugin.steps += 1
+                return original(*args, **kwargs)
+
+            optimizer.step = counted_step
+            return optimizer
+
+        register("counting_sgd", build)
+
+
+def test_gradient_accumulation_steps_every_n_batches(tmp_path: Path) -> None:
+    _, registry = build_plugin_manager(extra_plugins=[("counting", _CountingSgdPlugin())])
+    overrides = bccd_overrides(
+        tmp_path,
+        "training.epochs=1",
+        "training.no_aug_epochs=0",
+        "data.train_split=test",
+        "data.val_path=null",
+        "model.input_size=[160,160]",
+        "data.batch_size=4",
+        "training.accumulate=3",
+        "training.optimizer=counting_sgd",
+    )
+    config = load_config(None, overrides, registry)
+    from yolox_sdk.engine.setup import base_learning_rate
+
+    assert base_learning_rate(config) == pytest.approx(0.01 * 12 / 64)
+    _CountingSgdPlugin.steps = 0
+    result = train(config, registry=registry)
+    batches = 72 // 4  # the test split, partial batch dropped
+    assert result.epochs_completed == 1
+    assert _CountingSgdPlugin.steps == batches // 3  # 18 batches -> 6 steps, the last at the epoch's end

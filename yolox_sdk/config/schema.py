@@ -100,7 +100,9 @@ class TrainingConfig:
     """Optimisation recipe.
 
     ``lr`` is the learning rate for a batch of 64 images and is scaled linearly by the actual batch
-    size, as YOLOX does (``basic_lr_per_img = 0.01 / 64``). The last ``no_aug_epochs`` epochs train without
+    size, as YOLOX does (``basic_lr_per_img = 0.01 / 64``); with ``accumulate`` > 1 gradients of that many
+    batches are summed before each optimizer step, and the effective batch (batch_size x accumulate) sets
+    the learning rate. The last ``no_aug_epochs`` epochs train without
     mosaic/mixup and with the L1 loss on; ``multiscale_range`` picks a random input size within
     +-range*32 pixels every ``multiscale_interval`` iterations (0 disables it).
     """
@@ -119,6 +121,7 @@ class TrainingConfig:
     no_aug_epochs: int = attrs.field(default=15, validator=number(0))
     multiscale_range: int = attrs.field(default=5, validator=number(0))
     multiscale_interval: int = attrs.field(default=10, validator=number(1))
+    accumulate: int = attrs.field(default=1, validator=number(1))
     gradient_clip: float | None = attrs.field(
         default=None, validator=number(0.0, low_inclusive=False, optional=True)
     )

@@ -46,17 +46,20 @@ class Precision:
         with torch.autocast(self.device.type, dtype=self.dtype):
             yield
 
-    def backward_and_step(
-        self, loss: torch.Tensor, optimizer: torch.optim.Optimizer, model: nn.Module, clip_norm: float | None
-    ) -> None:
-        """Backward, optional gradient clipping by norm, optimizer step (through the scaler in fp16)."""
+    def backward(self, loss: torch.Tensor) -> None:
+        """Accumulate gradients of ``loss`` (scaled in fp16)."""
         if self.scaler is None:
             loss.backward()
+        else:
+            self.scaler.scale(loss).backward()
+
+    def step(self, optimizer: torch.optim.Optimizer, model: nn.Module, clip_norm: float | None) -> None:
+        """Optional gradient clipping by norm, then the optimizer step (through the scaler in fp16)."""
+        if self.scaler is None:
             if clip_norm:
                 nn.utils.clip_grad_norm_(model.parameters(), clip_norm)
             optimizer.step()
             return
-        self.scaler.scale(loss).backward()
         if clip_norm:
             self.scaler.unscale_(optimizer)
             nn.utils.clip_grad_norm_(model.parameters(), clip_norm)

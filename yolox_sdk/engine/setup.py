@@ -146,8 +146,8 @@ def build_training_model(config: Config, spec: ModelSpec) -> tuple[nn.Module, Tr
 
 
 def base_learning_rate(config: Config) -> float:
-    """``training.lr`` is for a batch of 64; YOLOX scales it linearly with the batch size."""
-    return config.training.lr * config.data.batch_size / BATCH_FOR_BASE_LR
+    """``training.lr`` is for a batch of 64; YOLOX scales it linearly with the (effective) batch size."""
+    return config.training.lr * config.data.batch_size * config.training.accumulate / BATCH_FOR_BASE_LR
 
 
 def build_optimizer(config: Config, model: nn.Module, registry: Registry) -> Any:

@@ -298,9 +298,9 @@ class Trainer:
             disable=not self.config.monitoring.progress_bar,
             dynamic_ncols=True,
         )
-        for images, targets in bar:
+        for batch_index, (images, targets) in enumerate(bar):
             images, targets = resize_batch(images, targets, input_size)
-            step_losses = self._train_step(images, targets)
+            step_losses = self._train_step(images, targets, last_in_epoch=batch_index + 1 == len(self.loader))
             self.state.iteration += 1
             self.state.images_seen += len(images)
             steps += 1
@@ -323,7 +323,11 @@ class Trainer:
         rng = np.random.default_rng([t.seed, period])
         return random_multiscale_size(self.spec.input_size, t.multiscale_range, rng)
 
-    def _train_step(self, images: torch.Tensor, targets: torch.Tensor) -> dict[str, float]:
+    def _train_step(
+        self, images: torch.Tensor, targets: torch.Tensor, last_in_epoch: bool
+    ) -> dict[str, float]:
+        """Forward and backward one batch; step the optimizer every ``training.accumulate`` batches (and at
+        the end of an epoch, so a resumed run starts with no half-accumulated gradient)."""
         lr = self.schedule.lr_at(self.state.iteration)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
@@ -335,10 +339,13 @@ class Trainer:
         if not torch.isfinite(loss):
             return self._skip_non_finite(loss)
         self._non_finite = 0
-        self.optimizer.zero_grad(set_to_none=True)
-        self.precision.backward_and_step(loss, self.optimizer, self.model, self.config.training.gradient_clip)
-        if self.ema is not None:
-            self.ema.update(self.model)
+        accumulate = self.config.training.accumulate
+        self.precision.backward(loss / accumulate)
+        if (self.state.iteration + 1) % accumulate == 0 or last_in_epoch:
+            self.precision.step(self.optimizer, self.model, self.config.training.gradient_clip)
+            self.optimizer.zero_grad(set_to_none=True)
+            if self.ema is not None:
+                self.ema.update(self.model)
         values = {key: _scalar(outputs[key]) for key in LOSS_KEYS if key in outputs}
         values["lr"] = lr
         return values
