@@ -248,3 +248,32 @@ def test_gradient_accumulation_steps_every_n_batches(tmp_path: Path) -> None:
     batches = 72 // 4  # the test split, partial batch dropped
     assert result.epochs_completed == 1
     assert _CountingSgdPlugin.steps == batches // 3  # 18 batches -> 6 steps, the last at the epoch's end
+
+
+def test_from_best_rolls_back_and_continues(tmp_path: Path) -> None:
+    import shutil
+
+    overrides = bccd_overrides(
+        tmp_path,
+        "training.epochs=2",
+        "training.no_aug_epochs=0",
+        "data.train_split=test",
+        "data.val_split=test",
+        "model.input_size=[160,160]",
+        "monitoring.run_name=rollback",
+        "monitoring.save_interval=1",
+        "evaluation.eval_interval=1",
+    )
+    config = tmp_path / "config.yaml"
+    config.write_text("{}\n")
+    assert CliRunner().invoke(cli, ["train", str(config), *overrides]).exit_code == 0
+    run_dir = tmp_path / "runs" / "rollback"
+    shutil.copyfile(run_dir / "epoch_1.pt", run_dir / "best.pt")  # pretend epoch 1 was the best
+    both = CliRunner().invoke(
+        cli, ["train", str(config), "--resume", str(run_dir), "--from-best", str(run_dir)]
+    )
+    assert both.exit_code == 2
+    rolled = CliRunner().invoke(cli, ["train", str(config), "--from-best", str(run_dir), *overrides])
+    assert rolled.exit_code == 0, rolled.output
+    assert "from best.pt at epoch 1" in rolled.output
+    assert load_checkpoint(run_dir / "last.pt").training_state["state"]["epoch"] == 2

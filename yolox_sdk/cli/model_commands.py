@@ -44,13 +44,24 @@ def run(config_path: Path, overrides: tuple[str, ...], resume_dir: Path | None) 
 @click.option(
     "--resume", "resume_dir", type=click.Path(file_okay=False, path_type=Path), help="Continue this run."
 )
+@click.option(
+    "--from-best",
+    "best_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Roll this run back to its best checkpoint and continue training from there.",
+)
 @handle_errors
-def train(config_path: Path, overrides: tuple[str, ...], resume_dir: Path | None) -> None:
+def train(
+    config_path: Path, overrides: tuple[str, ...], resume_dir: Path | None, best_dir: Path | None
+) -> None:
     """Train a model as CONFIG says (OVERRIDES: section.key=value)."""
     from yolox_sdk.config.loader import load_config
     from yolox_sdk.engine.trainer import train as train_model
 
-    result = train_model(load_config(config_path, overrides), resume_dir=resume_dir)
+    if resume_dir and best_dir:
+        raise click.UsageError("Use either --resume or --from-best, not both.")
+    config = load_config(config_path, overrides)
+    result = train_model(config, resume_dir=resume_dir or best_dir, from_best=best_dir is not None)
     click.echo(f"Best checkpoint: {result.best_checkpoint}\nRun directory: {result.run_dir}")
 
 

@@ -96,10 +96,15 @@ class Trainer:
     """Trains one run; ``fit()`` does the work. Callbacks may set ``should_stop``."""
 
     def __init__(
-        self, config: Config, registry: Registry | None = None, resume_dir: Path | None = None
+        self,
+        config: Config,
+        registry: Registry | None = None,
+        resume_dir: Path | None = None,
+        from_best: bool = False,
     ) -> None:
         self.registry = registry or get_registry()
         self.resume_dir = Path(resume_dir) if resume_dir else None
+        self.resume_file = BEST if from_best else LAST
         self.config = self._resumed_config(config) if self.resume_dir else config
         self.state = TrainState()
         self.should_stop = False
@@ -108,9 +113,9 @@ class Trainer:
 
     def _resumed_config(self, config: Config) -> Config:
         saved = self.resume_dir / CONFIG_FILENAME
-        if not (self.resume_dir / LAST).is_file():
+        if not (self.resume_dir / self.resume_file).is_file():
             raise CheckpointError(
-                f"Cannot resume {self.resume_dir}: it has no {LAST}. Is it a run directory?"
+                f"Cannot resume {self.resume_dir}: it has no {self.resume_file}. Is it a run directory?"
             )
         resumed = load_config(saved, registry=self.registry)
         if config_to_dict(resumed) != config_to_dict(config):
@@ -141,7 +146,7 @@ class Trainer:
         self.loggers = setup.build_loggers(c, self.run_dir, self.registry)
         self.callbacks = setup.build_callbacks(c, self.registry)
         if self.resume_dir:
-            self._restore(load_checkpoint(self.resume_dir / LAST))
+            self._restore(load_checkpoint(self.resume_dir / self.resume_file))
 
     def _build_data(self) -> None:
         from yolox_sdk.data.loader import build_train_loader
@@ -181,7 +186,11 @@ class Trainer:
         self.state = TrainState(**saved["state"])
         _restore_rng(saved["rng"])
         log.info(
-            "Resumed %s at epoch %d, iteration %d.", self.run_dir, self.state.epoch, self.state.iteration
+            "Resumed %s from %s at epoch %d, iteration %d.",
+            self.run_dir,
+            self.resume_file,
+            self.state.epoch,
+            self.state.iteration,
         )
 
     # ----- events -----------------------------------------------------------------------------------------
@@ -476,8 +485,10 @@ def train(
     run_dir: Path | None = None,
     resume_dir: Path | None = None,
     registry: Registry | None = None,
+    from_best: bool = False,
 ) -> TrainResult:
-    """Train a model as ``config`` says; ``resume_dir`` continues an earlier run exactly where it stopped.
+    """Train a model as ``config`` says; ``resume_dir`` continues an earlier run exactly where it stopped
+    (or, with ``from_best``, from its best checkpoint: a rollback that retrains the epochs after it).
 
     ``run_dir`` is accepted for API symmetry with the CLI; new runs always get a fresh directory under
     ``monitoring.output_dir`` so an earlier run is never overwritten.
@@ -489,4 +500,4 @@ def train(
                 config.monitoring, output_dir=str(Path(run_dir).parent), run_name=Path(run_dir).name
             ),
         )
-    return Trainer(config, registry, resume_dir).fit()
+    return Trainer(config, registry, resume_dir, from_best).fit()
