@@ -52,6 +52,12 @@ class TrainingError(YoloxSdkError):
     """Training cannot continue (for example the loss stopped being finite)."""
 
 
+class RunDirectoryError(YoloxSdkError):
+    """A path given as a run directory (``yolox-sdk runs ...``) is not one, or its files are unreadable."""
+
+    exit_code = 2
+
+
 def did_you_mean(name: str, candidates: Iterable[str]) -> str:
     """Return a ``" Did you mean 'x'?"`` suffix for the closest candidate, or an empty string."""
     by_lower = {str(candidate).lower(): str(candidate) for candidate in candidates}

@@ -151,6 +151,21 @@ def config_to_dict(config: Config) -> dict[str, Any]:
     return cattrs.unstructure(config)
 
 
+def flatten_dict(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested mappings as dotted keys (``training.optimizer_options.betas``), e.g. for loggers and diffs.
+
+    Lists stay values; an empty mapping stays ``{}`` so its key is not lost.
+    """
+    flat: dict[str, Any] = {}
+    for key, value in data.items():
+        dotted = f"{prefix}{key}"
+        if isinstance(value, Mapping) and value:
+            flat.update(flatten_dict(value, f"{dotted}."))
+        else:
+            flat[dotted] = value
+    return flat
+
+
 def dump_config(config: Config) -> str:
     """The config as YAML text, sections in schema order."""
     return yaml.safe_dump(config_to_dict(config), sort_keys=False, default_flow_style=None)

@@ -13,9 +13,19 @@ from typing import Any
 
 import attrs
 
-from yolox_sdk.config.validators import image_size, number, one_of, ordered_pair, probability
+from yolox_sdk.config.validators import (
+    boolean,
+    freeze_entries,
+    image_size,
+    number,
+    one_of,
+    ordered_pair,
+    probability,
+    unfreeze_schedule,
+)
 
 MODEL_NAMES = ("yolox-nano", "yolox-tiny", "yolox-s", "yolox-m", "yolox-l", "yolox-x", "custom")
+FREEZE_GROUPS = ("backbone", "neck", "head")  # CSPDarknet, the PAFPN layers around it, the detection head
 CACHE_MODES = ("none", "ram", "disk")
 DEVICE_TYPES = ("auto", "cpu", "cuda", "mps")
 BEST_METRICS = ("mAP", "mAP50", "mAP75", "loss")
@@ -29,6 +39,13 @@ class ModelConfig:
     name. ``checkpoint`` (one of our checkpoints or an official ``{"model": ...}`` file) wins over
     ``pretrained``. ``num_classes: null`` takes the class count from the training data.
     ``depth``/``width``/``input_size`` default to the variant's own values; set them for ``custom``.
+
+    Freezing (see ``yolox_sdk.engine.freezing``): ``freeze`` lists groups (``backbone``, ``neck``,
+    ``head``) or fnmatch patterns over parameter or module names frozen from the first epoch;
+    ``unfreeze_schedule`` maps a 1-based epoch to the groups/patterns that train from that epoch on (and are
+    frozen before it). ``freeze_backbone`` with ``freeze_until_epoch`` N (0 = never unfreeze) is the older
+    shorthand for freezing the backbone during the first N epochs. Frozen BatchNorm layers always keep their
+    running statistics; ``freeze_bn`` keeps those of every BatchNorm layer.
     """
 
     name: str = attrs.field(default="yolox-s", validator=one_of(MODEL_NAMES))
@@ -41,6 +58,11 @@ class ModelConfig:
     num_classes: int | None = attrs.field(default=None, validator=number(1, optional=True))
     freeze_backbone: bool = False
     freeze_until_epoch: int = attrs.field(default=0, validator=number(0))
+    freeze: list[str] = attrs.field(factory=list, validator=freeze_entries(FREEZE_GROUPS))
+    unfreeze_schedule: dict[int, list[str]] = attrs.field(
+        factory=dict, validator=unfreeze_schedule(FREEZE_GROUPS)
+    )
+    freeze_bn: bool = False
 
 
 @attrs.frozen
@@ -102,9 +124,21 @@ class TrainingConfig:
     ``lr`` is the learning rate for a batch of 64 images and is scaled linearly by the actual batch
     size, as YOLOX does (``basic_lr_per_img = 0.01 / 64``); with ``accumulate`` > 1 gradients of that many
     batches are summed before each optimizer step, and the effective batch (batch_size x accumulate) sets
-    the learning rate. The last ``no_aug_epochs`` epochs train without
+    the learning rate. ``nominal_batch_size`` (instead of ``accumulate``) asks for an effective batch: the
+    trainer accumulates ``round(nominal_batch_size / batch_size)`` batches and scales ``weight_decay`` by
+    effective / nominal batch, so the decay per image stays the same when the batch cannot reach the
+    nominal one exactly. ``data.batch_size`` is the global batch of all processes in multi-process
+    (``torchrun``) training; ``sync_bn`` then synchronises BatchNorm statistics across CUDA processes.
+    The last ``no_aug_epochs`` epochs train without
     mosaic/mixup and with the L1 loss on; ``multiscale_range`` picks a random input size within
     +-range*32 pixels every ``multiscale_interval`` iterations (0 disables it).
+    ``amp`` turns on mixed precision where it helps (bf16 on CPUs only where it is faster than fp32; see
+    ``yolox_sdk.engine.precision``); ``max_non_finite_steps`` non-finite losses in a row stop the run (each
+    skips its step and lowers the fp16 loss scale). ``gradient_checkpointing`` recomputes the backbone's
+    activations in the backward to save memory; ``compile`` runs the training forward through
+    ``torch.compile`` (slow to compile, off by default; see ``yolox_sdk.engine.memory``).
+    ``auto_resume`` continues, when no ``--resume`` is given, the most recent run in
+    ``monitoring.output_dir`` of the same config (see ``yolox_sdk.engine.resume``).
     """
 
     epochs: int = attrs.field(default=300, validator=number(1))
@@ -122,6 +156,7 @@ class TrainingConfig:
     multiscale_range: int = attrs.field(default=5, validator=number(0))
     multiscale_interval: int = attrs.field(default=10, validator=number(1))
     accumulate: int = attrs.field(default=1, validator=number(1))
+    nominal_batch_size: int | None = attrs.field(default=None, validator=number(1, optional=True))
     gradient_clip: float | None = attrs.field(
         default=None, validator=number(0.0, low_inclusive=False, optional=True)
     )
@@ -130,9 +165,14 @@ class TrainingConfig:
         default=0.9998, validator=number(0.0, 1.0, low_inclusive=False, high_inclusive=False)
     )
     amp: bool = False
+    max_non_finite_steps: int = attrs.field(default=10, validator=number(1))
     channels_last: bool = True
+    gradient_checkpointing: bool = False
+    compile: bool = False
     seed: int = 0
     deterministic: bool = False
+    sync_bn: bool = False
+    auto_resume: bool = attrs.field(default=False, validator=boolean())
     callbacks: list[Any] = attrs.field(factory=list)
 
 

@@ -77,6 +77,11 @@ def one_of(choices: Sequence[str]) -> Validator:
     return check
 
 
+def boolean() -> Validator:
+    """``true`` or ``false`` (YAML input is type-checked when structured; this also guards Python callers)."""
+    return _make(lambda value: isinstance(value, bool), "true or false")
+
+
 def ordered_pair(low: float = 0.0, high: float | None = None) -> Validator:
     """A ``[min, max]`` pair with ``low <= min <= max (<= high)``."""
 
@@ -94,3 +99,51 @@ def image_size() -> Validator:
         return len(value) == 2 and all(int(side) > 0 and int(side) % 32 == 0 for side in value)
 
     return _make(valid, "[height, width], both positive multiples of 32 (e.g. [416, 416])", optional=True)
+
+
+def _freeze_entry_problem(entry: Any, groups: Sequence[str]) -> str | None:
+    """Why ``entry`` cannot name parameters to freeze, or ``None`` when it can.
+
+    A parameter name always contains a dot, so a dot-less entry without wildcards can only be a group name;
+    anything else is checked against the model's parameter names when the model is built.
+    """
+    if not isinstance(entry, str) or not entry:
+        return f"{entry!r} is not a non-empty string."
+    if entry in groups or "." in entry or any(char in entry for char in "*?["):
+        return None
+    return f"'{entry}' is neither a group nor a parameter-name pattern.{did_you_mean(entry, groups)}"
+
+
+def freeze_entries(groups: Sequence[str]) -> Validator:
+    """A list of group names (``groups``) or fnmatch patterns over parameter names."""
+    expected = f"a list of groups ({', '.join(groups)}) or parameter-name patterns such as 'head.cls_preds.*'"
+
+    def check(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
+        for entry in value:
+            problem = _freeze_entry_problem(entry, groups)
+            if problem:
+                raise FieldError(attribute.name, expected, value, f" {problem}")
+
+    return check
+
+
+def unfreeze_schedule(groups: Sequence[str]) -> Validator:
+    """A mapping ``{epoch: [groups or patterns]}`` with 1-based epochs >= 2 and non-empty lists."""
+    expected = (
+        "a mapping {epoch: [groups or patterns]} with epochs >= 2 (1-based) and non-empty lists, "
+        "e.g. {3: [neck], 5: [backbone]}"
+    )
+
+    def check(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
+        for epoch, entries in value.items():
+            if epoch < 2:
+                hint = f" Epoch {epoch} is not after the first epoch; to train from the start, just don't freeze it."
+                raise FieldError(attribute.name, expected, value, hint)
+            if not entries:
+                raise FieldError(attribute.name, expected, value, f" Epoch {epoch} has an empty list.")
+            for entry in entries:
+                problem = _freeze_entry_problem(entry, groups)
+                if problem:
+                    raise FieldError(attribute.name, expected, value, f" Epoch {epoch}: {problem}")
+
+    return check

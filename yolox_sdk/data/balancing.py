@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 
 import attrs
 import numpy as np
@@ -169,8 +169,6 @@ class RepeatFactorSampler(TrainSampler):
         keys = (np.arange(len(images)) - starts) * self.size + images
         return rng.permutation(keys) if self.shuffle else keys
 
-    def __iter__(self) -> Iterator[int]:
-        return iter(self.order()[self.start_index :].tolist())
-
-    def __len__(self) -> int:
-        return max(0, self.epoch_size - self.start_index)
+    def order_length(self) -> int:
+        """Keys per epoch."""
+        return self.epoch_size

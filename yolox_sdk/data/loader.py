@@ -31,7 +31,11 @@ STRIDE = 32
 
 
 class TrainSampler(torch.utils.data.Sampler[int]):
-    """Indices of one epoch: a permutation fixed by ``(seed, epoch)``, from ``start_index`` on."""
+    """Indices of one epoch: a permutation fixed by ``(seed, epoch)``, from ``start_index`` on.
+
+    In multi-process training every process builds the same permutation and ``shard`` makes it keep its
+    own slice of each global batch, so N processes see exactly the batches one process would.
+    """
 
     def __init__(self, size: int, seed: int, shuffle: bool = True) -> None:
         self.size = int(size)
@@ -39,11 +43,18 @@ class TrainSampler(torch.utils.data.Sampler[int]):
         self.shuffle = shuffle
         self.epoch = 0
         self.start_index = 0
+        self.rank, self.world_size, self.global_batch = 0, 1, 1
 
     def set_epoch(self, epoch: int, start_index: int = 0) -> None:
         """Select the epoch's order and skip its first ``start_index`` indices (for resuming)."""
         self.epoch = int(epoch)
         self.start_index = int(start_index)
+
+    def shard(self, rank: int, world_size: int, global_batch: int) -> None:
+        """Keep process ``rank``'s ``global_batch / world_size`` indices of every whole global batch."""
+        if global_batch % world_size:
+            raise ValueError(f"A global batch of {global_batch} does not split over {world_size} processes")
+        self.rank, self.world_size, self.global_batch = int(rank), int(world_size), int(global_batch)
 
     def order(self) -> np.ndarray:
         """The full index order of the current epoch."""
@@ -52,11 +63,27 @@ class TrainSampler(torch.utils.data.Sampler[int]):
         rng = np.random.default_rng(np.random.SeedSequence([self.seed % 2**63, self.epoch]))
         return rng.permutation(self.size)
 
+    def order_length(self) -> int:
+        """``len(self.order())`` without computing the order."""
+        return self.size
+
+    def _indices(self) -> np.ndarray:
+        order = self.order()
+        if self.world_size > 1:
+            per_rank = self.global_batch // self.world_size
+            whole = len(order) // self.global_batch
+            batches = order[: whole * self.global_batch].reshape(whole, self.world_size, per_rank)
+            order = batches[:, self.rank, :].reshape(-1)
+        return order[self.start_index :]
+
     def __iter__(self) -> Iterator[int]:
-        return iter(self.order()[self.start_index :].tolist())
+        return iter(self._indices().tolist())
 
     def __len__(self) -> int:
-        return max(0, self.size - self.start_index)
+        length = self.order_length()
+        if self.world_size > 1:
+            length = length // self.global_batch * (self.global_batch // self.world_size)
+        return max(0, length - self.start_index)
 
 
 def collate_train_batch(
@@ -81,6 +108,8 @@ def build_train_loader(
     shuffle: bool = True,
     drop_last: bool | None = None,
     repeat_factors: Sequence[float] | np.ndarray | None = None,
+    rank: int = 0,
+    world_size: int = 1,
 ) -> torch.utils.data.DataLoader:
     """A ``DataLoader`` over ``train_dataset`` with a ``TrainSampler`` and ``collate_train_batch``.
 
@@ -93,6 +122,9 @@ def build_train_loader(
         repeat_factors: one factor ``>= 1`` per image for class balancing: the sampler is then a
             ``RepeatFactorSampler`` (see ``yolox_sdk.data.balancing``) and an epoch has
             ``round(sum(repeat_factors))`` samples.
+        rank, world_size: in multi-process training, ``batch_size`` is the global batch and this
+            process's loader yields its ``batch_size / world_size`` share of each one (whole global
+            batches only).
     """
     sampler: TrainSampler
     if repeat_factors is None:
@@ -105,6 +137,9 @@ def build_train_loader(
                 f"{len(repeat_factors)} repeat factors for a training set of {len(train_dataset)} images"
             )
         sampler = RepeatFactorSampler(repeat_factors, seed, shuffle)
+    if world_size > 1:
+        sampler.shard(rank, world_size, batch_size)
+        batch_size, drop_last = batch_size // world_size, True
     if drop_last is None:
         drop_last = len(sampler) >= batch_size
     workers = default_num_workers() if num_workers is None else int(num_workers)

@@ -6,7 +6,10 @@ config and the SDK version. ``eval``, ``predict`` and ``export`` therefore need 
 Training state (optimizer, EMA, epoch, iteration, RNG states) is included for ``--resume``.
 
 Files are written to a temporary name in the same folder, flushed to disk and renamed, so a crash or
-``kill -9`` never leaves a half-written checkpoint under the final name.
+``kill -9`` never leaves a half-written checkpoint under the final name. Each file also carries a sha256
+of its content (``content_digest``: why over values, not file bytes, is explained there), checked on
+every load, so a file damaged after it was written (disk, copy, sync tool) is refused instead of silently
+resuming from wrong weights. Files written before the digest existed have none and load as before.
 """
 
 from __future__ import annotations
@@ -18,12 +21,16 @@ from typing import Any
 import attrs
 import torch
 
+from yolox_sdk.engine.content_digest import content_digest
 from yolox_sdk.engine.torch_files import atomic_torch_save, load_torch_file
 from yolox_sdk.errors import CheckpointError
 from yolox_sdk.models.variants import ModelSpec
 
 FORMAT_VERSION = 1
 FORMAT_NAME = "yolox-sdk-checkpoint"
+DIGEST_KEY = "sha256"
+# What the digest covers: everything but the format markers and the digest itself.
+DIGESTED_KEYS = ("format_version", "model", "ema", "meta", "training_state")
 
 
 def _sdk_version() -> str:
@@ -44,6 +51,8 @@ class Checkpoint:
         config: the resolved run config as plain data (may be empty for converted files).
         sdk_version: the SDK version that wrote it.
         training_state: optimizer, epoch, iteration, RNG, metrics (empty for inference-only files).
+        lineage: where the weights came from (parent weights, dataset fingerprint, versions, git commit;
+            see ``yolox_sdk.engine.lineage``); empty for files written before lineage existed.
     """
 
     model: dict[str, torch.Tensor]
@@ -53,6 +62,7 @@ class Checkpoint:
     config: dict[str, Any] = attrs.field(factory=dict)
     sdk_version: str = ""
     training_state: dict[str, Any] = attrs.field(factory=dict)
+    lineage: dict[str, Any] = attrs.field(factory=dict)
 
     @property
     def inference_weights(self) -> dict[str, torch.Tensor]:
@@ -60,8 +70,17 @@ class Checkpoint:
         return self.ema if self.ema is not None else self.model
 
 
-def save_checkpoint(path: Path, checkpoint: Checkpoint) -> Path:
-    """Write ``checkpoint`` atomically to ``path``."""
+def payload_digest(payload: Mapping[str, Any]) -> str:
+    """The sha256 stored under ``DIGEST_KEY``: over the payload's content, see ``content_digest``."""
+    return content_digest({key: payload.get(key) for key in DIGESTED_KEYS})
+
+
+def save_checkpoint(path: Path, checkpoint: Checkpoint, keep_previous: Path | None = None) -> Path:
+    """Write ``checkpoint`` atomically to ``path``, with its content digest.
+
+    ``keep_previous``: where the file being replaced is moved first (the trainer keeps the previous
+    ``last.pt`` as ``last.prev.pt``, the fallback when the newest file turns out damaged).
+    """
     payload = {
         "format": FORMAT_NAME,
         "format_version": FORMAT_VERSION,
@@ -72,10 +91,12 @@ def save_checkpoint(path: Path, checkpoint: Checkpoint) -> Path:
             "class_names": list(checkpoint.class_names),
             "config": checkpoint.config,
             "sdk_version": checkpoint.sdk_version or _sdk_version(),
+            "lineage": checkpoint.lineage,
         },
         "training_state": checkpoint.training_state,
     }
-    atomic_torch_save(payload, path)
+    payload[DIGEST_KEY] = payload_digest(payload)
+    atomic_torch_save(payload, path, keep_previous=keep_previous)
     return path
 
 
@@ -83,8 +104,9 @@ def load_checkpoint(path: Path | str) -> Checkpoint:
     """Read one of our checkpoints.
 
     Raises:
-        CheckpointError: for a missing, truncated or foreign file (an official YOLOX file is refused here
-            with a hint: it carries no class names; use it as ``model.pretrained`` instead).
+        CheckpointError: for a missing, truncated, damaged (content digest mismatch) or foreign file (an
+            official YOLOX file is refused here with a hint: it carries no class names; use it as
+            ``model.pretrained`` instead).
     """
     path = Path(path)
     payload = load_torch_file(path)
@@ -93,6 +115,7 @@ def load_checkpoint(path: Path | str) -> Checkpoint:
             f"{path} is not a yolox-sdk checkpoint (no class names or model spec inside). An official YOLOX "
             "file can be used as starting weights: set model.pretrained or model.checkpoint to it and train."
         )
+    verify_digest(path, payload)
     meta = payload["meta"]
     spec_fields = dict(meta["spec"])
     return Checkpoint(
@@ -103,4 +126,24 @@ def load_checkpoint(path: Path | str) -> Checkpoint:
         config=meta.get("config", {}),
         sdk_version=meta.get("sdk_version", ""),
         training_state=payload.get("training_state", {}),
+        lineage=meta.get("lineage") or {},
     )
+
+
+def verify_digest(path: Path, payload: Mapping[str, Any]) -> None:
+    """Check the stored content digest; files written before digests existed have none and pass.
+
+    Raises:
+        CheckpointError: naming the file, when its content no longer matches the digest saved with it.
+    """
+    stored = payload.get(DIGEST_KEY)
+    if stored is None:
+        return
+    actual = payload_digest(payload)
+    if actual != stored:
+        raise CheckpointError(
+            f"Checkpoint {path} is damaged: its content sha256 is {actual[:16]}..., but the file was saved "
+            f"with {str(stored)[:16]}... (a weight, optimizer or training-state value changed after it was "
+            "written). Do not use it: resume falls back to an earlier checkpoint of the run (last.prev.pt, "
+            "epoch_N.pt), or point at one of those yourself."
+        )

@@ -41,7 +41,7 @@ def resolve_device(setting: DeviceConfig | str) -> torch.device:
         problem = _cuda_works(index)
         if problem is None:
             return torch.device("cuda", index)
-        if config.type == "auto":
+        if config.type == "auto" and not _cuda_visible():
             return _mps_or_cpu()
         return _fallback("cuda", problem, config.fallback)
     if config.type == "mps":
@@ -49,6 +49,14 @@ def resolve_device(setting: DeviceConfig | str) -> torch.device:
             return torch.device("mps")
         return _fallback("mps", "MPS is not available on this machine", config.fallback)
     raise ConfigError(f"Invalid config: device.type: unknown device '{config.type}'.")
+
+
+def _cuda_visible() -> bool:
+    """A CUDA device is visible (its failing to initialise then deserves a warning even under ``auto``)."""
+    try:
+        return torch.cuda.device_count() > 0
+    except Exception:  # noqa: BLE001 - a broken driver can raise here too
+        return True
 
 
 def _mps_or_cpu() -> torch.device:
@@ -62,6 +70,9 @@ def _fallback(requested: str, problem: str, allowed: bool) -> torch.device:
             "fall back to the CPU automatically."
         )
     log.warning(
-        "device.type is '%s' but %s; falling back to the CPU (device.fallback is true).", requested, problem
+        "device.type is '%s' but %s; falling back to the CPU (device.fallback is true). Training on the CPU "
+        "is much slower; fix the driver or set device.type: cpu to silence this.",
+        requested,
+        problem,
     )
     return torch.device("cpu")

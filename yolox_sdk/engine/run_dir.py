@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from yolox_sdk.config.loader import config_to_dict, dump_config
 from yolox_sdk.config.schema import Config
@@ -14,7 +16,12 @@ CONFIG_FILENAME = "config.yaml"
 
 def config_hash(config: Config) -> str:
     """A short, stable hash of the resolved config (what makes two runs "the same experiment")."""
-    text = json.dumps(config_to_dict(config), sort_keys=True, default=str)
+    return config_dict_hash(config_to_dict(config))
+
+
+def config_dict_hash(data: Mapping[str, Any]) -> str:
+    """``config_hash`` of a config as plain data (a run's config.yaml read back)."""
+    text = json.dumps(data, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:8]
 
 

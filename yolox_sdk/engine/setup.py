@@ -139,23 +139,63 @@ def build_training_model(config: Config, spec: ModelSpec) -> tuple[nn.Module, Tr
         return model, None
     if source is True:
         source = spec.name
-    state, _ = read_state_dict(resolve_weights(source, variant=spec.name))
-    report = load_matching_weights(model, state, strict_shapes=True)
+    weights_path = resolve_weights(source, variant=spec.name)
+    state, _ = read_state_dict(weights_path)
+    report = attrs.evolve(load_matching_weights(model, state, strict_shapes=True), source=weights_path)
     log.info("Initial weights %s: %s", source, report.summary())
     return model, report
 
 
+def accumulation_steps(config: Config) -> int:
+    """Batches summed per optimizer step: ``training.accumulate``, or what ``nominal_batch_size`` asks for."""
+    t = config.training
+    if t.nominal_batch_size is None:
+        return t.accumulate
+    return max(1, round(t.nominal_batch_size / config.data.batch_size))
+
+
+def effective_weight_decay(config: Config) -> float:
+    """``training.weight_decay``, scaled by effective / nominal batch when ``nominal_batch_size`` is set.
+
+    Decay is applied once per optimizer step; when the effective batch (batch x accumulation, rounded)
+    differs from the nominal one, scaling keeps the decay per training image what the recipe intended.
+    """
+    t = config.training
+    if t.nominal_batch_size is None:
+        return t.weight_decay
+    effective = config.data.batch_size * accumulation_steps(config)
+    return t.weight_decay * effective / t.nominal_batch_size
+
+
 def base_learning_rate(config: Config) -> float:
     """``training.lr`` is for a batch of 64; YOLOX scales it linearly with the (effective) batch size."""
-    return config.training.lr * config.data.batch_size * config.training.accumulate / BATCH_FOR_BASE_LR
+    return config.training.lr * config.data.batch_size * accumulation_steps(config) / BATCH_FOR_BASE_LR
 
 
 def build_optimizer(config: Config, model: nn.Module, registry: Registry) -> Any:
-    """The optimizer plugin named by ``training.optimizer``."""
+    """The optimizer plugin named by ``training.optimizer``, given the effective weight decay."""
     t = config.training
-    return build_plugin(
-        registry, "optimizer", t.optimizer, t.optimizer_options, "training.optimizer_options", model, t
+    recipe = attrs.evolve(
+        t, weight_decay=effective_weight_decay(config), accumulate=accumulation_steps(config)
     )
+    return build_plugin(
+        registry, "optimizer", t.optimizer, t.optimizer_options, "training.optimizer_options", model, recipe
+    )
+
+
+def sync_batchnorm(model: nn.Module, wanted: bool, distributed: bool, device: Any) -> nn.Module:
+    """``training.sync_bn``: BatchNorm layers that share statistics across processes (CUDA only).
+
+    Without CUDA (gloo on CPU) torch has no synchronised BatchNorm; the run goes on with per-process
+    statistics and says so.
+    """
+    if not (wanted and distributed):
+        return model
+    if getattr(device, "type", "cpu") != "cuda":
+        log.warning("training.sync_bn needs CUDA devices; training on %s with per-process BatchNorm.", device)
+        return model
+    log.info("BatchNorm statistics are synchronised across processes (training.sync_bn).")
+    return nn.SyncBatchNorm.convert_sync_batchnorm(model)
 
 
 def build_schedule(config: Config, iters_per_epoch: int, registry: Registry) -> Any:
@@ -196,18 +236,3 @@ def build_callbacks(config: Config, registry: Registry) -> list[Any]:
         build_plugin(registry, "callback", name, options, where)
         for name, options, where in named_items(config.training.callbacks, "training.callbacks")
     ]
-
-
-def freeze_backbone(model: nn.Module, frozen: bool) -> int:
-    """Freeze (or unfreeze) the CSPDarknet backbone; returns the number of parameters that changed state.
-
-    Frozen modules are also kept in eval mode so their BatchNorm statistics stay those of the pretrained
-    weights (the trainer re-applies this after every ``model.train()``).
-    """
-    backbone = model.backbone.backbone
-    changed = 0
-    for parameter in backbone.parameters():
-        if parameter.requires_grad == frozen:
-            parameter.requires_grad_(not frozen)
-            changed += parameter.numel()
-    return changed

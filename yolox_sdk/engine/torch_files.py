@@ -11,20 +11,28 @@ import torch
 
 from yolox_sdk.errors import CheckpointError
 
+# Temporary files are ``.<final name>.<random>.tmp``; a ``kill -9`` mid-write can leave one behind.
+TEMPORARY_SUFFIX = ".tmp"
 
-def atomic_torch_save(payload: Any, path: Path) -> None:
+
+def atomic_torch_save(payload: Any, path: Path, keep_previous: Path | None = None) -> None:
     """``torch.save`` to a temporary file in the same folder, fsync, then rename over ``path``.
 
     A crash or ``kill -9`` at any moment leaves either the previous file or the new one, never half a file.
+    With ``keep_previous``, the file being replaced is renamed there just before the new one takes its
+    place, once the new one is fully on disk: a kill between the two renames leaves ``keep_previous`` and
+    no ``path``, which readers looking for a fallback handle (``yolox_sdk.engine.resume``).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TEMPORARY_SUFFIX, dir=path.parent)
     try:
         with os.fdopen(handle, "wb") as stream:
             torch.save(payload, stream)
             stream.flush()
             os.fsync(stream.fileno())
+        if keep_previous is not None and path.is_file():
+            os.replace(path, keep_previous)
         os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)

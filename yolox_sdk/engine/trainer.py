@@ -8,6 +8,7 @@ built from plugins; ``Trainer.fit`` returns a ``TrainResult``.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import random
 import time
@@ -21,21 +22,31 @@ import torch
 from tqdm import tqdm
 from yolox.utils.ema import ModelEMA
 
-from yolox_sdk.config.loader import config_to_dict, load_config
+from yolox_sdk.config.loader import config_to_dict, flatten_dict, load_config
 from yolox_sdk.config.schema import Config
-from yolox_sdk.engine import setup
-from yolox_sdk.engine.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from yolox_sdk.engine import distributed, freezing, setup
+from yolox_sdk.engine.checkpoint import Checkpoint, save_checkpoint
 from yolox_sdk.engine.devices import resolve_device
+from yolox_sdk.engine.lineage import record_lineage
+from yolox_sdk.engine.memory import CompiledForward, compile_for_training, enable_gradient_checkpointing
 from yolox_sdk.engine.precision import Precision
+from yolox_sdk.engine.resume import (
+    PREVIOUS_LAST,
+    ResumePoint,
+    check_resumable,
+    find_run_to_resume,
+    load_resume_checkpoint,
+    log_completed,
+    resume_identity,
+)
 from yolox_sdk.engine.run_dir import CONFIG_FILENAME, create_run_dir
-from yolox_sdk.errors import CheckpointError, TrainingError
+from yolox_sdk.errors import TrainingError
 from yolox_sdk.plugins.manager import get_registry
 from yolox_sdk.plugins.registry import Registry
 
 log = logging.getLogger(__name__)
 
 LAST, BEST = "last.pt", "best.pt"
-MAX_NON_FINITE_STEPS = 10
 LOSS_KEYS = ("total_loss", "iou_loss", "conf_loss", "cls_loss", "l1_loss")
 
 
@@ -103,22 +114,29 @@ class Trainer:
         from_best: bool = False,
     ) -> None:
         self.registry = registry or get_registry()
+        if resume_dir is None and config.training.auto_resume:
+            resume_dir = find_run_to_resume(config, self.registry)
         self.resume_dir = Path(resume_dir) if resume_dir else None
         self.resume_file = BEST if from_best else LAST
+        self.resume_point: ResumePoint | None = None
         self.config = self._resumed_config(config) if self.resume_dir else config
         self.state = TrainState()
         self.should_stop = False
         self.run_dir: Path | None = None
         self._non_finite = 0
+        self.dist = distributed.context_from_environment()
 
     def _resumed_config(self, config: Config) -> Config:
+        """The run's own config; also picks the checkpoint to resume from (``engine.resume``: the newest
+        intact one, or none when the run was killed in its first epoch and restarts from scratch)."""
         saved = self.resume_dir / CONFIG_FILENAME
-        if not (self.resume_dir / self.resume_file).is_file():
-            raise CheckpointError(
-                f"Cannot resume {self.resume_dir}: it has no {self.resume_file}. Is it a run directory?"
-            )
+        check_resumable(self.resume_dir, self.resume_file)
+        self.resume_point = load_resume_checkpoint(self.resume_dir, self.resume_file)
+        if self.resume_point is not None:
+            self.resume_file = self.resume_point.path.name
         resumed = load_config(saved, registry=self.registry)
-        if config_to_dict(resumed) != config_to_dict(config):
+        log_completed(self.resume_point, self.resume_dir, resumed.training.epochs)
+        if resume_identity(resumed) != resume_identity(config):
             log.warning(
                 "Resuming with the run's own config %s (the config given now differs and is ignored).", saved
             )
@@ -129,24 +147,80 @@ class Trainer:
     def _build(self) -> None:
         c = self.config
         seed_everything(c.training.seed, c.training.deterministic)
-        self.device = resolve_device(c.device)
+        self._join_process_group()
         self.train_data, self.val_data = setup.load_training_data(c)
         self.class_names = tuple(self.train_data.class_names)
         self.spec = setup.model_spec_from_config(c, setup.resolve_num_classes(c, self.train_data))
         self.model, self.transfer = setup.build_training_model(c, self.spec)
+        if c.training.gradient_checkpointing:
+            enable_gradient_checkpointing(self.model)
         self.precision = Precision(self.device, c.training.amp)
         memory_format = torch.channels_last if c.training.channels_last else torch.preserve_format
         self.memory_format = memory_format
         self.model.to(self.device, memory_format=memory_format)
+        self.model = setup.sync_batchnorm(self.model, c.training.sync_bn, self.dist.enabled, self.device)
         self.ema = ModelEMA(self.model, c.training.ema_decay) if c.training.ema else None
-        self._build_data()
+        self._build_data_in_rank_order()
         self.optimizer = setup.build_optimizer(c, self.model, self.registry)
-        self.schedule = setup.build_schedule(c, len(self.loader), self.registry)
-        self.run_dir = self.resume_dir or create_run_dir(c)
-        self.loggers = setup.build_loggers(c, self.run_dir, self.registry)
+        self.steps_per_epoch = -(-len(self.loader) // setup.accumulation_steps(c))
+        self.schedule = setup.build_schedule(c, self.steps_per_epoch, self.registry)
+        self.run_dir = distributed.broadcast_object(
+            (self.resume_dir or create_run_dir(c)) if self.dist.is_main else None
+        )
+        self.loggers = setup.build_loggers(c, self.run_dir, self.registry) if self.dist.is_main else []
+        self.lineage = self._record_lineage() if self.dist.is_main else {}
         self.callbacks = setup.build_callbacks(c, self.registry)
-        if self.resume_dir:
-            self._restore(load_checkpoint(self.resume_dir / self.resume_file))
+        self.train_module = compile_for_training(self.model, c.training.compile, self.device)
+        self._trainable: tuple[bool, ...] = ()
+        if self.resume_point is not None:
+            self._restore(self.resume_point.checkpoint)
+            self.resume_point = None
+            # A kill between saving last.pt and logging leaves metrics.csv one row short: write it again.
+            if self.state.metrics:
+                self.log_metrics(self.state.metrics, self.state.epoch)
+
+    def _record_lineage(self) -> dict[str, Any]:
+        """Lineage (parent weights, data fingerprint, versions, git) for lineage.json and every checkpoint."""
+        return record_lineage(
+            self.config,
+            self.run_dir,
+            self.train_data,
+            self.val_data,
+            initial_weights=self.transfer.source if self.transfer is not None else None,
+            resumed_from=self.resume_point.path if self.resume_point is not None else None,
+        )
+
+    def _join_process_group(self) -> None:
+        """Pick the device; under ``torchrun`` also join the process group and quieten ranks above 0."""
+        c = self.config
+        if not self.dist.enabled:
+            self.device = resolve_device(c.device)
+            return
+        self.device = distributed.device_for_rank(self.dist, c.device.type, c.device.gpu_ids)
+        distributed.init_distributed(self.dist, self.device)
+        if not self.dist.is_main:
+            logging.getLogger("yolox_sdk").setLevel(logging.WARNING)
+
+    def _build_data_in_rank_order(self) -> None:
+        """Rank 0 builds the data first (it may write caches), then the others read them."""
+        if not self.dist.is_main:
+            distributed.barrier()
+        self._build_data()
+        if self.dist.enabled and self.dist.is_main:
+            distributed.barrier()
+
+    def _wrap_for_ddp(self) -> None:
+        """(Re)wrap the model in ``DistributedDataParallel`` when the set of trainable parameters changed.
+
+        DDP fixes the parameters it synchronises when it is built, so unfreezing needs a new wrapper.
+        """
+        trainable = tuple(p.requires_grad for p in self.model.parameters())
+        if not self.dist.enabled or trainable == self._trainable:
+            return
+        self._trainable = trainable
+        device_ids = [self.device.index] if self.device.type == "cuda" else None
+        wrapped = torch.nn.parallel.DistributedDataParallel(self.model, device_ids=device_ids)
+        self.train_module = compile_for_training(wrapped, self.config.training.compile, self.device)
 
     def _build_data(self) -> None:
         from yolox_sdk.data.loader import build_train_loader
@@ -174,6 +248,8 @@ class Trainer:
             c.data.num_workers,
             c.training.seed,
             repeat_factors=repeat_factors,
+            rank=self.dist.rank,
+            world_size=self.dist.world_size,
         )
 
     def _restore(self, checkpoint: Checkpoint) -> None:
@@ -196,7 +272,9 @@ class Trainer:
     # ----- events -----------------------------------------------------------------------------------------
 
     def fire(self, event: str, *args: Any) -> None:
-        """Call ``event`` on every callback."""
+        """Call ``event`` on every callback (on rank 0 only in multi-process training)."""
+        if not self.dist.is_main:
+            return
         for callback in self.callbacks:
             getattr(callback, event)(self, *args)
 
@@ -216,10 +294,12 @@ class Trainer:
         try:
             while self.state.epoch < self.config.training.epochs and not self.should_stop:
                 self._run_epoch(self.state.epoch)
+            # Before the loggers close: on_train_end callbacks may log final metrics (e.g. SWA's).
+            self.fire("on_train_end")
         finally:
             for logger in self.loggers:
                 logger.close()
-        self.fire("on_train_end")
+            distributed.shutdown()
         result = self._result(time.perf_counter() - start)
         log.info(
             "Trained %d epochs in %.0f s (%.1f train images/s); best %s %s at epoch %s; run dir %s",
@@ -234,12 +314,7 @@ class Trainer:
         return result
 
     def _log_start(self) -> None:
-        params = {
-            f"{section}.{key}": value
-            for section, values in config_to_dict(self.config).items()
-            if isinstance(values, dict)
-            for key, value in values.items()
-        }
+        params = flatten_dict(config_to_dict(self.config))
         for logger in self.loggers:
             logger.log_hyperparameters(params)
         log.info(
@@ -261,37 +336,36 @@ class Trainer:
         self.train_dataset.set_no_aug(no_aug)
         self.model.head.use_l1 = no_aug
         self._apply_freezing(epoch)
+        self._wrap_for_ddp()
         self.fire("on_epoch_start", epoch)
         epoch_start = time.perf_counter()
-        losses = self._train_one_epoch(epoch)
+        losses = distributed.average_metrics(self._train_one_epoch(epoch))
         self.state.train_seconds += time.perf_counter() - epoch_start
         self.state.epoch = epoch + 1
         metrics = {
             "epoch": epoch + 1,
             **{f"train/{k}": v for k, v in losses.items()},
             "lr": self.optimizer.param_groups[0]["lr"],
+            "trainable_params": freezing.count_trainable_parameters(self.model),
         }
-        if self._evaluation_due(epoch, no_aug):
-            metrics.update(self._evaluate(epoch))
-        self.state.metrics = metrics
-        self._save_checkpoints(epoch, metrics)
-        self.log_metrics(metrics, self.state.epoch)
-        self.fire("on_epoch_end", epoch, metrics)
+        if self.dist.is_main:
+            if self._evaluation_due(epoch, no_aug):
+                metrics.update(self._evaluate(epoch))
+            self.state.metrics = metrics
+            self._save_checkpoints(epoch, metrics)
+            self.log_metrics(metrics, self.state.epoch)
+            self.fire("on_epoch_end", epoch, metrics)
+        self.should_stop = distributed.broadcast_object(self.should_stop)
 
     def _apply_freezing(self, epoch: int) -> None:
-        m = self.config.model
-        frozen = m.freeze_backbone and (m.freeze_until_epoch == 0 or epoch < m.freeze_until_epoch)
-        changed = setup.freeze_backbone(self.model, frozen)
-        if changed:
-            log.info(
-                "Epoch %d: backbone %s (%d parameters).",
-                epoch + 1,
-                "frozen" if frozen else "unfrozen",
-                changed,
-            )
-        self.model.train()
-        if frozen:
-            self.model.backbone.backbone.eval()
+        """Freeze what ``model.freeze``/``model.unfreeze_schedule`` say for this epoch; train mode otherwise.
+
+        The plan is resolved against the model once, on first use, so a bad pattern fails before any step.
+        """
+        if getattr(self, "_freeze_plan", None) is None:
+            epochs = self.config.training.epochs
+            self._freeze_plan = freezing.plan_freezing(self.config.model, self.model, epochs)
+        freezing.apply_freezing(self.model, self._freeze_plan, epoch + 1)
 
     def _train_one_epoch(self, epoch: int) -> dict[str, float]:
         from yolox_sdk.data.loader import resize_batch, set_loader_epoch
@@ -299,75 +373,112 @@ class Trainer:
         set_loader_epoch(self.loader, epoch)
         sums: dict[str, float] = defaultdict(float)
         steps = 0
-        input_size = self._input_size(self.state.iteration)
         bar = tqdm(
             self.loader,
             desc=f"epoch {epoch + 1}/{self.config.training.epochs}",
             leave=False,
-            disable=not self.config.monitoring.progress_bar,
+            disable=not (self.config.monitoring.progress_bar and self.dist.is_main),
             dynamic_ncols=True,
         )
+        accumulate = setup.accumulation_steps(self.config)
         for batch_index, (images, targets) in enumerate(bar):
+            step = epoch * self.steps_per_epoch + batch_index // accumulate
+            input_size = self._input_size(step)
             images, targets = resize_batch(images, targets, input_size)
-            step_losses = self._train_step(images, targets, last_in_epoch=batch_index + 1 == len(self.loader))
+            steps_now = (batch_index + 1) % accumulate == 0 or batch_index + 1 == len(self.loader)
+            step_losses = self._train_step(images, targets, step, steps_now)
             self.state.iteration += 1
-            self.state.images_seen += len(images)
+            self.state.images_seen += len(images) * self.dist.world_size
             steps += 1
             for key, value in step_losses.items():
                 sums[key] += value
-            input_size = self._input_size(self.state.iteration)
             self._after_step(bar, step_losses, input_size)
         return {key: value / max(steps, 1) for key, value in sums.items()}
 
-    def _input_size(self, iteration: int) -> tuple[int, int]:
-        """YOLOX multi-scale: a new random size every ``multiscale_interval`` iterations, seeded by iteration."""
+    def _input_size(self, step: int) -> tuple[int, int]:
+        """YOLOX multi-scale: a new random size every ``multiscale_interval`` optimizer steps, seeded by the
+        step (so every micro-batch of a step, and every process, uses the same size)."""
         from yolox_sdk.data.loader import random_multiscale_size
 
         t = self.config.training
         if t.multiscale_range == 0:
             return self.spec.input_size
-        period = iteration // t.multiscale_interval
+        period = step // t.multiscale_interval
         if period == 0:
             return self.spec.input_size
         rng = np.random.default_rng([t.seed, period])
         return random_multiscale_size(self.spec.input_size, t.multiscale_range, rng)
 
     def _train_step(
-        self, images: torch.Tensor, targets: torch.Tensor, last_in_epoch: bool
+        self, images: torch.Tensor, targets: torch.Tensor, step: int, steps_now: bool
     ) -> dict[str, float]:
-        """Forward and backward one batch; step the optimizer every ``training.accumulate`` batches (and at
-        the end of an epoch, so a resumed run starts with no half-accumulated gradient)."""
-        lr = self.schedule.lr_at(self.state.iteration)
+        """Forward and backward one batch; ``steps_now`` (every ``training.accumulate`` batches and at the
+        end of an epoch, so a resumed run starts with no half-accumulated gradient) also steps the optimizer.
+        The schedule advances by optimizer step, so accumulation and the process count do not change it."""
+        lr = self.schedule.lr_at(step)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         images = images.to(self.device, non_blocking=True).contiguous(memory_format=self.memory_format)
         targets = targets.to(self.device, non_blocking=True)
-        with self.precision.autocast():
-            outputs = self.model(images, targets)
-        loss = outputs["total_loss"]
-        if not torch.isfinite(loss):
-            return self._skip_non_finite(loss)
-        self._non_finite = 0
-        accumulate = self.config.training.accumulate
-        self.precision.backward(loss / accumulate)
-        if (self.state.iteration + 1) % accumulate == 0 or last_in_epoch:
-            self.precision.step(self.optimizer, self.model, self.config.training.gradient_clip)
+        with self._gradient_sync(steps_now):
+            with self.precision.autocast():
+                outputs = self.train_module(images, targets)
+            loss = outputs["total_loss"]
+            weight, finite = distributed.step_agreement(
+                distributed.foreground_count(outputs, targets), bool(torch.isfinite(loss)), self.dist
+            )
+            if not finite:
+                return self._skip_non_finite(loss)
+            self._non_finite = 0
+            self.precision.backward(loss * (weight / setup.accumulation_steps(self.config)))
+        if steps_now:
+            if not self.precision.step(self.optimizer, self.model, self.config.training.gradient_clip):
+                return self._skip_non_finite(loss, "the gradient")
             self.optimizer.zero_grad(set_to_none=True)
             if self.ema is not None:
                 self.ema.update(self.model)
-        values = {key: _scalar(outputs[key]) for key in LOSS_KEYS if key in outputs}
+        # Weighted like the backward, so the mean over processes is the loss of the global batch.
+        values = {key: _scalar(outputs[key]) * weight for key in LOSS_KEYS if key in outputs}
         values["lr"] = lr
         return values
 
-    def _skip_non_finite(self, loss: torch.Tensor) -> dict[str, float]:
+    def _gradient_sync(self, steps_now: bool) -> Any:
+        """DDP's ``no_sync`` for accumulation batches that do not step: gradients are all-reduced once per step."""
+        module = self.train_module
+        wrapped = module.model if isinstance(module, CompiledForward) else module
+        if self.dist.enabled and not steps_now:
+            return wrapped.no_sync()
+        return contextlib.nullcontext()
+
+    def _skip_non_finite(self, loss: torch.Tensor, what: str = "the loss") -> dict[str, float]:
+        """Skip the step of a non-finite loss (lowering the fp16 loss scale); stop after too many in a row.
+
+        Checkpoints are written only at epoch ends from finite steps, so ``last.pt`` stays the last good one.
+        """
         self._non_finite += 1
+        value = float(loss.detach())
         self.optimizer.zero_grad(set_to_none=True)
-        log.warning("Iteration %d: loss is %s; step skipped.", self.state.iteration, float(loss))
-        if self._non_finite >= MAX_NON_FINITE_STEPS:
+        scale = self.precision.lower_loss_scale()
+        log.warning(
+            "Iteration %d: %s is not finite (loss %s); step skipped%s.",
+            self.state.iteration,
+            what,
+            value,
+            f", loss scale lowered to {scale:g}" if scale is not None else "",
+        )
+        limit = self.config.training.max_non_finite_steps
+        if self._non_finite >= limit:
+            last = self.run_dir / LAST
+            kept = (
+                f"The last good checkpoint is {last} (epoch {self.state.epoch}); start a new run from it with "
+                f"model.checkpoint={last}"
+                if last.is_file()
+                else "No checkpoint was written yet (it happened in the first epoch); start again"
+            )
             raise TrainingError(
-                f"The loss was not finite for {MAX_NON_FINITE_STEPS} iterations in a row (last: {float(loss)}). "
-                f"The last good checkpoint is {self.run_dir / LAST}. Lower training.lr, check the labels with "
-                "`yolox-sdk data info`, or turn training.amp off."
+                f"The loss or its gradient was not finite for {limit} iterations in a row (last loss: {value}), so training "
+                f"stopped (training.max_non_finite_steps is {limit}). {kept} and a lower training.lr, check "
+                "the labels with `yolox-sdk data validate`, or turn training.amp off."
             )
         return {}
 
@@ -399,13 +510,14 @@ class Trainer:
         """The model evaluation uses: the EMA weights when EMA is on."""
         return self.ema.ema if self.ema is not None else self.model
 
-    def _evaluate(self, epoch: int) -> dict[str, float]:
+    def evaluate_model(self, model: torch.nn.Module) -> Any:
+        """COCO metrics (an ``EvalResult``) of ``model`` on the validation data with the run's evaluation
+        settings: callbacks evaluate other weights (an SWA average) exactly as the trainer evaluates its own."""
         from yolox_sdk.evaluation.coco_eval import evaluate
 
         e = self.config.evaluation
-        start = time.perf_counter()
-        result = evaluate(
-            self.eval_model(),
+        return evaluate(
+            model,
             self.val_data,
             self.spec.input_size,
             batch_size=e.batch_size or self.config.data.batch_size,
@@ -414,6 +526,10 @@ class Trainer:
             class_agnostic=e.class_agnostic_nms,
             device=str(self.device),
         )
+
+    def _evaluate(self, epoch: int) -> dict[str, float]:
+        start = time.perf_counter()
+        result = self.evaluate_model(self.eval_model())
         self.model.train()
         metrics = {f"val/{key}": value for key, value in result.metrics.items()}
         log.info(
@@ -439,6 +555,7 @@ class Trainer:
             spec=self.spec,
             class_names=self.class_names,
             config=config_to_dict(self.config),
+            lineage=self.lineage,
             training_state={
                 "optimizer": self.optimizer.state_dict(),
                 "ema_updates": self.ema.updates if self.ema is not None else 0,
@@ -462,7 +579,8 @@ class Trainer:
         if interval and (epoch + 1) % interval == 0:
             paths.append((f"epoch_{epoch + 1}.pt", "epoch"))
         for filename, kind in paths:
-            path = save_checkpoint(self.run_dir / filename, checkpoint)
+            keep = self.run_dir / PREVIOUS_LAST if filename == LAST else None
+            path = save_checkpoint(self.run_dir / filename, checkpoint, keep_previous=keep)
             self.fire("on_checkpoint", path, kind)
 
     def _result(self, wall_seconds: float) -> TrainResult:

@@ -108,12 +108,14 @@ def read_state_dict(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]
 
 @attrs.frozen
 class TransferReport:
-    """What ``load_matching_weights`` did."""
+    """What ``load_matching_weights`` did; ``source`` is the weights file, when the caller knows it (the
+    trainer records its sha256 in the run's lineage)."""
 
     transferred: int
     total: int
     reinitialised: tuple[str, ...]
     unused: tuple[str, ...]
+    source: Path | None = None
 
     def summary(self) -> str:
         """``transferred N/M tensors, reinitialised: ...`` for the run log."""

@@ -135,10 +135,12 @@ class Callback:
         """Called after each evaluation with the COCO metrics."""
 
     def on_checkpoint(self, trainer: Any, path: Path, kind: str) -> None:
-        """Called after a checkpoint (``kind`` is ``"last"`` or ``"best"``) was written atomically."""
+        """Called after a checkpoint was written atomically; ``kind`` is ``"last"``, ``"best"``, ``"epoch"``
+        (``monitoring.save_interval``) or ``"swa"`` (the ``swa`` callback's ``swa.pt``)."""
 
     def on_train_end(self, trainer: Any) -> None:
-        """Called once when training ends, normally or by ``should_stop``."""
+        """Called once when training ends, normally or by ``should_stop``; the loggers are still open, so
+        final metrics can go through ``trainer.log_metrics``."""
 
 
 @attrs.frozen

@@ -58,7 +58,8 @@ class WandbLogger:
         self.failures = 0
 
     def log_hyperparameters(self, params: Mapping[str, Any]) -> None:
-        """Store ``params`` (nested mappings allowed) in the run's config."""
+        """Store ``params`` in the run's config: the trainer sends every config key flattened
+        (``training.optimizer_options.betas``); nested mappings are accepted too."""
         values = dict(params)
         self._without_raising(
             "log hyperparameters", lambda run: run.config.update(values, allow_val_change=True)

@@ -1,7 +1,12 @@
-"""TensorBoard logger: scalars for losses, learning rate and metrics; hyperparameters as text and hparams."""
+"""TensorBoard logger: scalars for losses, learning rate and metrics; hyperparameters as text and hparams.
+
+Hyperparameters go to the HParams tab of the same event file (not the sub-run ``add_hparams`` creates),
+declaring the run's key metrics so TensorBoard reads their values from the scalars logged as training goes.
+"""
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Mapping
 from pathlib import Path
@@ -12,6 +17,9 @@ import attrs
 from yolox_sdk.plugins.hookspecs import hookimpl
 
 log = logging.getLogger(__name__)
+
+# Metrics the HParams tab shows next to the hyperparameters (the last value of each scalar series).
+HPARAMS_METRICS = ("val/mAP", "val/mAP50", "train/total_loss")
 
 
 @attrs.frozen
@@ -30,9 +38,14 @@ class TensorboardLogger:
         self.writer = SummaryWriter(log_dir=str(Path(run_dir) / options.subdir))
 
     def log_hyperparameters(self, params: Mapping[str, Any]) -> None:
-        """Record every hyperparameter as one text table (TensorBoard's hparams tab needs final metrics)."""
+        """Record every hyperparameter as one text table and in the HParams tab."""
+        from torch.utils.tensorboard.summary import hparams
+
         rows = "\n".join(f"| {key} | {value} |" for key, value in sorted(params.items()))
         self.writer.add_text("hyperparameters", "| key | value |\n|---|---|\n" + rows)
+        values = {key: _hparam_value(value) for key, value in params.items()}
+        for summary in hparams(values, dict.fromkeys(HPARAMS_METRICS, 0.0)):
+            self.writer.file_writer.add_summary(summary)
 
     def log_metrics(self, metrics: Mapping[str, float], step: int) -> None:
         """One scalar per metric at ``step``."""
@@ -45,6 +58,14 @@ class TensorboardLogger:
     def close(self) -> None:
         """Flush and close the event file."""
         self.writer.close()
+
+
+def _hparam_value(value: Any) -> float | int | str:
+    """HParams takes numbers and strings only: lists, mappings, ``None`` and booleans become JSON text, as
+    in ``hparams.csv`` (a boolean would otherwise show as 0/1)."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return value
+    return value if isinstance(value, str) else json.dumps(value, default=str)
 
 
 @hookimpl

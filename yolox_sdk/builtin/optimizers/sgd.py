@@ -30,7 +30,7 @@ def yolox_parameter_groups(model: nn.Module, weight_decay: float) -> list[dict]:
     """Split parameters into (BN weights, decayed weights, biases) groups, YOLOX style.
 
     Frozen parameters are included too: they get no gradient, so SGD leaves them alone, and unfreezing
-    them later (``freeze_until_epoch``) needs no new optimizer.
+    them later (``model.unfreeze_schedule``, see ``yolox_sdk.engine.freezing``) needs no new optimizer.
     """
     from torch import nn
 

@@ -1,0 +1,59 @@
+"""Device choice: CUDA failures fall back to the CPU loudly (or stop the run), never silently."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+import torch
+
+from yolox_sdk.config.schema import DeviceConfig
+from yolox_sdk.engine import devices
+from yolox_sdk.errors import ConfigError
+
+
+@pytest.fixture
+def broken_cuda(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A machine where one GPU is visible but initialising it fails (a driver/runtime mismatch)."""
+
+    def fail(*args, **kwargs):
+        raise RuntimeError("CUDA driver version is insufficient for CUDA runtime version")
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    monkeypatch.setattr(torch, "zeros", fail)
+
+
+def test_cuda_failure_falls_back_to_cpu_with_a_warning(broken_cuda, caplog) -> None:
+    with caplog.at_level(logging.WARNING, logger="yolox_sdk"):
+        chosen = devices.resolve_device(DeviceConfig(type="cuda", fallback=True))
+    assert chosen == torch.device("cpu")
+    assert "falling back to the CPU" in caplog.text and "driver version is insufficient" in caplog.text
+
+
+def test_auto_warns_too_when_a_visible_gpu_fails(broken_cuda, caplog) -> None:
+    with caplog.at_level(logging.WARNING, logger="yolox_sdk"):
+        assert devices.resolve_device(DeviceConfig(type="auto")) == torch.device("cpu")
+    assert "falling back to the CPU" in caplog.text
+
+
+def test_without_fallback_the_run_stops_with_a_fix(broken_cuda) -> None:
+    with pytest.raises(ConfigError, match="device.fallback: true"):
+        devices.resolve_device(DeviceConfig(type="cuda", fallback=False))
+
+
+def test_gpu_ids_pick_the_device_and_unknown_ids_fall_back(monkeypatch, caplog) -> None:
+    monkeypatch.setattr(
+        devices, "_cuda_works", lambda index: None if index < 2 else "gpu id 5 does not exist"
+    )
+    assert devices.resolve_device(DeviceConfig(type="cuda", gpu_ids=[1])) == torch.device("cuda", 1)
+    with caplog.at_level(logging.WARNING, logger="yolox_sdk"):
+        assert devices.resolve_device(DeviceConfig(type="cuda", gpu_ids=[5])) == torch.device("cpu")
+    assert "gpu id 5 does not exist" in caplog.text
+
+
+def test_cpu_and_missing_mps(monkeypatch) -> None:
+    assert devices.resolve_device("cpu") == torch.device("cpu")
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    with pytest.raises(ConfigError, match="MPS is not available"):
+        devices.resolve_device(DeviceConfig(type="mps", fallback=False))

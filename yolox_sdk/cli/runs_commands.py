@@ -1,0 +1,144 @@
+"""``yolox-sdk runs``: list the runs of an output folder and compare two of them."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from yolox_sdk.cli.common import handle_errors
+
+if TYPE_CHECKING:
+    from yolox_sdk.engine.runs import RunComparison, RunSummary
+
+HASH_CHARS = 12
+
+
+@click.group()
+def runs() -> None:
+    """Inspect and compare training runs (their run directories)."""
+
+
+@runs.command("compare")
+@click.argument("run_a", type=click.Path(path_type=Path))
+@click.argument("run_b", type=click.Path(path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print the comparison as JSON.")
+@handle_errors
+def compare(run_a: Path, run_b: Path, as_json: bool) -> None:
+    """Show how RUN_B differs from RUN_A: config keys, metrics (B - A) and lineage."""
+    from yolox_sdk.engine.runs import compare_runs, read_run
+
+    comparison = compare_runs(read_run(run_a), read_run(run_b))
+    if as_json:
+        click.echo(json.dumps(comparison.to_dict(), indent=2, default=str))
+    else:
+        click.echo(format_comparison(comparison))
+
+
+@runs.command("list")
+@click.argument("output_dir", type=click.Path(path_type=Path), default="runs")
+@click.option("--json", "as_json", is_flag=True, help="Print the runs as JSON.")
+@handle_errors
+def list_command(output_dir: Path, as_json: bool) -> None:
+    """List the runs in OUTPUT_DIR (default: runs): epochs, best val/mAP and config hash."""
+    from yolox_sdk.engine.runs import MAP_METRIC, list_runs
+
+    found = list_runs(output_dir)
+    if as_json:
+        rows = [
+            {"name": r.name, "epochs": r.epochs, "best_mAP": r.best(MAP_METRIC), "config_hash": r.config_hash}
+            for r in found
+        ]
+        click.echo(json.dumps(rows, indent=2))
+        return
+    if not found:
+        click.echo(f"No runs in {output_dir}.")
+        return
+    rows = [["run", "epochs", "best mAP", "config"]]
+    rows += [[r.name, str(r.epochs), _number(r.best(MAP_METRIC)), r.config_hash] for r in found]
+    click.echo(_table(rows))
+
+
+def format_comparison(comparison: RunComparison) -> str:
+    """The text report of ``runs compare``: run headers, config diff, metric table, lineage."""
+    sections = [
+        f"A: {_run_line(comparison.a)}\nB: {_run_line(comparison.b)}",
+        _config_section(comparison),
+        _metrics_section(comparison),
+        _lineage_section(comparison),
+    ]
+    return "\n\n".join(sections)
+
+
+def _run_line(run: RunSummary) -> str:
+    return f"{run.path} ({run.epochs} epochs, config {run.config_hash})"
+
+
+def _config_section(comparison: RunComparison) -> str:
+    if not comparison.config_diff:
+        return "Config: identical."
+    rows = [["key", "A", "B"]]
+    rows += [[key, _value(a), _value(b)] for key, a, b in comparison.config_diff]
+    return f"Config differences ({len(comparison.config_diff)}):\n{_table(rows)}"
+
+
+def _metrics_section(comparison: RunComparison) -> str:
+    rows = [["metric", "A final", "B final", "delta", "A best", "B best", "delta"]]
+    for m in comparison.metrics:
+        rows.append(
+            [
+                m.name,
+                _number(m.a_final),
+                _number(m.b_final),
+                _number(m.final_delta, signed=True),
+                _number(m.a_best),
+                _number(m.b_best),
+                _number(m.best_delta, signed=True),
+            ]
+        )
+    a, b = comparison.a.epochs, comparison.b.epochs
+    rows.append(["epochs", str(a), str(b), f"{b - a:+d}", "", "", ""])
+    return f"Metrics (delta = B - A; best = highest, lowest for losses):\n{_table(rows)}"
+
+
+def _lineage_section(comparison: RunComparison) -> str:
+    rows = [["lineage", "A", "B", "same"]]
+    for item in comparison.lineage:
+        same = {True: "yes", False: "NO", None: "unknown"}[item.same]
+        rows.append([item.name, _lineage_value(item.a), _lineage_value(item.b), same])
+    return _table(rows)
+
+
+def _lineage_value(value: Any) -> str:
+    from yolox_sdk.engine.runs import ABSENT
+
+    if value is ABSENT:
+        return "(no lineage.json)"
+    if value is None:
+        return "none"
+    text = str(value)
+    return text[:HASH_CHARS] if len(text) == 64 else text
+
+
+def _value(value: Any) -> str:
+    from yolox_sdk.engine.runs import ABSENT
+
+    if value is ABSENT:
+        return "(absent)"
+    return value if isinstance(value, str) else json.dumps(value, default=str)
+
+
+def _number(value: float | None, signed: bool = False) -> str:
+    if value is None:
+        return "n/a"
+    return f"{value:+.4f}" if signed else f"{value:.4f}"
+
+
+def _table(rows: list[list[str]]) -> str:
+    """Left-aligned columns two spaces apart; the first row is the header."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return "\n".join(
+        "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows
+    )
