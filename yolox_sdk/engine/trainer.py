@@ -152,6 +152,8 @@ class Trainer:
         self.class_names = tuple(self.train_data.class_names)
         self.spec = setup.model_spec_from_config(c, setup.resolve_num_classes(c, self.train_data))
         self.model, self.transfer = setup.build_training_model(c, self.spec)
+        # Resolved now, so a freeze pattern that matches nothing fails before a run directory exists.
+        self._freeze_plan = freezing.plan_freezing(c.model, self.model, c.training.epochs)
         if c.training.gradient_checkpointing:
             enable_gradient_checkpointing(self.model)
         self.precision = Precision(self.device, c.training.amp)
@@ -261,6 +263,8 @@ class Trainer:
         self.optimizer.load_state_dict(saved["optimizer"])
         self.state = TrainState(**saved["state"])
         _restore_rng(saved["rng"])
+        if self.precision.scaler is not None and saved.get("grad_scaler"):
+            self.precision.scaler.load_state_dict(saved["grad_scaler"])  # fp16: resume at the learned scale
         log.info(
             "Resumed %s from %s at epoch %d, iteration %d.",
             self.run_dir,
@@ -360,11 +364,8 @@ class Trainer:
     def _apply_freezing(self, epoch: int) -> None:
         """Freeze what ``model.freeze``/``model.unfreeze_schedule`` say for this epoch; train mode otherwise.
 
-        The plan is resolved against the model once, on first use, so a bad pattern fails before any step.
+        The plan was resolved against the model in ``_build``, so a bad pattern fails before any work.
         """
-        if getattr(self, "_freeze_plan", None) is None:
-            epochs = self.config.training.epochs
-            self._freeze_plan = freezing.plan_freezing(self.config.model, self.model, epochs)
         freezing.apply_freezing(self.model, self._freeze_plan, epoch + 1)
 
     def _train_one_epoch(self, epoch: int) -> dict[str, float]:
@@ -561,6 +562,7 @@ class Trainer:
                 "ema_updates": self.ema.updates if self.ema is not None else 0,
                 "state": attrs.asdict(self.state),
                 "rng": _rng_state(),
+                "grad_scaler": self.precision.scaler.state_dict() if self.precision.scaler else None,
             },
         )
 
