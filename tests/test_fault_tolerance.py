@@ -170,6 +170,40 @@ def test_kill_9_then_resume_gives_the_uninterrupted_result(reference: TrainResul
     assert not list(run_dir.glob(".*.tmp")), "a half-written checkpoint was left behind"
 
 
+def mid_epoch_position(path: Path) -> tuple[int, int]:
+    """(epochs completed, batches done in the next epoch) of a checkpoint; (-1, -1) while unreadable."""
+    try:
+        state = load_checkpoint(path).training_state["state"]
+    except CheckpointError:
+        return -1, -1
+    return state["epoch"], state.get("batch_in_epoch", 0)
+
+
+@pytest.mark.slow
+def test_kill_9_mid_epoch_resumes_at_the_batch(reference: TrainResult, tmp_path: Path) -> None:
+    """With ``save_every_minutes`` tiny, ``last.pt`` is refreshed after every step: a run killed in the
+    middle of epoch 2 resumes at the next batch (not at the epoch start) and still ends bit-identical."""
+    output_dir, log_path = tmp_path / "runs", tmp_path / "train.log"
+    config_file = tmp_path / "config.yaml"
+    config_file.write_text("{}\n")
+    extra = ("monitoring.run_name=mid", "monitoring.save_every_minutes=0.000001")
+    process = start_cli(["train", str(config_file), *overrides(output_dir, *extra)], log_path)
+    run_dir, deadline = output_dir / "mid", time.monotonic() + PROCESS_TIMEOUT_S
+    while (position := mid_epoch_position(run_dir / "last.pt")) < (1, 3):  # 3+ batches into epoch 2
+        assert position[0] < 2, "the kill came too late: epoch 2 was already finished"
+        assert process.poll() is None, f"training exited early:\n{log_path.read_text()[-3000:]}"
+        assert time.monotonic() < deadline, "training made no progress"
+        time.sleep(0.2)
+    process.send_signal(signal.SIGKILL)
+    assert process.wait(timeout=60) == -signal.SIGKILL
+    epochs_done, batches_done = mid_epoch_position(run_dir / "last.pt")
+    assert epochs_done == 1 and 0 < batches_done < 87 // 8, (epochs_done, batches_done)
+
+    output = finish(start_cli(["train", str(config_file), "--resume", str(run_dir)], log_path), log_path)
+    assert f"at epoch 1, iteration {10 + batches_done} (batch {batches_done} of epoch 2)" in output
+    assert_same_result(run_dir, reference.run_dir)
+
+
 @pytest.mark.slow
 def test_truncated_last_checkpoint_falls_back_to_the_previous_one(
     reference: TrainResult, tmp_path: Path, caplog: pytest.LogCaptureFixture

@@ -99,3 +99,20 @@ def test_early_stopping_patience_and_min_delta() -> None:
     loss_watch.on_epoch_end(trainer, 1, {"epoch": 2})
     loss_watch.on_epoch_end(trainer, 2, {"train/total_loss": 4.0})
     assert not trainer.should_stop
+
+
+def test_nominal_batch_size_sets_accumulation_and_scales_weight_decay() -> None:
+    from yolox_sdk.engine.setup import accumulation_steps, base_learning_rate, build_optimizer
+
+    config = load_config(
+        None, ["data.batch_size=12", "training.nominal_batch_size=64", "training.weight_decay=0.0005"]
+    )
+    assert accumulation_steps(config) == 5  # round(64 / 12)
+    assert base_learning_rate(config) == pytest.approx(0.01 * 60 / 64)
+    model, _, _ = create_model("yolox-nano", num_classes=2, input_size=(128, 128))
+    optimizer = build_optimizer(config, model, get_registry())
+    decays = sorted(group["weight_decay"] for group in optimizer.param_groups)
+    assert decays == [0.0, 0.0, pytest.approx(0.0005 * 60 / 64)]  # decay per image as at batch 64
+    plain = load_config(None, ["data.batch_size=12", "training.accumulate=3"])
+    assert accumulation_steps(plain) == 3
+    assert max(g["weight_decay"] for g in build_optimizer(plain, model, get_registry()).param_groups) == 0.0005

@@ -217,6 +217,9 @@ class MonitoringConfig:
 
     Runs go to ``<output_dir>/<run_name>``; an existing directory is never overwritten (a numeric suffix is
     added). ``loggers`` adds logger plugins by name, with their options under ``logger_options.<name>``.
+    ``save_interval`` keeps ``epoch_<N>.pt`` every N epochs (0: never); ``save_every_minutes`` also
+    refreshes ``last.pt`` within an epoch that lasts longer (``null``: at epoch ends only), so a crash in a
+    long epoch loses minutes of work and ``--resume`` continues at the next batch.
     """
 
     output_dir: str = "runs"
@@ -226,6 +229,9 @@ class MonitoringConfig:
     loggers: list[str] = attrs.field(factory=list)
     logger_options: dict[str, dict[str, Any]] = attrs.field(factory=dict)
     save_interval: int = attrs.field(default=10, validator=number(0))
+    save_every_minutes: float | None = attrs.field(
+        default=10.0, validator=number(0.0, low_inclusive=False, optional=True)
+    )
     log_interval: int = attrs.field(default=50, validator=number(1))
     progress_bar: bool = True
 

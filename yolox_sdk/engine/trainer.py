@@ -61,6 +61,10 @@ class TrainState:
     metrics: dict[str, float] = attrs.field(factory=dict)
     images_seen: int = 0
     train_seconds: float = 0.0
+    # Within an unfinished epoch (a mid-epoch checkpoint): batches done and their loss sums.
+    batch_in_epoch: int = 0
+    epoch_loss_sums: dict[str, float] = attrs.field(factory=dict)
+    epoch_batches: int = 0
 
 
 @attrs.frozen
@@ -164,7 +168,9 @@ class Trainer:
         self.ema = ModelEMA(self.model, c.training.ema_decay) if c.training.ema else None
         self._build_data_in_rank_order()
         self.optimizer = setup.build_optimizer(c, self.model, self.registry)
-        self.steps_per_epoch = -(-len(self.loader) // setup.accumulation_steps(c))
+        self.batches_per_epoch = len(self.loader)
+        self.steps_per_epoch = -(-self.batches_per_epoch // setup.accumulation_steps(c))
+        self._last_save = time.monotonic()
         self.schedule = setup.build_schedule(c, self.steps_per_epoch, self.registry)
         self.run_dir = distributed.broadcast_object(
             (self.resume_dir or create_run_dir(c)) if self.dist.is_main else None
@@ -266,11 +272,14 @@ class Trainer:
         if self.precision.scaler is not None and saved.get("grad_scaler"):
             self.precision.scaler.load_state_dict(saved["grad_scaler"])  # fp16: resume at the learned scale
         log.info(
-            "Resumed %s from %s at epoch %d, iteration %d.",
+            "Resumed %s from %s at epoch %d, iteration %d%s.",
             self.run_dir,
             self.resume_file,
             self.state.epoch,
             self.state.iteration,
+            f" (batch {self.state.batch_in_epoch} of epoch {self.state.epoch + 1})"
+            if self.state.batch_in_epoch
+            else "",
         )
 
     # ----- events -----------------------------------------------------------------------------------------
@@ -371,30 +380,52 @@ class Trainer:
     def _train_one_epoch(self, epoch: int) -> dict[str, float]:
         from yolox_sdk.data.loader import resize_batch, set_loader_epoch
 
-        set_loader_epoch(self.loader, epoch)
-        sums: dict[str, float] = defaultdict(float)
-        steps = 0
+        first = self.state.batch_in_epoch  # > 0 when resuming from a mid-epoch checkpoint
+        set_loader_epoch(self.loader, epoch, start_batch=first)
+        sums: dict[str, float] = defaultdict(float, self.state.epoch_loss_sums)
         bar = tqdm(
             self.loader,
             desc=f"epoch {epoch + 1}/{self.config.training.epochs}",
             leave=False,
             disable=not (self.config.monitoring.progress_bar and self.dist.is_main),
             dynamic_ncols=True,
+            initial=first,
+            total=self.batches_per_epoch,
         )
         accumulate = setup.accumulation_steps(self.config)
-        for batch_index, (images, targets) in enumerate(bar):
+        for batch_index, (images, targets) in enumerate(bar, start=first):
             step = epoch * self.steps_per_epoch + batch_index // accumulate
             input_size = self._input_size(step)
             images, targets = resize_batch(images, targets, input_size)
-            steps_now = (batch_index + 1) % accumulate == 0 or batch_index + 1 == len(self.loader)
+            steps_now = (batch_index + 1) % accumulate == 0 or batch_index + 1 == self.batches_per_epoch
             step_losses = self._train_step(images, targets, step, steps_now)
             self.state.iteration += 1
             self.state.images_seen += len(images) * self.dist.world_size
-            steps += 1
+            self.state.epoch_batches += 1
             for key, value in step_losses.items():
                 sums[key] += value
             self._after_step(bar, step_losses, input_size)
-        return {key: value / max(steps, 1) for key, value in sums.items()}
+            if steps_now:
+                self._save_mid_epoch_if_due(batch_index + 1, sums)
+        losses = {key: value / max(self.state.epoch_batches, 1) for key, value in sums.items()}
+        self.state.batch_in_epoch, self.state.epoch_loss_sums, self.state.epoch_batches = 0, {}, 0
+        return losses
+
+    def _save_mid_epoch_if_due(self, batches_done: int, sums: dict[str, float]) -> None:
+        """``last.pt`` every ``monitoring.save_every_minutes`` within an epoch, at an optimizer-step boundary
+        (no half-accumulated gradient), so a crash in a long epoch loses minutes, not the epoch; resuming
+        from it continues at the next batch exactly as the uninterrupted run would."""
+        minutes = self.config.monitoring.save_every_minutes
+        due = minutes is not None and time.monotonic() - self._last_save >= minutes * 60
+        if not due or batches_done == self.batches_per_epoch or not self.dist.is_main:
+            return
+        self.state.batch_in_epoch, self.state.epoch_loss_sums = batches_done, dict(sums)
+        path = save_checkpoint(
+            self.run_dir / LAST, self._checkpoint(), keep_previous=self.run_dir / PREVIOUS_LAST
+        )
+        self._last_save = time.monotonic()
+        log.debug("Mid-epoch checkpoint after batch %d of epoch %d.", batches_done, self.state.epoch + 1)
+        self.fire("on_checkpoint", path, "last")
 
     def _input_size(self, step: int) -> tuple[int, int]:
         """YOLOX multi-scale: a new random size every ``multiscale_interval`` optimizer steps, seeded by the
@@ -584,6 +615,7 @@ class Trainer:
             keep = self.run_dir / PREVIOUS_LAST if filename == LAST else None
             path = save_checkpoint(self.run_dir / filename, checkpoint, keep_previous=keep)
             self.fire("on_checkpoint", path, kind)
+        self._last_save = time.monotonic()
 
     def _result(self, wall_seconds: float) -> TrainResult:
         best = self.run_dir / BEST
