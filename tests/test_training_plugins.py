@@ -115,4 +115,6 @@ def test_nominal_batch_size_sets_accumulation_and_scales_weight_decay() -> None:
     assert decays == [0.0, 0.0, pytest.approx(0.0005 * 60 / 64)]  # decay per image as at batch 64
     plain = load_config(None, ["data.batch_size=12", "training.accumulate=3"])
     assert accumulation_steps(plain) == 3
-    assert max(g["weight_decay"] for g in build_optimizer(plain, model, get_registry()).param_groups) == 0.0005
+    assert (
+        max(g["weight_decay"] for g in build_optimizer(plain, model, get_registry()).param_groups) == 0.0005
+    )
