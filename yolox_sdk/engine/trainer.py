@@ -315,16 +315,20 @@ class Trainer:
             distributed.shutdown()
         result = self._result(time.perf_counter() - start)
         log.info(
-            "Trained %d epochs in %.0f s (%.1f train images/s); best %s %s at epoch %s; run dir %s",
+            "Trained %d epochs in %.0f s (%.1f train images/s); %s; run dir %s",
             result.epochs_completed,
             result.wall_seconds,
             result.train_images_per_second,
-            self.config.evaluation.save_best_metric,
-            _fmt(self.state.best_value),
-            self.state.best_epoch,
+            self._best_summary(),
             self.run_dir,
         )
         return result
+
+    def _best_summary(self) -> str:
+        metric = self.config.evaluation.save_best_metric
+        if self.state.best_value is None:
+            return f"no {metric} was measured (no validation data), best.pt is the last epoch"
+        return f"best {metric} {_fmt(self.state.best_value)} at epoch {self.state.best_epoch}"
 
     def _log_start(self) -> None:
         params = flatten_dict(config_to_dict(self.config))
