@@ -3,14 +3,15 @@
 One epoch is: set the augmentation phase, iterate batches (multi-scale resize, learning rate from the
 schedule, forward with YOLOX's loss, backward, optimizer step, EMA update), then evaluate when due, save
 ``last`` (and ``best``) checkpoints atomically and log. Everything optional hangs on loggers and callbacks
-built from plugins; ``Trainer.fit`` returns a ``TrainResult``.
+built from plugins; ``Trainer.fit`` returns a ``TrainResult``. What the loop delegates: building the pieces
+(``setup``), freezing (``freezing``), precision (``precision``), multi-process training under torchrun
+(``distributed``), resuming and checkpoint fallback (``resume``), progress state (``train_state``).
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-import random
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -40,6 +41,7 @@ from yolox_sdk.engine.resume import (
     resume_identity,
 )
 from yolox_sdk.engine.run_dir import CONFIG_FILENAME, create_run_dir
+from yolox_sdk.engine.train_state import TrainResult, TrainState, restore_rng, rng_state, seed_everything
 from yolox_sdk.errors import TrainingError
 from yolox_sdk.plugins.manager import get_registry
 from yolox_sdk.plugins.registry import Registry
@@ -48,55 +50,6 @@ log = logging.getLogger(__name__)
 
 LAST, BEST = "last.pt", "best.pt"
 LOSS_KEYS = ("total_loss", "iou_loss", "conf_loss", "cls_loss", "l1_loss")
-
-
-@attrs.define
-class TrainState:
-    """Progress that a resumed run restores."""
-
-    epoch: int = 0
-    iteration: int = 0
-    best_value: float | None = None
-    best_epoch: int | None = None
-    metrics: dict[str, float] = attrs.field(factory=dict)
-    images_seen: int = 0
-    train_seconds: float = 0.0
-    # Within an unfinished epoch (a mid-epoch checkpoint): batches done and their loss sums.
-    batch_in_epoch: int = 0
-    epoch_loss_sums: dict[str, float] = attrs.field(factory=dict)
-    epoch_batches: int = 0
-
-
-@attrs.frozen
-class TrainResult:
-    """What a finished run produced."""
-
-    run_dir: Path
-    best_checkpoint: Path
-    last_checkpoint: Path
-    metrics: dict[str, float]
-    train_images_per_second: float
-    wall_seconds: float
-    epochs_completed: int
-
-
-def seed_everything(seed: int, deterministic: bool) -> None:
-    """Seed Python, NumPy and torch; optionally make torch pick deterministic kernels."""
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-    if deterministic:
-        torch.use_deterministic_algorithms(True, warn_only=True)
-
-
-def _rng_state() -> dict[str, Any]:
-    return {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
-
-
-def _restore_rng(state: dict[str, Any]) -> None:
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
-    torch.set_rng_state(state["torch"])
 
 
 def _fmt(value: float | None) -> str:
@@ -268,7 +221,7 @@ class Trainer:
             self.ema.updates = saved.get("ema_updates", 0)
         self.optimizer.load_state_dict(saved["optimizer"])
         self.state = TrainState(**saved["state"])
-        _restore_rng(saved["rng"])
+        restore_rng(saved["rng"])
         if self.precision.scaler is not None and saved.get("grad_scaler"):
             self.precision.scaler.load_state_dict(saved["grad_scaler"])  # fp16: resume at the learned scale
         log.info(
@@ -596,7 +549,7 @@ class Trainer:
                 "optimizer": self.optimizer.state_dict(),
                 "ema_updates": self.ema.updates if self.ema is not None else 0,
                 "state": attrs.asdict(self.state),
-                "rng": _rng_state(),
+                "rng": rng_state(),
                 "grad_scaler": self.precision.scaler.state_dict() if self.precision.scaler else None,
             },
         )

@@ -1,0 +1,66 @@
+"""What a training run carries between epochs and across a resume, and what it returns.
+
+``TrainState`` is saved in every checkpoint and restored by ``--resume``; the random-number states of
+Python, NumPy and torch travel with it so a resumed run draws what the uninterrupted one would have.
+"""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+from typing import Any
+
+import attrs
+import numpy as np
+import torch
+
+
+@attrs.define
+class TrainState:
+    """Progress that a resumed run restores."""
+
+    epoch: int = 0
+    iteration: int = 0
+    best_value: float | None = None
+    best_epoch: int | None = None
+    metrics: dict[str, float] = attrs.field(factory=dict)
+    images_seen: int = 0
+    train_seconds: float = 0.0
+    # Within an unfinished epoch (a mid-epoch checkpoint): batches done and their loss sums.
+    batch_in_epoch: int = 0
+    epoch_loss_sums: dict[str, float] = attrs.field(factory=dict)
+    epoch_batches: int = 0
+
+
+@attrs.frozen
+class TrainResult:
+    """What a finished run produced."""
+
+    run_dir: Path
+    best_checkpoint: Path
+    last_checkpoint: Path
+    metrics: dict[str, float]
+    train_images_per_second: float
+    wall_seconds: float
+    epochs_completed: int
+
+
+def seed_everything(seed: int, deterministic: bool) -> None:
+    """Seed Python, NumPy and torch; optionally make torch pick deterministic kernels."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    if deterministic:
+        torch.use_deterministic_algorithms(True, warn_only=True)
+
+
+def rng_state() -> dict[str, Any]:
+    """The generator states of Python, NumPy and torch (CPU)."""
+    return {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+
+
+def restore_rng(state: dict[str, Any]) -> None:
+    """Put back what ``rng_state`` captured."""
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
