@@ -138,13 +138,16 @@ def test_two_gloo_processes_match_one_process(tmp_path: Path, bccd_dir: Path) ->
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     command = [
         sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-        "-m", "yolox_sdk", "train", str(config), *_overrides(data_root, tmp_path, "ddp"),
+        "-m", "yolox_sdk", "run", str(config), *_overrides(data_root, tmp_path, "ddp"),
     ]  # fmt: skip
     finished = subprocess.run(command, env=env, capture_output=True, text=True, timeout=900)
     assert finished.returncode == 0, finished.stdout[-3000:] + finished.stderr[-3000:]
     assert "Process 1 of 2 joined the gloo process group" in finished.stderr
     ddp_dir = tmp_path / "ddp"
-    assert sorted(p.name for p in ddp_dir.iterdir()) == sorted(p.name for p in single.run_dir.iterdir())
+    # `run` under torchrun: rank 0 alone writes checkpoints, evaluates, exports and reports
+    extra_files = {"eval_val.json", "export"}
+    assert {p.name for p in ddp_dir.iterdir()} == {p.name for p in single.run_dir.iterdir()} | extra_files
+    assert finished.stdout.count("Run directory:") == 1 and "Exported onnx" in finished.stdout
 
     one, two = load_checkpoint(single.last_checkpoint), load_checkpoint(ddp_dir / "last.pt")
     assert one.training_state["state"]["iteration"] == 2  # 8 images / 8 per step, 2 epochs

@@ -30,6 +30,8 @@ def run(config_path: Path, overrides: tuple[str, ...], resume_dir: Path | None) 
     from yolox_sdk.engine.pipeline import run_pipeline
 
     result = run_pipeline(load_config(config_path, overrides), resume_dir=resume_dir)
+    if result.evaluation is None:  # a torchrun process other than rank 0: rank 0 reports
+        return
     click.echo(result.evaluation.table())
     for export in result.exports:
         click.echo(
@@ -56,13 +58,15 @@ def train(
 ) -> None:
     """Train a model as CONFIG says (OVERRIDES: section.key=value)."""
     from yolox_sdk.config.loader import load_config
+    from yolox_sdk.engine import distributed
     from yolox_sdk.engine.trainer import train as train_model
 
     if resume_dir and best_dir:
         raise click.UsageError("Use either --resume or --from-best, not both.")
     config = load_config(config_path, overrides)
     result = train_model(config, resume_dir=resume_dir or best_dir, from_best=best_dir is not None)
-    click.echo(f"Best checkpoint: {result.best_checkpoint}\nRun directory: {result.run_dir}")
+    if distributed.context_from_environment().is_main:  # under torchrun, rank 0 reports
+        click.echo(f"Best checkpoint: {result.best_checkpoint}\nRun directory: {result.run_dir}")
 
 
 @click.command("eval")

@@ -14,7 +14,7 @@ import attrs
 
 from yolox_sdk.config.loader import parse_override
 from yolox_sdk.config.schema import Config
-from yolox_sdk.engine import setup
+from yolox_sdk.engine import distributed, setup
 from yolox_sdk.engine.checkpoint import load_checkpoint
 from yolox_sdk.engine.devices import resolve_device
 from yolox_sdk.engine.trainer import TrainResult, train
@@ -36,8 +36,14 @@ class RunResult:
 
 
 def run_pipeline(config: Config, resume_dir: Path | None = None) -> RunResult:
-    """Train as ``config`` says, evaluate the best checkpoint (on the test split if set, else val), export it."""
+    """Train as ``config`` says, evaluate the best checkpoint (on the test split if set, else val), export it.
+
+    Under torchrun every process trains; only rank 0 evaluates and exports (the others return with
+    ``evaluation`` None and no exports), so the files are written once.
+    """
     result = train(config, resume_dir=resume_dir)
+    if not distributed.context_from_environment().is_main:
+        return RunResult(result, None, [])
     which = "test" if config.data.test_path else "val"
     if getattr(config.data, f"{which}_path") is None:
         raise ConfigError(
