@@ -32,6 +32,7 @@ import numpy as np
 from yolox_sdk.data.preprocess import read_image
 from yolox_sdk.data.records import ImageRecord
 from yolox_sdk.errors import DatasetError
+from yolox_sdk.files import write_text_atomically
 
 log = logging.getLogger(__name__)
 
@@ -268,6 +269,4 @@ def _write_disk_cache(
         "count": len(records),
         "input_size": list(input_size),
     }
-    temporary = folder / "meta.json.partial"
-    temporary.write_text(json.dumps(meta))
-    os.replace(temporary, folder / "meta.json")
+    write_text_atomically(folder / "meta.json", json.dumps(meta))

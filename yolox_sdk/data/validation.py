@@ -36,6 +36,7 @@ from yolox_sdk.data.formats import KIND, detect_format, load_dataset, resolve_da
 from yolox_sdk.data.image_check import IMAGE_SUFFIXES, list_images, probe_image
 from yolox_sdk.data.records import DetectionDataset
 from yolox_sdk.errors import DatasetError
+from yolox_sdk.files import write_text_atomically
 from yolox_sdk.plugins.manager import get_registry
 from yolox_sdk.plugins.registry import Registry
 
@@ -781,7 +782,5 @@ def quick_validate(dataset: DetectionDataset, cache_dir: str | Path) -> Validati
     if merged != cache:
         cache_file.parent.mkdir(parents=True, exist_ok=True)
         payload = {"version": QUICK_CACHE_VERSION, "entries": merged}
-        temporary = cache_file.with_suffix(".tmp")
-        temporary.write_text(json.dumps(payload), encoding="utf-8")
-        temporary.replace(cache_file)
+        write_text_atomically(cache_file, json.dumps(payload))
     return report

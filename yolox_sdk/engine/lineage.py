@@ -32,6 +32,7 @@ from yolox_sdk.assets.download import sha256_of
 from yolox_sdk.config.schema import Config
 from yolox_sdk.data.records import DetectionDataset, ImageRecord
 from yolox_sdk.engine.run_dir import config_hash
+from yolox_sdk.files import write_text_atomically
 
 log = logging.getLogger(__name__)
 
@@ -199,11 +200,7 @@ def record_lineage(
 
 def write_lineage(run_dir: Path, lineage: dict[str, Any]) -> Path:
     """Write ``lineage.json`` in ``run_dir`` atomically."""
-    path = Path(run_dir) / LINEAGE_FILENAME
-    temporary = path.with_name(path.name + ".tmp")
-    temporary.write_text(json.dumps(lineage, indent=2) + "\n", encoding="utf-8")
-    os.replace(temporary, path)
-    return path
+    return write_text_atomically(Path(run_dir) / LINEAGE_FILENAME, json.dumps(lineage, indent=2) + "\n")
 
 
 def read_lineage(run_dir: Path) -> dict[str, Any]:

@@ -46,6 +46,7 @@ from yolox_sdk.config.validators import number, one_of
 from yolox_sdk.engine.checkpoint import Checkpoint, save_checkpoint
 from yolox_sdk.engine.torch_files import atomic_torch_save, load_torch_file
 from yolox_sdk.errors import CheckpointError, ConfigError, TrainingError
+from yolox_sdk.files import write_text_atomically
 from yolox_sdk.plugins.hookspecs import hookimpl
 from yolox_sdk.plugins.interfaces import Callback, LrSchedule
 
@@ -398,10 +399,7 @@ class SwaCallback(Callback):
             "metrics": {key.removeprefix("val/swa_"): _finite_or_none(v) for key, v in metrics.items()},
             "comparison": {key: value for key, value in comparison.items() if key != "line"},
         }
-        path = trainer.run_dir / SWA_SUMMARY
-        temporary = path.with_name(path.name + ".tmp")
-        temporary.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
-        temporary.replace(path)
+        write_text_atomically(trainer.run_dir / SWA_SUMMARY, json.dumps(summary, indent=2) + "\n")
 
 
 def build_swa(options: SwaOptions) -> SwaCallback:
