@@ -23,11 +23,10 @@ from yolox_sdk.builtin.callbacks.swa import (
     SwaOptions,
     SwaSchedule,
     default_start_epoch,
-    new_average,
-    recompute_batchnorm,
 )
 from yolox_sdk.config.loader import load_config
 from yolox_sdk.data.eval_dataset import make_eval_loader
+from yolox_sdk.engine.averaging import new_average, recompute_batchnorm
 from yolox_sdk.engine.checkpoint import load_checkpoint
 from yolox_sdk.engine.setup import load_split
 from yolox_sdk.engine.trainer import train

@@ -206,13 +206,17 @@ def apply_freezing(model: nn.Module, plan: FreezePlan, epoch: int) -> bool:
     return changed
 
 
+def batchnorm_is_frozen(module: nn.Module, freeze_bn: bool) -> bool:
+    """Whether training leaves this BatchNorm layer's statistics alone: all of them with ``freeze_bn``,
+    else those whose affine parameters are all frozen (they run in eval mode)."""
+    parameters = list(module.parameters(recurse=False))
+    return freeze_bn or (bool(parameters) and not any(p.requires_grad for p in parameters))
+
+
 def set_batchnorm_modes(model: nn.Module, freeze_bn: bool) -> None:
-    """Eval mode for BatchNorm layers whose affine parameters are all frozen, or for all of them."""
+    """Eval mode for the BatchNorm layers ``batchnorm_is_frozen`` names."""
     for module in model.modules():
-        if not isinstance(module, nn.modules.batchnorm._BatchNorm):
-            continue
-        parameters = list(module.parameters(recurse=False))
-        if freeze_bn or (parameters and not any(p.requires_grad for p in parameters)):
+        if isinstance(module, nn.modules.batchnorm._BatchNorm) and batchnorm_is_frozen(module, freeze_bn):
             module.eval()
 
 

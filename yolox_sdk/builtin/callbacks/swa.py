@@ -33,22 +33,22 @@ from __future__ import annotations
 import json
 import logging
 import math
-from collections.abc import Collection, Iterable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
-import torch
-from torch import nn
-from torch.optim.swa_utils import AveragedModel
 
 from yolox_sdk.config.validators import number, one_of
-from yolox_sdk.engine.checkpoint import Checkpoint, save_checkpoint
-from yolox_sdk.engine.torch_files import atomic_torch_save, load_torch_file
-from yolox_sdk.errors import CheckpointError, ConfigError, TrainingError
+from yolox_sdk.errors import CheckpointError, ConfigError
 from yolox_sdk.files import write_text_atomically
 from yolox_sdk.plugins.hookspecs import hookimpl
 from yolox_sdk.plugins.interfaces import Callback, LrSchedule
+
+if TYPE_CHECKING:  # torch is imported when the callback runs, so loading plugins stays fast
+    import torch
+    from torch import nn
+    from torch.optim.swa_utils import AveragedModel
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +56,6 @@ SWA_CHECKPOINT = "swa.pt"
 SWA_SUMMARY = "swa.json"
 SWA_STATE = "swa_state.pt"
 DEFAULT_WINDOW_FRACTION = 0.25
-BATCHNORM_TYPES = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm)
 
 
 @attrs.frozen
@@ -109,87 +108,6 @@ class SwaSchedule:
         return start_lr + (self.swa_lr - start_lr) * weight
 
 
-def batchnorm_layers(model: nn.Module) -> dict[str, nn.Module]:
-    """Every BatchNorm layer of ``model`` that tracks running statistics, by module name."""
-    return {
-        name: module
-        for name, module in model.named_modules()
-        if isinstance(module, BATCHNORM_TYPES) and module.track_running_stats
-    }
-
-
-@torch.no_grad()
-def recompute_batchnorm(model: nn.Module, batches: Iterable[torch.Tensor], keep: Collection[str] = ()) -> int:
-    """Replace the running statistics of ``model``'s BatchNorm layers with their mean over ``batches``.
-
-    What ``torch.optim.swa_utils.update_bn`` does, except that only the BN layers are put in train mode:
-    a YOLOX model in train mode wants targets to compute its loss, in eval mode it just predicts, and the
-    BN layers see the same activations either way. Layers named in ``keep`` (a frozen backbone's) are left
-    alone. Returns the number of batches seen; the model's train/eval mode is restored.
-
-    Raises:
-        TrainingError: when ``batches`` is empty (the reset statistics would be meaningless).
-    """
-    layers = {name: layer for name, layer in batchnorm_layers(model).items() if name not in keep}
-    if not layers:
-        return 0
-    momenta = {name: layer.momentum for name, layer in layers.items()}
-    was_training = model.training
-    for layer in layers.values():
-        layer.reset_running_stats()
-        layer.momentum = None
-    model.eval()
-    for layer in layers.values():
-        layer.train()
-    seen = 0
-    try:
-        for images in batches:
-            model(images)
-            seen += 1
-    finally:
-        for name, layer in layers.items():
-            layer.momentum = momenta[name]
-        model.train(was_training)
-    if seen == 0:
-        raise TrainingError(
-            "SWA: the training loader gave no batch for the BatchNorm recomputation, so the averaged model "
-            "has no statistics. Check data.train_path and data.batch_size (at most the number of images)."
-        )
-    return seen
-
-
-def local_batchnorm(module: nn.Module) -> nn.Module:
-    """Replace (in place) every ``SyncBatchNorm`` of ``module`` with a ``BatchNorm2d`` holding the same
-    weights and statistics, and return ``module``.
-
-    The average lives in the first process only: a synchronised BatchNorm there would wait forever for
-    the other processes while its statistics are recomputed. The state dict keys do not change.
-    """
-    for name, child in module.named_children():
-        if isinstance(child, nn.SyncBatchNorm):
-            plain = nn.BatchNorm2d(
-                child.num_features,
-                child.eps,
-                child.momentum,
-                child.affine,
-                child.track_running_stats,
-                device=child.running_mean.device if child.running_mean is not None else None,
-            )
-            plain.load_state_dict(child.state_dict())
-            plain.train(child.training)
-            setattr(module, name, plain)
-        else:
-            local_batchnorm(child)
-    return module
-
-
-def new_average(model: nn.Module) -> AveragedModel:
-    """An ``AveragedModel`` (a copy of ``model``, parameters averaged, buffers not) without SyncBatchNorm."""
-    averaged = AveragedModel(model)
-    local_batchnorm(averaged.module)
-    return averaged
-
-
 def _finite_or_none(value: float) -> float | None:
     return None if value is None or math.isnan(value) else float(value)
 
@@ -227,6 +145,9 @@ class SwaCallback(Callback):
 
     def on_epoch_end(self, trainer: Any, epoch: int, metrics: Mapping[str, float]) -> None:
         """Add this epoch's weights to the average when the epoch is in the window, and persist it."""
+        from yolox_sdk.engine.averaging import new_average
+        from yolox_sdk.engine.torch_files import atomic_torch_save
+
         number = epoch + 1
         if number < self.start_epoch:
             return
@@ -281,6 +202,9 @@ class SwaCallback(Callback):
 
     def _reload(self, trainer: Any) -> None:
         """Reload the average a resumed run saved, unless it holds epochs the run has since rolled back."""
+        from yolox_sdk.engine.averaging import new_average
+        from yolox_sdk.engine.torch_files import load_torch_file
+
         path = trainer.run_dir / SWA_STATE
         if not path.is_file():
             return
@@ -311,13 +235,12 @@ class SwaCallback(Callback):
 
     def _recompute_batchnorm(self, trainer: Any, model: nn.Module) -> int:
         """Recompute the statistics training let move: not those of frozen layers, none with freeze_bn."""
-        keep_all = bool(getattr(trainer.config.model, "freeze_bn", False))
+        from yolox_sdk.engine.averaging import batchnorm_layers, recompute_batchnorm
+        from yolox_sdk.engine.freezing import batchnorm_is_frozen
+
         layers = batchnorm_layers(trainer.model)
-        frozen = {
-            name
-            for name, layer in layers.items()
-            if keep_all or not any(p.requires_grad for p in layer.parameters(recurse=False))
-        }
+        freeze_bn = trainer.config.model.freeze_bn
+        frozen = {name for name, layer in layers.items() if batchnorm_is_frozen(layer, freeze_bn)}
         if len(frozen) == len(layers):
             log.info("SWA: BatchNorm statistics kept as they are (every BatchNorm layer is frozen).")
             return 0
@@ -348,6 +271,7 @@ class SwaCallback(Callback):
 
     def _save_checkpoint(self, trainer: Any, model: nn.Module) -> Path:
         from yolox_sdk.config.loader import config_to_dict
+        from yolox_sdk.engine.checkpoint import Checkpoint, save_checkpoint
 
         checkpoint = Checkpoint(
             model=model.state_dict(),
