@@ -32,6 +32,7 @@ from yolox_sdk.engine.lineage import record_lineage
 from yolox_sdk.engine.memory import CompiledForward, compile_for_training, enable_gradient_checkpointing
 from yolox_sdk.engine.precision import Precision
 from yolox_sdk.engine.resume import (
+    LAST,
     PREVIOUS_LAST,
     ResumePoint,
     check_resumable,
@@ -48,7 +49,7 @@ from yolox_sdk.plugins.registry import Registry
 
 log = logging.getLogger(__name__)
 
-LAST, BEST = "last.pt", "best.pt"
+BEST = "best.pt"
 LOSS_KEYS = ("total_loss", "iou_loss", "conf_loss", "cls_loss", "l1_loss")
 
 
@@ -377,12 +378,8 @@ class Trainer:
         if not due or batches_done == self.batches_per_epoch or not self.dist.is_main:
             return
         self.state.batch_in_epoch, self.state.epoch_loss_sums = batches_done, dict(sums)
-        path = save_checkpoint(
-            self.run_dir / LAST, self._checkpoint(), keep_previous=self.run_dir / PREVIOUS_LAST
-        )
-        self._last_save = time.monotonic()
+        self._write_checkpoint(LAST, self._checkpoint(), "last")
         log.debug("Mid-epoch checkpoint after batch %d of epoch %d.", batches_done, self.state.epoch + 1)
-        self.fire("on_checkpoint", path, "last")
 
     def _input_size(self, step: int) -> tuple[int, int]:
         """YOLOX multi-scale: a new random size every ``multiscale_interval`` optimizer steps, seeded by the
@@ -569,10 +566,16 @@ class Trainer:
         if interval and (epoch + 1) % interval == 0:
             paths.append((f"epoch_{epoch + 1}.pt", "epoch"))
         for filename, kind in paths:
-            keep = self.run_dir / PREVIOUS_LAST if filename == LAST else None
-            path = save_checkpoint(self.run_dir / filename, checkpoint, keep_previous=keep)
-            self.fire("on_checkpoint", path, kind)
-        self._last_save = time.monotonic()
+            self._write_checkpoint(filename, checkpoint, kind)
+
+    def _write_checkpoint(self, filename: str, checkpoint: Checkpoint, kind: str) -> None:
+        """Save atomically (the replaced ``last.pt`` kept as ``last.prev.pt``, resume's fallback) and tell
+        the callbacks; a fresh ``last.pt`` restarts the ``save_every_minutes`` clock."""
+        keep = self.run_dir / PREVIOUS_LAST if filename == LAST else None
+        path = save_checkpoint(self.run_dir / filename, checkpoint, keep_previous=keep)
+        if filename == LAST:
+            self._last_save = time.monotonic()
+        self.fire("on_checkpoint", path, kind)
 
     def _result(self, wall_seconds: float) -> TrainResult:
         best = self.run_dir / BEST
