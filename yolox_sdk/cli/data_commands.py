@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -17,15 +19,22 @@ SPLIT_HELP = "Split to read (VOC ImageSets name, YOLO data.yaml key, COCO file s
 FORMAT_HELP = "Dataset format plugin of the input (auto-detected by default)."
 
 
+def dataset_arguments(command: Callable[..., Any]) -> Callable[..., Any]:
+    """PATH, --split and --format: how the commands that read one dataset name it."""
+    command = click.option("--format", "format_name", default="auto", show_default=True, help=FORMAT_HELP)(
+        command
+    )
+    command = click.option("--split", default=None, help=SPLIT_HELP)(command)
+    return click.argument("path")(command)
+
+
 @click.group()
 def data() -> None:
     """Inspect and prepare datasets."""
 
 
 @data.command("info")
-@click.argument("path")
-@click.option("--split", default=None, help=SPLIT_HELP)
-@click.option("--format", "format_name", default="auto", show_default=True, help=FORMAT_HELP)
+@dataset_arguments
 @handle_errors
 def info(path: str, split: str | None, format_name: str) -> None:
     """Read the dataset at PATH and print its classes, counts and what the reader fixed."""
@@ -44,9 +53,7 @@ def info(path: str, split: str | None, format_name: str) -> None:
 
 
 @data.command("validate")
-@click.argument("path")
-@click.option("--split", default=None, help=SPLIT_HELP)
-@click.option("--format", "format_name", default="auto", show_default=True, help=FORMAT_HELP)
+@dataset_arguments
 @click.option(
     "--json",
     "json_path",
@@ -109,9 +116,7 @@ def validate(
 
 
 @data.command("stats")
-@click.argument("path")
-@click.option("--split", default=None, help=SPLIT_HELP)
-@click.option("--format", "format_name", default="auto", show_default=True, help=FORMAT_HELP)
+@dataset_arguments
 @click.option(
     "--out",
     "out_dir",
