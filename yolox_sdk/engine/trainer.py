@@ -132,7 +132,12 @@ class Trainer:
         self.loggers = setup.build_loggers(c, self.run_dir, self.registry) if self.dist.is_main else []
         self.lineage = self._record_lineage() if self.dist.is_main else {}
         self.callbacks = setup.build_callbacks(c, self.registry)
-        self.train_module = compile_for_training(self.model, c.training.compile, self.device)
+        # Under torchrun, _wrap_for_ddp builds (and compiles) the DDP wrapper at the first epoch instead.
+        self.train_module = (
+            self.model
+            if self.dist.enabled
+            else compile_for_training(self.model, c.training.compile, self.device)
+        )
         self._trainable: tuple[bool, ...] = ()
         if self.resume_point is not None:
             self._restore(self.resume_point.checkpoint)
