@@ -55,12 +55,20 @@ def seed_everything(seed: int, deterministic: bool) -> None:
 
 
 def rng_state() -> dict[str, Any]:
-    """The generator states of Python, NumPy and torch (CPU)."""
-    return {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    """The generator states of Python, NumPy and torch (CPU).
+
+    NumPy's key array is stored as a tensor so that a checkpoint holds only tensors and plain data, which
+    the restricted unpickler loads without any NumPy type (``engine.torch_files``).
+    """
+    name, key, position, has_gauss, cached_gaussian = np.random.get_state()
+    numpy_state = (name, torch.from_numpy(key.astype(np.int64)), position, has_gauss, cached_gaussian)
+    return {"python": random.getstate(), "numpy": numpy_state, "torch": torch.get_rng_state()}
 
 
 def restore_rng(state: dict[str, Any]) -> None:
-    """Put back what ``rng_state`` captured."""
+    """Put back what ``rng_state`` captured (also the NumPy array form of older checkpoints)."""
     random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
+    name, key, *rest = state["numpy"]
+    key = key.numpy() if isinstance(key, torch.Tensor) else np.asarray(key)
+    np.random.set_state((name, key.astype(np.uint32), *rest))
     torch.set_rng_state(state["torch"])
