@@ -68,7 +68,9 @@ def info(path: str, split: str | None, format_name: str) -> None:
     default=None,
     help="Write a cleaned copy in the same format into this (empty) folder; the input is never modified.",
 )
-@click.option("--force", is_flag=True, help="With --fix, write into a non-empty folder.")
+@click.option(
+    "--force", is_flag=True, help="With --fix, replace an earlier dataset in that folder (deleted first)."
+)
 @click.option(
     "--workers", type=click.IntRange(min=1), default=None, help="Threads decoding images (default: up to 8)."
 )
@@ -87,14 +89,16 @@ def validate(
     Exits with 1 when errors are found (images that cannot be decoded, labels that cannot be used),
     0 when there are only warnings or nothing.
     """
-    from yolox_sdk.data.conversion import check_output_folder
+    from yolox_sdk.data.conversion import check_dataset_folder
     from yolox_sdk.data.formats import resolve_dataset_path
     from yolox_sdk.data.validation import fix_dataset, validate_dataset
 
     changes: list[str] = []
     if fix_dir is not None:
-        check_output_folder(fix_dir, resolve_dataset_path(path)[0], force)
-        report, changes = fix_dataset(path, fix_dir, split=split, format=format_name, workers=workers)
+        replace = check_dataset_folder(fix_dir, resolve_dataset_path(path)[0], force)
+        report, changes = fix_dataset(
+            path, fix_dir, split=split, format=format_name, workers=workers, replace=replace
+        )
     else:
         report = validate_dataset(path, split=split, format=format_name, workers=workers)
     click.echo(
@@ -137,6 +141,8 @@ def stats(path: str, split: str | None, format_name: str, out_dir: Path | None) 
     numbers = dataset_statistics(dataset)
     for line in summary_lines(numbers):
         click.echo(line)
+    for line in dataset.report.lines():
+        click.secho(f"note: {line}", fg="yellow")
     if out_dir is not None:
         written = write_plots(dataset, numbers, out_dir)
         (out_dir / "stats.json").write_text(json.dumps(numbers, indent=2), encoding="utf-8")
@@ -207,16 +213,24 @@ def split(
 @click.argument("out_dir", type=click.Path(path_type=Path))
 @click.option("--from", "from_format", default="auto", show_default=True, help=FORMAT_HELP)
 @click.option("--split", default=None, help=SPLIT_HELP)
-@click.option("--force", is_flag=True, help="Write into a non-empty OUT_DIR.")
+@click.option(
+    "--force", is_flag=True, help="Replace an earlier dataset in OUT_DIR (its files are deleted first)."
+)
 @handle_errors
 def convert(
     source: str, to_format: str, out_dir: Path, from_format: str, split: str | None, force: bool
 ) -> None:
-    """Convert the dataset at SOURCE to another format, written into OUT_DIR (SOURCE is never written)."""
+    """Convert the dataset at SOURCE to another format, written into OUT_DIR (SOURCE is never written).
+
+    With --force, OUT_DIR may hold an earlier dataset (a previous conversion): it is emptied first, so old
+    and new files never mix. A non-empty folder that is not a dataset is refused.
+    """
     from yolox_sdk.data.conversion import convert_dataset
 
     result = convert_dataset(source, to_format, out_dir, from_format, split, force)
     dataset = result.dataset
+    if result.removed:
+        click.echo(f"Deleted the earlier dataset in {out_dir} ({result.removed} files) before writing.")
     click.echo(
         f"Converted {dataset.source} ({dataset.format}, {len(dataset)} images, {dataset.num_boxes()} boxes) "
         f"to {to_format} in {out_dir}"
@@ -227,5 +241,10 @@ def convert(
         click.secho(f"{to_format} cannot hold everything the source had:", fg="yellow", bold=True)
         for warning in result.warnings:
             click.secho(f"  warning: {warning}", fg="yellow")
+    elif dataset.report.counts:
+        click.echo(
+            f"Nothing was lost in writing: {to_format} holds everything that was read (the notes above say "
+            "what reading dropped or changed)."
+        )
     else:
         click.echo(f"Nothing was lost: {to_format} holds everything the source had.")

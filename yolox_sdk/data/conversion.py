@@ -3,15 +3,23 @@
 Everything goes through ``DetectionDataset``, so any reader pairs with any writer, third-party ones
 included. What the target cannot hold (category ids, class order, ...) is not guessed away: the target's
 ``save`` returns warnings, which are handed back to the caller to show.
+
+Writing a dataset into a folder that holds an earlier one (``--force``) first empties that folder, so old
+and new files never mix; to make sure only a dataset is ever deleted, the folder must hold the marker file
+every written dataset gets (``OUTPUT_MARKER``), or be a dataset a format recognises made only of image and
+annotation files. Anything else is refused, and so is any folder that is, holds or lies in the source.
 """
 
 from __future__ import annotations
 
+import json
+import shutil
 from pathlib import Path
 
 import attrs
 
-from yolox_sdk.data.formats import KIND, load_dataset, resolve_dataset_path
+from yolox_sdk.data.formats import KIND, detecting_formats, load_dataset, resolve_dataset_path
+from yolox_sdk.data.image_check import IMAGE_SUFFIXES
 from yolox_sdk.data.records import DetectionDataset
 from yolox_sdk.errors import DatasetError
 from yolox_sdk.plugins.manager import get_registry
@@ -26,11 +34,17 @@ class ConversionResult:
         dataset: the dataset as read from the source.
         out_dir: where the target format was written.
         warnings: what the target format could not hold, as its writer said.
+        removed: how many files of an earlier dataset in ``out_dir`` were deleted first (``force``).
     """
 
     dataset: DetectionDataset
     out_dir: Path
     warnings: list[str]
+    removed: int = 0
+
+
+OUTPUT_MARKER = ".yolox-sdk-dataset"
+ANNOTATION_SUFFIXES = frozenset({".json", ".xml", ".txt", ".csv", ".yaml", ".yml"})
 
 
 def _inside(path: Path, folder: Path) -> bool:
@@ -60,6 +74,57 @@ def check_output_folder(out_dir: Path, source: Path, force: bool = False) -> Non
         )
 
 
+def _files(folder: Path) -> list[Path]:
+    return sorted(path for path in folder.rglob("*") if not path.is_dir() or path.is_symlink())
+
+
+def check_dataset_folder(out_dir: Path, source: Path, force: bool, registry: Registry | None = None) -> bool:
+    """``check_output_folder`` for a command that writes a whole dataset; True when ``out_dir`` must be
+    emptied first (see the module docstring).
+
+    Raises:
+        DatasetError: as ``check_output_folder``; or ``force`` is given for a non-empty folder that is not
+            recognisably a dataset, so emptying it could delete something else.
+    """
+    check_output_folder(out_dir, source, force)
+    folder = out_dir.expanduser().resolve()
+    if not folder.is_dir() or not any(folder.iterdir()):
+        return False
+    if (folder / OUTPUT_MARKER).is_file():
+        return True
+    formats = detecting_formats(folder, registry or get_registry())
+    others = [p for p in _files(folder) if p.suffix.lower() not in IMAGE_SUFFIXES | ANNOTATION_SUFFIXES]
+    if formats and not others:
+        return True
+    reason = (
+        f"it holds files that are not images or annotations ({', '.join(str(p) for p in others[:3])})"
+        if formats
+        else "no dataset format recognises it"
+    )
+    raise DatasetError(
+        f"Output folder {out_dir} is not empty and does not look like a dataset written earlier: {reason}. "
+        "--force empties the folder before writing so that old and new files never mix, and only does so for "
+        "a folder holding an earlier dataset. Choose an empty folder, or empty this one yourself."
+    )
+
+
+def empty_folder(folder: Path) -> int:
+    """Delete everything inside ``folder`` (never following symbolic links); return how many files went."""
+    removed = len(_files(folder))
+    for child in list(folder.iterdir()):
+        if child.is_dir() and not child.is_symlink():
+            shutil.rmtree(child)
+        else:
+            child.unlink()
+    return removed
+
+
+def mark_dataset_folder(out_dir: Path, format: str, source: Path | None) -> None:
+    """Leave the marker that lets a later ``--force`` recognise ``out_dir`` as a dataset yolox-sdk wrote."""
+    payload = {"written_by": "yolox-sdk", "format": format, "source": str(source or "")}
+    (out_dir / OUTPUT_MARKER).write_text(json.dumps(payload, indent=1) + "\n", encoding="utf-8")
+
+
 def save_dataset(
     dataset: DetectionDataset, format: str, out_dir: Path, registry: Registry | None = None
 ) -> list[str]:
@@ -67,7 +132,9 @@ def save_dataset(
     registry = registry or get_registry()
     writer = registry.get(KIND, format).factory(None)
     out_dir.mkdir(parents=True, exist_ok=True)
-    return [str(warning) for warning in writer.save(dataset, out_dir) or []]
+    warnings = [str(warning) for warning in writer.save(dataset, out_dir) or []]
+    mark_dataset_folder(out_dir, format, dataset.source)
+    return warnings
 
 
 def convert_dataset(
@@ -81,16 +148,20 @@ def convert_dataset(
 ) -> ConversionResult:
     """Read ``source`` (any registered format) and write it as ``to`` into ``out_dir``.
 
+    With ``force``, an earlier dataset in ``out_dir`` is deleted once the source has been read, just before
+    writing (see the module docstring).
+
     Raises:
         DatasetError: the source cannot be read, or ``out_dir`` is not a safe place to write (see
-            ``check_output_folder``).
+            ``check_dataset_folder``).
         PluginError: ``to`` or ``source_format`` is not a registered format.
     """
     registry = registry or get_registry()
     registry.get(KIND, to)  # an unknown target fails before anything is read
     resolved, _ = resolve_dataset_path(source)
     out_dir = Path(out_dir)
-    check_output_folder(out_dir, resolved, force)
+    replace = check_dataset_folder(out_dir, resolved, force, registry)
     dataset = load_dataset(source, split=split, format=source_format, registry=registry)
+    removed = empty_folder(out_dir) if replace else 0
     warnings = save_dataset(dataset, to, out_dir, registry)
-    return ConversionResult(dataset, out_dir, warnings)
+    return ConversionResult(dataset, out_dir, warnings, removed)

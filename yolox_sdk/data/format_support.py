@@ -8,7 +8,15 @@ came from) and hands them to ``assemble_dataset``, which applies the common rule
 * a truncated or unreadable image is skipped with a warning and counted in the report;
 * the image size comes from the file's header, so boxes are clipped to what the network will see;
 * boxes partly outside the image are clipped, boxes with no area are dropped, both counted;
-* a dataset with no usable image is an error that says which layout was expected.
+* a dataset with no usable image is an error that says which layout was expected;
+* an image path written in an annotation must stay inside the folder it is relative to
+  (``image_in_folder``): annotation files are often someone else's, and ``../../`` or an absolute path
+  would otherwise make a reader open, and ``data convert`` copy, any file on the machine. The check is on
+  the path as written, with ``..`` folded away; symbolic links inside the dataset are followed, since
+  whoever can create a link there can already put any file there (and image folders linked to shared
+  storage are common);
+* annotation text is UTF-8 (``read_text``, ``read_json``), and a file that is not, or a JSON nested too
+  deeply to parse, is a ``DatasetError`` naming the file rather than a crash.
 
 Third-party format plugins can use these helpers too; they are part of the public API.
 """
@@ -18,7 +26,9 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
 import shutil
+import sys
 import xml.etree.ElementTree as ET
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -208,17 +218,82 @@ def assemble_dataset(
     return DetectionDataset(records, class_names, category_ids, source, format, report)
 
 
-def read_json(path: Path) -> Any:
-    """Parse a JSON file, or raise ``DatasetError`` naming the file, line and column."""
+def image_in_folder(
+    folder: Path, name: str, where: str, *, relative_to: Path | None = None, what: str = "image"
+) -> Path:
+    """``folder / name`` with ``..`` folded away, or a ``DatasetError`` when that leaves ``folder``.
+
+    Every reader builds the image paths its annotations write (``file_name``, ``imagePath``, a list file's
+    line) through this, so an annotation file cannot point a reader (or ``data convert``'s copy) at a file
+    outside the dataset. ``name`` may be absolute when it lies inside ``folder``. Symbolic links are not
+    resolved (see the module docstring).
+
+    Args:
+        folder: the folder the image must be in: the dataset's (or the ``image_dir`` option's).
+        name: the image path as the annotation writes it.
+        where: the annotation file and entry, for the message.
+        relative_to: the folder ``name`` is relative to, when it is not ``folder`` itself (LabelMe's
+            ``imagePath`` is relative to its JSON file, which may lie deeper in the dataset).
+        what: what ``name`` is, for the message (``"image"``, ``"image folder"``).
+    """
+    joined = os.path.normpath(os.path.join(relative_to if relative_to is not None else folder, name))
+    base = os.path.abspath(folder)
+    resolved = os.path.abspath(joined)
+    if resolved == base or resolved.startswith(base.rstrip(os.sep) + os.sep):
+        return Path(joined)
+    raise DatasetError(
+        f"{where}: the {what} {name!r} resolves to {resolved}, which is outside the dataset folder {base}. "
+        "Paths in annotation files must stay inside the dataset, so that a file you were given cannot make "
+        "yolox-sdk read (or data convert copy) other files on this machine. Put the file inside that "
+        "folder and write its path relative to it (no '..' leading out, no absolute path elsewhere)."
+    )
+
+
+def _not_utf8_error(path: Path, data: bytes, error: UnicodeDecodeError, what: str) -> DatasetError:
+    line = data[: error.start].count(b"\n") + 1
+    return DatasetError(
+        f"{path}:{line}: the {what} is not UTF-8 text (byte 0x{data[error.start]:02x} at offset "
+        f"{error.start}). yolox-sdk reads annotation and list files as UTF-8: re-save it as UTF-8, or "
+        "re-export it, so that names and labels read as written."
+    )
+
+
+def read_text(path: Path, what: str = "file") -> str:
+    """The text of an annotation, label or list file decoded as UTF-8 (a byte-order mark is dropped).
+
+    Raises:
+        DatasetError: the file cannot be read, or is not UTF-8 (naming the line of the first bad byte);
+            ``what`` names the kind of file in that message (``"YOLO label file"``).
+    """
     try:
-        with open(path, encoding="utf-8") as handle:
-            return json.load(handle)
+        data = Path(path).read_bytes()
+    except OSError as error:
+        raise DatasetError(f"Cannot read {path}: {error.strerror or error}.") from error
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        raise _not_utf8_error(Path(path), data, error, what) from error
+
+
+def read_json(path: Path) -> Any:
+    """Parse a JSON file, or raise ``DatasetError`` naming the file, line and column.
+
+    A document nested so deeply that the parser runs out of stack (``[[[[...``) is refused the same way:
+    no annotation format nests more than a few levels.
+    """
+    text = read_text(path, "JSON file")
+    try:
+        return json.loads(text)
     except json.JSONDecodeError as error:
         raise DatasetError(
             f"{path}:{error.lineno}:{error.colno}: malformed JSON: {error.msg}. Fix the file or re-export it."
         ) from error
-    except (OSError, UnicodeDecodeError) as error:
-        raise DatasetError(f"Cannot read {path}: {error}.") from error
+    except RecursionError as error:
+        raise DatasetError(
+            f"{path}: the JSON is nested too deeply to read (more than about {sys.getrecursionlimit()} "
+            "levels of lists or objects); no annotation format nests that deep. The file is damaged or "
+            "not an annotation file: re-export it."
+        ) from error
 
 
 def read_xml(path: Path) -> ET.Element:

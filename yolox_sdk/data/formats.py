@@ -47,6 +47,11 @@ def _detects(entry: PluginEntry, path: Path) -> bool:
         return False
 
 
+def detecting_formats(path: Path, registry: Registry) -> list[str]:
+    """The names of every registered dataset format whose ``detect`` recognises ``path``."""
+    return [entry.name for entry in registry.entries(KIND) if _detects(entry, Path(path))]
+
+
 def detect_format(path: Path, registry: Registry) -> str:
     """The name of the one registered dataset format that recognises ``path``.
 
@@ -54,7 +59,7 @@ def detect_format(path: Path, registry: Registry) -> str:
         DatasetError: no format, or more than one, recognises ``path``.
     """
     entries = registry.entries(KIND)
-    matches = [entry.name for entry in entries if _detects(entry, Path(path))]
+    matches = detecting_formats(path, registry)
     if len(matches) == 1:
         return matches[0]
     if not matches:

@@ -31,7 +31,9 @@ import attrs
 import numpy as np
 from PIL import Image
 
+from yolox_sdk.builtin.formats import voc
 from yolox_sdk.data import format_support
+from yolox_sdk.data.conversion import empty_folder, mark_dataset_folder
 from yolox_sdk.data.formats import KIND, detect_format, load_dataset, resolve_dataset_path
 from yolox_sdk.data.image_check import IMAGE_SUFFIXES, list_images, probe_image
 from yolox_sdk.data.records import DetectionDataset
@@ -91,6 +93,9 @@ SEVERITY: dict[str, str] = {
     BOX_ZERO_AREA: WARNING,
     BOX_CLIPPED: WARNING,
     SIZE_MISMATCH: WARNING,
+    # A split that cannot be loaded: an error here even though reading everything works (see voc.py).
+    voc.SPLIT_ID_MISSING: ERROR,
+    voc.SPLIT_LIST_UNREADABLE: ERROR,
 }
 
 # What the format readers count (format_support's names) mapped to this module's problems.
@@ -310,6 +315,10 @@ def _map(function: Callable[[Path], Any], paths: Sequence[Path], workers: int) -
 @attrs.define
 class _YoloScan:
     bad_lines: dict[Path, set[int]] = attrs.field(factory=dict)
+    unreadable: set[Path] = attrs.field(factory=set)  # not UTF-8 or not readable: staged as empty
+
+    def needs_stage(self) -> bool:
+        return bool(self.bad_lines or self.unreadable)
 
 
 def _yolo_class_ids(path: Path) -> list[int] | None:
@@ -328,9 +337,11 @@ def _yolo_class_ids(path: Path) -> list[int] | None:
         return None
     classes = path / yolo.CLASSES_FILE
     if classes.is_file():
-        return list(
-            range(len([line for line in classes.read_text(encoding="utf-8").splitlines() if line.strip()]))
-        )
+        try:
+            text = format_support.read_text(classes, "class list")
+        except DatasetError:
+            return None  # the reader reports it
+        return list(range(len([line for line in text.splitlines() if line.strip()])))
     return None
 
 
@@ -365,9 +376,10 @@ def _scan_yolo_labels(root: Path, report: ValidationReport) -> _YoloScan:
         if _image_of_label(label_file) is None:
             report.add(ORPHAN_LABEL, str(label_file))
         try:
-            lines = label_file.read_text(encoding="utf-8").splitlines()
-        except (OSError, UnicodeDecodeError) as error:
-            report.add(UNREADABLE_ANNOTATIONS, f"{label_file}: {error}")
+            lines = format_support.read_text(label_file, "YOLO label file").splitlines()
+        except DatasetError as error:
+            report.add(UNREADABLE_ANNOTATIONS, str(error))
+            scan.unreadable.add(label_file)
             continue
         for number, line in enumerate(lines, start=1):
             fields = line.split()
@@ -396,7 +408,9 @@ def _staged_yolo_copy(root: Path, scan: _YoloScan, stage: Path) -> Path:
             continue
         target.parent.mkdir(parents=True, exist_ok=True)
         bad = scan.bad_lines.get(source)
-        if bad is not None:
+        if source in scan.unreadable:
+            target.write_text("", encoding="utf-8")
+        elif bad is not None:
             lines = source.read_text(encoding="utf-8").splitlines()
             kept = [line for number, line in enumerate(lines, start=1) if number not in bad]
             target.write_text("".join(f"{line}\n" for line in kept), encoding="utf-8")
@@ -485,7 +499,7 @@ def _load_for_validation(
     target = resolved
     if name == "yolo":
         scan = _scan_yolo_labels(root, report)
-        if scan.bad_lines:
+        if scan.needs_stage():
             stage = tempfile.TemporaryDirectory(prefix="yolox_sdk_validate_")
             _staged_yolo_copy(root, scan, Path(stage.name))
             target = Path(stage.name) / resolved.relative_to(root) if resolved != root else Path(stage.name)
@@ -630,8 +644,12 @@ def fix_dataset(
     format: str = "auto",
     workers: int | None = None,
     registry: Registry | None = None,
+    replace: bool = False,
 ) -> tuple[ValidationReport, list[str]]:
     """Validate ``path`` and write a cleaned copy in the same format into ``out_dir``.
+
+    With ``replace`` (an earlier dataset is in ``out_dir``: see ``conversion.check_dataset_folder``) the
+    folder is emptied once the input has been read, just before writing.
 
     What changes: label lines a reader cannot use (class id out of range, malformed) are dropped; images
     that cannot be decoded are left out; of identical images only the first is kept; duplicate boxes are
@@ -653,14 +671,16 @@ def fix_dataset(
                 f"Cannot write a fixed copy of {path}: it cannot be read at all. Fix the error reported "
                 f"first: {report.sorted_issues()[0].locations[0] if report.issues else 'unknown'}"
             )
-        changes = _write_fixed(loaded, report, Path(out_dir), workers or _default_workers(), registry)
+        changes = _write_fixed(
+            loaded, report, Path(out_dir), workers or _default_workers(), registry, replace
+        )
     finally:
         loaded.close()
     return report, changes
 
 
 def _write_fixed(
-    loaded: _Loaded, report: ValidationReport, out_dir: Path, workers: int, registry: Registry
+    loaded: _Loaded, report: ValidationReport, out_dir: Path, workers: int, registry: Registry, replace: bool
 ) -> list[str]:
     dataset = loaded.dataset
     assert dataset is not None
@@ -709,8 +729,11 @@ def _write_fixed(
         changes += [f"{change}: {count}" for change, count in counts.items()]
         fixed = attrs.evolve(dataset, records=records)
         writer = registry.get(KIND, loaded.format).factory(None)
+        if replace:
+            changes.append(f"deleted the earlier dataset in {out_dir}: {empty_folder(out_dir)} files")
         out_dir.mkdir(parents=True, exist_ok=True)
         changes += [f"writer: {warning}" for warning in writer.save(fixed, out_dir)]
+        mark_dataset_folder(out_dir, loaded.format, dataset.source)
     return changes
 
 

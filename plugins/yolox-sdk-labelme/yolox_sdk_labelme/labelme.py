@@ -14,7 +14,8 @@ Conventions (the common ones come from ``yolox_sdk.data.format_support``, like t
 * Shapes. Detection needs boxes, so a polygon becomes its bounding box; points, lines, circles and masks are
   skipped. Both are counted in the dataset's report. A shape without ``shape_type`` (LabelMe 3) is a polygon.
 * Images. ``imagePath`` is relative to the JSON file (or to the ``image_root`` option). A missing image is
-  an error. The size is read from the image header; ``imageWidth``/``imageHeight`` are compared with it and
+  an error, and so is one outside the dataset folder (the folder given, or ``image_root``): a LabelMe file
+  naming ``../../`` or an absolute path elsewhere is refused rather than read. The size is read from the image header; ``imageWidth``/``imageHeight`` are compared with it and
   a mismatch is counted. Boxes are clipped to the image, boxes without area dropped, both counted.
 * Classes. The ``class_names`` option fixes the classes and their order, and a label outside it is an error.
   Without it the classes are the sorted labels of every file, of all splits when ``split`` is given, so the
@@ -35,7 +36,13 @@ from typing import TYPE_CHECKING, Any
 import attrs
 import numpy as np
 
-from yolox_sdk.data.format_support import RawImage, assemble_dataset, export_image, read_json
+from yolox_sdk.data.format_support import (
+    RawImage,
+    assemble_dataset,
+    export_image,
+    image_in_folder,
+    read_json,
+)
 from yolox_sdk.data.records import DetectionDataset, ImageRecord, LoadReport
 from yolox_sdk.errors import DatasetError, did_you_mean
 
@@ -114,9 +121,10 @@ def load_labelme(
 ) -> DetectionDataset:
     """Read a LabelMe dataset (see the module docstring for the conventions)."""
     report = LoadReport()
-    annotations = _read_annotations(_annotation_files(path, split), image_root, report)
+    root = Path(image_root) if image_root else (path if path.is_dir() else path.parent)
+    annotations = _read_annotations(_annotation_files(path, split), image_root, report, root)
     if class_names is None and split is not None:
-        every_split = _read_annotations(_all_split_files(path), image_root, LoadReport())
+        every_split = _read_annotations(_all_split_files(path), image_root, LoadReport(), root)
         names = sorted(_labels([*annotations, *every_split]))
     elif class_names is None:
         names = sorted(_labels(annotations))
@@ -140,11 +148,16 @@ def load_labelme(
 
 
 def read_labelme_annotation(
-    data: dict[str, Any], path: Path, image_root: str | None, report: LoadReport
+    data: dict[str, Any],
+    path: Path,
+    image_root: str | None,
+    report: LoadReport,
+    dataset_root: Path | None = None,
 ) -> LabelmeAnnotation:
     """Turn a parsed LabelMe file into its image path, declared size and box-like shapes.
 
-    Polygons and skipped shape types are counted in ``report``; structural errors raise ``DatasetError``.
+    Polygons and skipped shape types are counted in ``report``; structural errors raise ``DatasetError``,
+    as does an image outside ``dataset_root`` (by default ``image_root``, else the JSON file's folder).
     """
     shapes = data["shapes"]
     if not isinstance(shapes, list):
@@ -156,7 +169,7 @@ def read_labelme_annotation(
             boxes.append(box)
     return LabelmeAnnotation(
         path,
-        _image_path(data["imagePath"], path, image_root),
+        _image_path(data["imagePath"], path, image_root, dataset_root),
         _declared_size(data, path, report),
         tuple(boxes),
     )
@@ -229,13 +242,13 @@ def _all_split_files(root: Path) -> list[Path]:
 
 
 def _read_annotations(
-    files: Iterable[Path], image_root: str | None, report: LoadReport
+    files: Iterable[Path], image_root: str | None, report: LoadReport, dataset_root: Path
 ) -> list[LabelmeAnnotation]:
     annotations = []
     for path in files:
         data = read_json(path)
         if is_labelme_document(data):
-            annotations.append(read_labelme_annotation(data, path, image_root, report))
+            annotations.append(read_labelme_annotation(data, path, image_root, report, dataset_root))
         else:
             report.add(NOT_LABELME, str(path))
     return annotations
@@ -256,13 +269,15 @@ def _check_labels(annotations: Iterable[LabelmeAnnotation], class_names: list[st
                 )
 
 
-def _image_path(raw: Any, json_path: Path, image_root: str | None) -> Path:
+def _image_path(raw: Any, json_path: Path, image_root: str | None, dataset_root: Path | None) -> Path:
     if not isinstance(raw, str) or not raw.strip():
         raise DatasetError(f"{json_path}: 'imagePath' must name the image file, got {raw!r}.")
     # LabelMe on Windows writes backslashes; they are separators there, never part of a file name.
-    relative = Path(raw.replace("\\", "/"))
+    relative = raw.replace("\\", "/")
     base = Path(image_root) if image_root else json_path.parent
-    return Path(os.path.abspath(base / relative))
+    folder = dataset_root if dataset_root is not None else base
+    where = f"{json_path} (imagePath)"
+    return Path(os.path.abspath(image_in_folder(folder, relative, where, relative_to=base)))
 
 
 def _declared_size(data: dict[str, Any], json_path: Path, report: LoadReport) -> tuple[int, int] | None:

@@ -11,7 +11,8 @@ What ``load`` accepts as ``path``:
 JSON's folder, its ``images/`` subfolder, the JSON folder's parent and the parent's ``images/``, plus
 ``<parent>/<split>`` and ``<parent>/images/<split>`` where ``<split>`` is the text after the JSON name's
 last underscore (the official ``annotations/instances_val2017.json`` + ``val2017/`` layout). The first
-folder holding the images is used for all of them.
+folder holding the images is used for all of them, and no ``file_name`` may lead out of it (``../``, an
+absolute path elsewhere): see ``yolox_sdk.data.format_support.image_in_folder``.
 
 Category ids need not be contiguous: classes are ordered by id and the ids are kept in
 ``DetectionDataset.category_ids``. ``iscrowd`` annotations are skipped (YOLOX trains on instances) and
@@ -28,7 +29,13 @@ from typing import Any
 import attrs
 import numpy as np
 
-from yolox_sdk.data.format_support import RawImage, assemble_dataset, export_image, read_json
+from yolox_sdk.data.format_support import (
+    RawImage,
+    assemble_dataset,
+    export_image,
+    image_in_folder,
+    read_json,
+)
 from yolox_sdk.data.records import DetectionDataset, LoadReport
 from yolox_sdk.errors import DatasetError
 from yolox_sdk.plugins.hookspecs import Register, hookimpl
@@ -83,13 +90,34 @@ def find_annotation_file(path: Path, split: str | None) -> Path:
         candidates = [c for c in candidates if c.stem == split or c.stem.endswith(f"_{split}")]
     if len(candidates) == 1:
         return candidates[0]
-    wanted = f"for split '{split}' (named {split}.json or *_{split}.json)" if split else ""
+    wanted = f" for split '{split}' (named {split}.json or *_{split}.json)" if split else ""
     if not candidates:
-        raise DatasetError(f"No COCO JSON {wanted} in {path} or {path / 'annotations'}. Expected {LAYOUT}")
+        raise DatasetError(
+            f"No COCO JSON{wanted} in {path} or {path / 'annotations'}.{_skipped_jsons(path)} Expected {LAYOUT}"
+        )
     names = ", ".join(str(c.relative_to(path)) for c in candidates)
     raise DatasetError(
-        f"{path} holds several COCO JSON files {wanted}: {names}. Give the path of the file to use, or a split."
+        f"{path} holds several COCO JSON files{wanted}: {names}. Give the path of the file to use, or a split."
     )
+
+
+def _skipped_jsons(folder: Path) -> str:
+    """Why the ``.json`` files of ``folder`` (and its ``annotations/``) are not COCO files, for the message."""
+    reasons = []
+    for path in sorted(folder.glob("*.json")) + sorted((folder / "annotations").glob("*.json")):
+        if not path.is_file() or _looks_like_coco(path):
+            continue
+        try:
+            with open(path, encoding="utf-8", errors="replace") as handle:
+                head = handle.read(HEAD_BYTES).lstrip()
+        except OSError as error:
+            reasons.append(f"{path} cannot be read ({error.strerror or error})")
+            continue
+        if not head.startswith("{"):
+            reasons.append(f"{path} is not a COCO file: its top level is not an object")
+        else:
+            reasons.append(f"{path} is not a COCO file: it has no 'images' or 'annotations' key")
+    return "".join(f" {reason}." for reason in reasons[:5])
 
 
 def _image_roots(json_path: Path, image_dir: str | None) -> list[Path]:
@@ -282,7 +310,10 @@ def load_coco(json_path: Path, image_dir: str | None = None) -> DetectionDataset
     """Read one COCO JSON file into a ``DetectionDataset`` (see the module docstring for the rules)."""
     data = read_json(json_path)
     if not isinstance(data, dict):
-        raise DatasetError(f"{json_path} is not a COCO detection file: the top level is not an object.")
+        raise DatasetError(
+            f"{json_path} is not a COCO detection file: the top level is a {type(data).__name__}, not an object. "
+            f"Expected {LAYOUT}"
+        )
     class_names, category_ids = _categories(data, json_path)
     images = _images(data, json_path)
     if not images:
@@ -297,7 +328,7 @@ def load_coco(json_path: Path, image_dir: str | None = None) -> DetectionDataset
     )
     raw = [
         RawImage(
-            root / image["file_name"],
+            image_in_folder(root, image["file_name"], f"{json_path} (image id {image_id!r})"),
             f"{json_path} (image id {image_id!r})",
             by_image[image_id].boxes,
             by_image[image_id].labels,

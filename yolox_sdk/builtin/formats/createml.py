@@ -12,7 +12,8 @@ the ``.json`` file, or a folder holding exactly one CreateML JSON (with ``split`
 Conventions:
 
 * Images. ``image`` is relative to the JSON's folder (or to the ``image_dir`` option, itself relative to
-  the JSON's folder); the JSON folder's ``images/`` subfolder is tried too. An entry with an empty
+  the JSON's folder); the JSON folder's ``images/`` subfolder is tried too. The path must stay inside
+  the folder it is relative to (no ``../``, no absolute path elsewhere). An entry with an empty
   ``annotations`` list is a background image.
 * Classes. The ``class_names`` option fixes the classes and their order, and a label outside it is an
   error. Without it the classes are the sorted set of labels in the file.
@@ -37,6 +38,7 @@ from yolox_sdk.data.format_support import (
     export_image,
     find_split_file,
     image_ids,
+    image_in_folder,
     names_only_warnings,
     read_json,
 )
@@ -147,8 +149,9 @@ def read_createml_file(json_path: Path) -> list[CreatemlEntry]:
     return entries
 
 
-def _image_path(roots: list[Path], name: str) -> Path:
-    return next((root / name for root in roots if (root / name).is_file()), roots[0] / name)
+def _image_path(roots: list[Path], name: str, where: str) -> Path:
+    root = next((root for root in roots if (root / name).is_file()), roots[0])
+    return image_in_folder(root, name, where)
 
 
 def load_createml(
@@ -165,7 +168,7 @@ def load_createml(
     ids = image_ids([entry.image for entry in entries])
     raw = [
         RawImage(
-            _image_path(roots, entry.image),
+            _image_path(roots, entry.image, entry.where),
             entry.where,
             [box.box for box in entry.boxes],
             [index_of[box.label] for box in entry.boxes],

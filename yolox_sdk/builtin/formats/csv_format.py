@@ -15,7 +15,8 @@ What ``load`` accepts as ``path``: the ``.csv`` file, or a folder holding exactl
 Conventions:
 
 * Images are relative to the CSV's folder (or to the ``image_dir`` option, itself relative to the CSV's
-  folder); the CSV folder's ``images/`` subfolder is tried too. Rows of one image need not be adjacent;
+  folder); the CSV folder's ``images/`` subfolder is tried too, and an image path must stay inside the
+  folder it is relative to. Rows of one image need not be adjacent;
   images keep the order of their first row.
 * Classes. The ``class_names`` option fixes the classes and their order, and a label outside it is an
   error. Without it the classes are the sorted set of labels.
@@ -42,6 +43,7 @@ from yolox_sdk.data.format_support import (
     find_split_file,
     format_coordinate,
     image_ids,
+    image_in_folder,
     names_only_warnings,
 )
 from yolox_sdk.data.records import DetectionDataset
@@ -205,7 +207,8 @@ def load_csv(
     roots = [folder / image_dir] if image_dir is not None else [folder, folder / "images"]
     raw = []
     for (image, boxes), image_id in zip(by_image.items(), image_ids(list(by_image)), strict=True):
-        image_path = next((root / image for root in roots if (root / image).is_file()), roots[0] / image)
+        root = next((root for root in roots if (root / image).is_file()), roots[0])
+        image_path = image_in_folder(root, image, boxes[0].where if boxes else f"{csv_path} ({image})")
         raw.append(
             RawImage(
                 image_path,

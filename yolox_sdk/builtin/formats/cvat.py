@@ -27,7 +27,7 @@ Conventions:
 * Classes. The order of ``<labels>`` in ``<meta>`` (labels without boxes included), and a label outside it
   is an error. Without ``<labels>`` the classes are the sorted set of labels used.
 * Images. ``name`` is relative to the XML's ``images/`` subfolder (CVAT's dataset export) or to its folder,
-  or to the ``image_dir`` option (relative to the XML's folder). ``width``/``height`` are compared with the
+  or to the ``image_dir`` option (relative to the XML's folder), and must stay inside that folder. ``width``/``height`` are compared with the
   file's header.
 * Writing puts ``annotations.xml`` and ``images/`` under the output folder. CVAT holds the class list and
   its order but no category ids.
@@ -48,6 +48,7 @@ from yolox_sdk.data.format_support import (
     export_image,
     format_coordinate,
     image_ids,
+    image_in_folder,
     no_images_error,
     read_xml,
 )
@@ -266,6 +267,11 @@ def _select_split(images: list[CvatImage], split: str | None, path: Path) -> lis
     return chosen
 
 
+def _image_path(roots: list[Path], name: str, where: str) -> Path:
+    root = next((root for root in roots if (root / name).is_file()), roots[0])
+    return image_in_folder(root, name, where)
+
+
 def load_cvat(xml_path: Path, split: str | None = None, image_dir: str | None = None) -> DetectionDataset:
     """Read one CVAT for images 1.1 XML file (see the module docstring for the conventions)."""
     root = read_xml(xml_path)
@@ -285,7 +291,7 @@ def load_cvat(xml_path: Path, split: str | None = None, image_dir: str | None = 
     roots = [folder / image_dir] if image_dir is not None else [folder / "images", folder]
     raw = [
         RawImage(
-            next((r / image.name for r in roots if (r / image.name).is_file()), roots[0] / image.name),
+            _image_path(roots, image.name, f"{xml_path} (image id {image.id} '{image.name}')"),
             f"{xml_path} (image id {image.id} '{image.name}')",
             [box.box for box in image.boxes],
             [index_of[box.label] for box in image.boxes],

@@ -35,6 +35,7 @@ from yolox_sdk.data.format_support import (
     format_coordinate,
     names_only_warnings,
     no_images_error,
+    read_text,
 )
 from yolox_sdk.data.image_check import IMAGE_SUFFIXES
 from yolox_sdk.data.records import DetectionDataset, LoadReport
@@ -118,10 +119,7 @@ def read_kitti_label_file(label_file: Path, report: LoadReport) -> list[KittiObj
         DatasetError: a line without 15 (or 16) fields, or with a box that is not four numbers.
     """
     objects = []
-    try:
-        text = label_file.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as error:
-        raise DatasetError(f"Cannot read {label_file}: {error}.") from error
+    text = read_text(label_file, "KITTI label file")
     for number, line in enumerate(text.splitlines(), start=1):
         fields = line.split()
         where = f"{label_file}:{number}"

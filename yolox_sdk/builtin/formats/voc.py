@@ -3,6 +3,12 @@
 ``path`` is the dataset root holding ``Annotations/*.xml`` and ``JPEGImages/``. ``split`` selects the ids
 listed in ``ImageSets/Main/<split>.txt`` (the first word of each line); ``None`` loads every annotation file.
 
+A split list naming an id that has no ``Annotations/<id>.xml`` is treated like an annotation naming an image
+that does not exist: an error when that split is read (the split would silently lose the image). Without a
+split every list is still checked and each such line is counted in the report (a note in ``data info`` and
+``data stats``, a warning in the training log, an error in ``data validate``), since the split fails the
+day it is used.
+
 Conventions:
 
 * Coordinates. VOC writes 1-based pixel indices. Like YOLOX's own VOC loader, 1 is subtracted from all four
@@ -29,7 +35,9 @@ from yolox_sdk.data.format_support import (
     assemble_dataset,
     export_image,
     format_coordinate,
+    image_in_folder,
     no_images_error,
+    read_text,
     read_xml,
 )
 from yolox_sdk.data.image_check import IMAGE_SUFFIXES
@@ -40,6 +48,8 @@ from yolox_sdk.plugins.hookspecs import Register, hookimpl
 NAME = "voc"
 LAYOUT = "a Pascal VOC folder: Annotations/*.xml, JPEGImages/ and ImageSets/Main/<split>.txt."
 SIZE_MISSING = "no <size> in XML (size read from the image)"
+SPLIT_ID_MISSING = "split list names an image without annotation file"
+SPLIT_LIST_UNREADABLE = "split list cannot be read"
 DIFFICULT_KEPT = "difficult object kept"
 COORDINATES = ("xmin", "ymin", "xmax", "ymax")
 
@@ -84,9 +94,19 @@ def _size(root: ET.Element) -> tuple[int, int] | None:
     size = root.find("size")
     try:
         width, height = int(float(_text(size, "width") or 0)), int(float(_text(size, "height") or 0))
-    except ValueError:
+    except (ValueError, OverflowError):  # "abc", "nan", "inf"
         return None
     return (width, height) if width > 0 and height > 0 else None
+
+
+def _coordinate(tag: str, value: str | None, where: str, name: str) -> float:
+    try:
+        return float(value)  # type: ignore[arg-type]
+    except ValueError:
+        raise DatasetError(
+            f"{where}, class '{name}': <{tag}> is {value!r}, not a number. Write the pixel coordinate as a "
+            f"number (e.g. <{tag}>48</{tag}>)."
+        ) from None
 
 
 def _object(element: ET.Element, path: Path, number: int) -> VocObject:
@@ -98,10 +118,9 @@ def _object(element: ET.Element, path: Path, number: int) -> VocObject:
     values = [_text(box, tag) for tag in COORDINATES]
     if box is None or None in values:
         raise DatasetError(f"{where}: the object needs a <bndbox> with <xmin>, <ymin>, <xmax> and <ymax>.")
-    try:
-        coordinates = tuple(float(value) for value in values)  # type: ignore[arg-type]
-    except ValueError:
-        raise DatasetError(f"{where}: <bndbox> coordinates {values} are not all numbers.") from None
+    coordinates = tuple(
+        _coordinate(tag, value, where, name) for tag, value in zip(COORDINATES, values, strict=True)
+    )
     difficult = _text(element, "difficult") not in (None, "0")
     return VocObject(name, coordinates, difficult, where)  # type: ignore[arg-type]
 
@@ -117,6 +136,12 @@ def read_voc_annotation(path: Path) -> VocAnnotation:
     return VocAnnotation(path, _text(root, "filename"), _size(root), objects)
 
 
+def _list_lines(list_file: Path) -> list[tuple[int, str]]:
+    """``(line number, id)`` of each non-blank line of a split list (the id is the line's first word)."""
+    lines = read_text(list_file, "VOC split list").splitlines()
+    return [(number, line.split()[0]) for number, line in enumerate(lines, start=1) if line.split()]
+
+
 def _split_ids(root: Path, split: str) -> list[str]:
     list_file = root / "ImageSets" / "Main" / f"{split}.txt"
     if not list_file.is_file():
@@ -126,29 +151,48 @@ def _split_ids(root: Path, split: str) -> list[str]:
             f"Splits found: {', '.join(available) or 'none'}."
         )
     ids = []
-    for number, line in enumerate(list_file.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.split():
-            continue
-        ids.append(line.split()[0])
-        if not (root / "Annotations" / f"{ids[-1]}.xml").is_file():
+    for number, image_id in _list_lines(list_file):
+        ids.append(image_id)
+        if not (root / "Annotations" / f"{image_id}.xml").is_file():
             raise DatasetError(
-                f"{list_file}:{number}: '{ids[-1]}' has no annotation file {root / 'Annotations' / ids[-1]}.xml. "
+                f"{list_file}:{number}: '{image_id}' has no annotation file {root / 'Annotations' / image_id}.xml. "
                 "Remove the line or add the annotation."
             )
     return ids
 
 
+def check_split_lists(root: Path, annotation_files: Sequence[Path], report: LoadReport) -> None:
+    """Count in ``report`` every split-list line naming an id without annotation file, in every list.
+
+    Loading without a split reads every annotation file, not the lists; but a list naming an image that
+    does not exist fails the day that split is trained on, so ``data info``, ``data stats``, ``data
+    validate`` and training say so now (see the module docstring).
+    """
+    known = {path.stem for path in annotation_files}
+    for list_file in sorted((root / "ImageSets" / "Main").glob("*.txt")):
+        try:
+            lines = _list_lines(list_file)
+        except DatasetError as error:
+            report.add(SPLIT_LIST_UNREADABLE, str(error))
+            continue
+        for number, image_id in lines:
+            if image_id not in known:
+                report.add(SPLIT_ID_MISSING, f"{list_file}:{number}: '{image_id}'")
+
+
 def _image_path(root: Path, annotation: VocAnnotation) -> Path:
     folder = root / "JPEGImages"
-    if annotation.filename:
-        named = folder / Path(annotation.filename).name
+    # Only the file name of <filename> counts (never its folders, nor <path>): the image is in JPEGImages/.
+    name = Path(annotation.filename).name if annotation.filename else ""
+    if name not in ("", ".", ".."):
+        named = image_in_folder(folder, name, f"{annotation.path} (<filename>)")
         if named.is_file():
             return named
     for suffix in sorted(IMAGE_SUFFIXES):
         candidate = folder / f"{annotation.path.stem}{suffix}"
         if candidate.is_file():
             return candidate
-    return folder / (Path(annotation.filename).name if annotation.filename else f"{annotation.path.stem}.jpg")
+    return folder / (name if name not in ("", ".", "..") else f"{annotation.path.stem}.jpg")
 
 
 def _class_names(annotations: Sequence[VocAnnotation], given: list[str] | None) -> list[str]:
@@ -179,6 +223,8 @@ def load_voc(root: Path, split: str | None = None, class_names: list[str] | None
     names = _class_names([parsed[path] for path in names_from], class_names)
     index_of = {name: index for index, name in enumerate(names)}
     report = LoadReport()
+    if split is None:
+        check_split_lists(root, every_file, report)
     raw = []
     for path in dict.fromkeys(wanted):
         annotation = parsed[path]

@@ -5,7 +5,8 @@ What ``load`` accepts as ``path``:
 * a ``data.yaml`` (or ``data.yml``, ``dataset.yaml``) file, or a folder holding one. Its ``names`` (a list,
   or a mapping from class id to name) gives the classes; ``train``/``val``/``test`` name image folders, lists
   of folders, or ``.txt`` files listing images, relative to the ``path`` key (itself relative to the YAML's
-  folder) or to the YAML's folder. ``split`` selects one of those keys; ``None`` loads every split the file
+  folder) or to the YAML's folder. ``path`` is the dataset root the YAML declares: the split entries and
+  every line of a list file must stay inside it (no ``../`` leading out, no absolute path elsewhere). ``split`` selects one of those keys; ``None`` loads every split the file
   lists (images listed twice are read once).
 * a folder holding ``classes.txt`` (one name per line). ``split`` selects ``images/<split>``; ``None`` loads
   ``images/`` when it exists, otherwise the folder itself.
@@ -28,7 +29,9 @@ from yolox_sdk.data.format_support import (
     RawImage,
     assemble_dataset,
     export_image,
+    image_in_folder,
     no_images_error,
+    read_text,
     read_yaml,
 )
 from yolox_sdk.data.image_check import IMAGE_SUFFIXES, list_images
@@ -76,16 +79,24 @@ def _parse_names(names: Any, yaml_path: Path) -> tuple[list[str], list[int]]:
     )
 
 
+def _listed_images(list_file: Path, base: Path) -> list[Path]:
+    lines = read_text(list_file, "YOLO image list").splitlines()
+    return [
+        image_in_folder(base, line.strip(), f"{list_file}:{number}")
+        for number, line in enumerate(lines, start=1)
+        if line.strip()
+    ]
+
+
 def _images_of(entry: Any, base: Path, yaml_path: Path, key: str) -> list[Path]:
     entries = entry if isinstance(entry, list) else [entry]
     images: list[Path] = []
     for item in entries:
-        target = base / str(item)
+        target = image_in_folder(base, str(item), f"{yaml_path}: '{key}'", what="split path")
         if target.is_dir():
             images += list_images(target)
         elif target.is_file() and target.suffix.lower() == ".txt":
-            lines = target.read_text(encoding="utf-8").splitlines()
-            images += [(base / line.strip()).resolve() for line in lines if line.strip()]
+            images += _listed_images(target, base)
         elif target.is_file() and target.suffix.lower() in IMAGE_SUFFIXES:
             images.append(target)
         else:
@@ -114,7 +125,7 @@ def _from_yaml(yaml_path: Path, split: str | None) -> tuple[list[Path], list[str
 
 def _from_classes_file(folder: Path, split: str | None) -> tuple[list[Path], list[str], list[int]]:
     classes_file = folder / CLASSES_FILE
-    names = [line.strip() for line in classes_file.read_text(encoding="utf-8").splitlines() if line.strip()]
+    names = [line.strip() for line in read_text(classes_file, "class list").splitlines() if line.strip()]
     if not names:
         raise DatasetError(f"{classes_file} lists no class names. Write one name per line.")
     if split is not None:
@@ -145,7 +156,7 @@ def read_label_file(
         DatasetError: a line without exactly 5 values, or a class id the dataset does not declare.
     """
     boxes, labels, places = [], [], []
-    for line_number, line in enumerate(label_file.read_text(encoding="utf-8").splitlines(), start=1):
+    for line_number, line in enumerate(read_text(label_file, "YOLO label file").splitlines(), start=1):
         fields = line.split()
         if not fields:
             continue
