@@ -9,6 +9,8 @@ still load with them.
 
 from __future__ import annotations
 
+import os
+import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -204,3 +206,23 @@ def test_environment_variable_restricts_what_loads(
     _, registry = build_plugin_manager()
     assert all(registry.names(kind) == [] for kind in KINDS)
     assert registry.broken == []
+
+
+def test_plugin_calling_sys_exit_never_ends_the_cli(
+    make_distribution: MakeDistribution, tmp_path: Path
+) -> None:
+    """``sys.exit()`` at import or in a register hook is a broken plugin, not the end of every command."""
+    make_distribution("fake-exit-import", "1.0", {"exitsatimport": "import sys\nsys.exit(3)\n"})
+    hook_exit = (
+        "from yolox_sdk.plugins import hookimpl\nimport sys\n\n@hookimpl\ndef register_loggers(register):\n"
+    )
+    make_distribution("fake-exit-hook", "1.0", {"exitsinhook": hook_exit + "    sys.exit('bye')\n"})
+    site = str(tmp_path / "site-packages")
+    environment = {**os.environ, "PYTHONPATH": os.pathsep.join([site, *sys.path])}
+    for arguments in (["--help"], ["plugins"]):
+        result = subprocess.run(
+            [sys.executable, "-m", "yolox_sdk", *arguments], env=environment, capture_output=True, text=True
+        )
+        assert result.returncode == 0, result.stderr
+    assert "exitsatimport" in result.stdout and "SystemExit: 3" in result.stdout
+    assert "exitsinhook" in result.stdout and "SystemExit: bye" in result.stdout

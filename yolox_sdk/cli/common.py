@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 import sys
 import traceback
 import warnings
 from collections.abc import Callable
 from functools import wraps
+from pathlib import Path
 from typing import Any, TypeVar
 
 import click
@@ -31,8 +33,38 @@ def configure_logging(verbose: bool) -> None:
     warnings.filterwarnings("ignore", message=r".*torch\.cuda\.amp\.autocast.*", category=FutureWarning)
 
 
+# What to do about the OS errors a user can meet, by errno; anything else gets the OS's own words.
+_OS_ERROR_FIXES = {
+    errno.ENOSPC: "Free space on that disk, or write elsewhere (monitoring.output_dir, --out)",
+    errno.EDQUOT: "Your disk quota is used up: free space, or write elsewhere (monitoring.output_dir, --out)",
+    errno.EACCES: "Fix the permissions, or choose a folder you can write to (monitoring.output_dir, --out)",
+    errno.EPERM: "Fix the permissions, or choose a folder you can write to (monitoring.output_dir, --out)",
+    errno.EROFS: "That file system is read-only: write elsewhere (monitoring.output_dir, --out)",
+    errno.EMFILE: "Too many open files: raise the limit (ulimit -n) or lower data.num_workers",
+}
+
+
+def describe_os_error(error: OSError) -> str:
+    """One paragraph for an OS error: what failed, on which path, how to fix it, and that saved files are kept.
+
+    Checkpoints are written to a temporary file and renamed only when complete, so a full disk or a
+    permission error never damages what was saved before; the message says so and how to continue.
+    """
+    what = error.strerror or str(error)
+    where = f" ({error.filename})" if error.filename else ""
+    fix = _OS_ERROR_FIXES.get(error.errno or 0, "Check the path and try again")
+    text = f"{what}{where}. {fix}. Files saved before this error (checkpoints, earlier outputs) are intact"
+    run_dir = Path(str(error.filename)).parent if error.filename else None
+    if run_dir is not None and (run_dir / "config.yaml").is_file():
+        return (
+            f"{text}; continue the run with `yolox-sdk train {run_dir / 'config.yaml'} --resume {run_dir}`."
+        )
+    return f"{text}."
+
+
 def handle_errors(function: F) -> F:
-    """Turn ``YoloxSdkError`` into a clear message and the right exit code; hide tracebacks unless verbose."""
+    """Turn ``YoloxSdkError`` and OS errors into a clear message and the right exit code; hide tracebacks
+    unless verbose."""
 
     @wraps(function)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -46,6 +78,11 @@ def handle_errors(function: F) -> F:
                 traceback.print_exc()
             click.secho(f"Error: {error}", fg="red", err=True)
             sys.exit(error.exit_code)
+        except OSError as error:
+            if verbose:
+                traceback.print_exc()
+            click.secho(f"Error: {describe_os_error(error)}", fg="red", err=True)
+            sys.exit(1)
         except KeyboardInterrupt:
             click.secho("Interrupted.", fg="yellow", err=True)
             sys.exit(130)

@@ -44,7 +44,7 @@ def _register_plugin_commands() -> None:
         from yolox_sdk.plugins.manager import get_plugin_manager
 
         get_plugin_manager().hook.register_commands(cli=cli)
-    except Exception as error:  # noqa: BLE001 - a plugin's command must never break the CLI
+    except (Exception, SystemExit) as error:  # noqa: BLE001 - a plugin's command must never break the CLI
         logging.getLogger(__name__).warning("A plugin failed to add commands: %s", error)
 
 

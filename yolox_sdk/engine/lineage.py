@@ -149,7 +149,7 @@ def environment_versions() -> dict[str, Any]:
 
     return {
         "sdk": __version__,
-        "torch": torch.__version__,
+        "torch": str(torch.__version__),  # a str subclass the restricted unpickler would refuse
         "yolox": _package_version("pixeltable-yolox") or _package_version("yolox"),
         "python": platform.python_version(),
     }

@@ -4,9 +4,9 @@ Loading never runs code from the file: every read goes through ``torch.load(weig
 unpickler builds only tensors, containers and plain Python values. A checkpoint from a stranger can carry a
 pickle ``__reduce__`` payload; the restricted unpickler refuses it before anything runs, and we turn that
 refusal into a ``CheckpointError`` naming the file and the object it wanted. Besides torch's own allow-list,
-NumPy arrays of plain numbers are accepted (checkpoints written before the RNG state was stored as plain
-lists hold one): rebuilding them calls no user-chosen function, and what such an array contains goes
-through the same restricted unpickler.
+NumPy arrays of plain numbers and torch's ``TorchVersion`` string are accepted, for checkpoints written
+before the NumPy RNG key and the lineage's torch version were stored as a tensor and a str: rebuilding them
+calls no user-chosen function, and what such an array contains goes through the same restricted unpickler.
 
 Writing is atomic (temporary file, fsync, rename) and OS errors are kept: ``torch.save`` reports a full disk
 as ``RuntimeError: [enforce fail at inline_container.cc] unexpected pos``, hiding ``ENOSPC``; we record the
@@ -30,15 +30,17 @@ from yolox_sdk.errors import CheckpointError
 # Temporary files are ``.<final name>.<random>.tmp``; a ``kill -9`` mid-write can leave one behind.
 TEMPORARY_SUFFIX = ".tmp"
 
-# What torch's restricted unpickler may build beyond its defaults: plain NumPy arrays (see module docstring).
+# What torch's restricted unpickler may build beyond its defaults (see the module docstring).
 _NUMPY_CORE = getattr(np, "_core", None) or np.core
-_NUMPY_GLOBALS: list[Any] = [
+_ALLOWED_GLOBALS: list[Any] = [
     np.ndarray,
     np.dtype,
     *{type(np.dtype(code)) for code in "?bBhHiIlLqQefdgFD"},
     _NUMPY_CORE.multiarray._reconstruct,
     # Files pickled under NumPy 1 name the same function by its old module path.
     (_NUMPY_CORE.multiarray._reconstruct, "numpy.core.multiarray._reconstruct"),
+    # Lineage in checkpoints written before it stored torch's version as a plain str.
+    torch.torch_version.TorchVersion,
 ]
 # torch words its refusal in several ways across versions; each names the object after one of these.
 _REFUSED_OBJECT = re.compile(r"(?:GLOBAL |got <class ')([\w.]+)")
@@ -81,6 +83,7 @@ def atomic_torch_save(payload: Any, path: Path, keep_previous: Path | None = Non
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TEMPORARY_SUFFIX, dir=path.parent)
     try:
+        os.chmod(temporary, _permissions_for_new_files())
         with os.fdopen(handle, "wb") as stream:
             recorder = _ErrorRecordingStream(stream)
             try:
@@ -105,6 +108,14 @@ def atomic_torch_save(payload: Any, path: Path, keep_previous: Path | None = Non
         raise
 
 
+def _permissions_for_new_files() -> int:
+    """What ``open()`` would give a new file under the current umask (``mkstemp`` makes it 0600, which would
+    hide checkpoints from the rest of a team sharing a run folder)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
 def _with_filename(error: OSError, path: Path) -> OSError:
     """The same OS error, naming the file we meant to write rather than a temporary name (or none)."""
     if error.filename == str(path) or error.errno is None:
@@ -123,7 +134,7 @@ def load_torch_file(path: Path) -> Any:
     if not path.is_file():
         raise CheckpointError(f"Checkpoint {path} does not exist.")
     try:
-        with torch.serialization.safe_globals(_NUMPY_GLOBALS):
+        with torch.serialization.safe_globals(_ALLOWED_GLOBALS):
             return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
         raise _unsafe_file_error(path, error) from None

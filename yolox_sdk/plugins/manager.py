@@ -2,7 +2,8 @@
 
 Built-ins are found the same way as third-party plugins: through entry points declared in the project's
 own ``pyproject.toml``. A plugin that fails to import or to register is recorded as broken (distribution,
-version, error) and skipped, so one bad plugin never takes down the CLI or the other plugins.
+version, error) and skipped, so one bad plugin never takes down the CLI or the other plugins; that includes
+a plugin calling ``sys.exit()`` while it imports or registers (``SystemExit`` is caught like an error).
 
 ``YOLOX_SDK_PLUGINS`` (comma-separated entry-point names) restricts which plugins load; useful in tests
 and to switch off a misbehaving plugin.
@@ -67,7 +68,7 @@ def _load_entry_points(manager: pluggy.PluginManager, broken: list[BrokenPlugin]
         try:
             plugin = entry_point.load()
             manager.register(plugin, name=entry_point.name)
-        except Exception as error:  # noqa: BLE001 - isolation is the point
+        except (Exception, SystemExit) as error:  # noqa: BLE001 - isolation is the point, sys.exit() included
             broken.append(BrokenPlugin(origin, _one_line(error)))
             continue
         origins[entry_point.name] = origin
@@ -108,7 +109,7 @@ def _collect(
         origin = origins.get(implementation.plugin_name, PluginOrigin(implementation.plugin_name))
         try:
             implementation.function(register=partial(registry.add, kind, origin))
-        except Exception as error:  # noqa: BLE001 - a failing hook must not break the others
+        except (Exception, SystemExit) as error:  # noqa: BLE001 - a failing hook must not break the others
             registry.broken.append(BrokenPlugin(origin, f"{hook.name} failed: {_one_line(error)}"))
 
 
