@@ -8,6 +8,7 @@ without a traceback; anything else is a bug and is shown with its traceback.
 from __future__ import annotations
 
 import difflib
+import shlex
 from collections.abc import Iterable
 
 
@@ -63,3 +64,32 @@ def did_you_mean(name: str, candidates: Iterable[str]) -> str:
     by_lower = {str(candidate).lower(): str(candidate) for candidate in candidates}
     matches = difflib.get_close_matches(str(name).lower(), list(by_lower), n=1, cutoff=0.6)
     return f" Did you mean '{by_lower[matches[0]]}'?" if matches else ""
+
+
+class RunLockedError(YoloxSdkError):
+    """Another process holds the lock of the run directory this process was asked to train."""
+
+
+class TrainingInterrupted(YoloxSdkError):
+    """Training stopped on SIGTERM or SIGINT; ``exit_code`` is 128 + the signal number (143, 130), as a
+    shell reports a process killed by that signal, so schedulers still see "terminated by SIGTERM".
+
+    The message ends with the command that resumes the run; ``command`` is the CLI command to name
+    (``yolox-sdk run`` sets it to ``run``).
+    """
+
+    command = "train"
+
+    def __init__(self, message: str, signum: int, run_dir: object = None, config_path: object = None) -> None:
+        super().__init__(message)
+        self.signum = signum
+        self.exit_code = 128 + signum
+        self.run_dir = run_dir
+        self.config_path = config_path
+
+    def __str__(self) -> str:
+        message = super().__str__()
+        if self.run_dir is None:
+            return f"{message} Run the same command again."
+        config, run_dir = shlex.quote(str(self.config_path)), shlex.quote(str(self.run_dir))
+        return f"{message} Resume with: yolox-sdk {self.command} {config} --resume {run_dir}"

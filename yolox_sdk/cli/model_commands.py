@@ -28,8 +28,13 @@ def run(config_path: Path, overrides: tuple[str, ...], resume_dir: Path | None) 
     """
     from yolox_sdk.config.loader import load_config
     from yolox_sdk.engine.pipeline import run_pipeline
+    from yolox_sdk.errors import TrainingInterrupted
 
-    result = run_pipeline(load_config(config_path, overrides), resume_dir=resume_dir)
+    try:
+        result = run_pipeline(load_config(config_path, overrides), resume_dir=resume_dir)
+    except TrainingInterrupted as error:
+        error.command = "run"  # the resume command it prints: `yolox-sdk run ... --resume RUN_DIR`
+        raise
     if result.evaluation is None:  # a torchrun process other than rank 0: rank 0 reports
         return
     click.echo(result.evaluation.table())

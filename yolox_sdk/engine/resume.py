@@ -90,14 +90,20 @@ def check_resumable(run_dir: Path, first: str = LAST) -> None:
         )
 
 
-def load_resume_checkpoint(run_dir: Path, first: str = LAST) -> ResumePoint | None:
+def load_resume_checkpoint(
+    run_dir: Path, first: str = LAST, remove_temporaries: bool = True
+) -> ResumePoint | None:
     """The newest intact checkpoint of ``run_dir``; ``None`` when it never wrote one (restart from scratch).
+
+    Only the process holding the run's lock may ``remove_temporaries`` (under torchrun, rank 0): another
+    one could delete a save in progress.
 
     Raises:
         CheckpointError: when checkpoints exist but none of them can be read, naming each and why.
     """
     run_dir = Path(run_dir)
-    remove_stale_temporaries(run_dir)
+    if remove_temporaries:
+        remove_stale_temporaries(run_dir)
     candidates = resume_candidates(run_dir, first)
     if not candidates:
         if first != LAST:

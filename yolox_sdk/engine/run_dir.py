@@ -30,16 +30,20 @@ def default_run_name(config: Config) -> str:
     return config.monitoring.run_name or f"{config.model.name}-{config_hash(config)}"
 
 
-def create_run_dir(config: Config) -> Path:
-    """Make a new run folder; if the name is taken, append ``-2``, ``-3``, ... (an earlier run is never touched)."""
+def new_run_dir(config: Config) -> Path:
+    """Make a new, empty run folder; if the name is taken, append ``-2``, ``-3``, ... (an earlier run is
+    never touched). The caller locks it (``engine.run_lock``) before writing into it."""
     base = Path(config.monitoring.output_dir) / default_run_name(config)
     candidate, counter = base, 1
     while True:
         try:
             candidate.mkdir(parents=True, exist_ok=False)
-            break
+            return candidate
         except FileExistsError:
             counter += 1
             candidate = base.with_name(f"{base.name}-{counter}")
-    (candidate / CONFIG_FILENAME).write_text(dump_config(config), encoding="utf-8")
-    return candidate
+
+
+def write_run_config(run_dir: Path, config: Config) -> None:
+    """Save the resolved config as the run's ``config.yaml`` (what makes the folder a run directory)."""
+    (run_dir / CONFIG_FILENAME).write_text(dump_config(config), encoding="utf-8")

@@ -5,13 +5,15 @@ schedule, forward with YOLOX's loss, backward, optimizer step, EMA update), then
 ``last`` (and ``best``) checkpoints atomically and log. Everything optional hangs on loggers and callbacks
 built from plugins; ``Trainer.fit`` returns a ``TrainResult``. What the loop delegates: building the pieces
 (``setup``), freezing (``freezing``), precision (``precision``), multi-process training under torchrun
-(``distributed``), resuming and checkpoint fallback (``resume``), progress state (``train_state``).
+(``distributed``), resuming and checkpoint fallback (``resume``), progress state (``train_state``), the
+run directory's lock (``run_lock``) and stopping on SIGTERM/SIGINT (``interruption``).
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import signal
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -28,6 +30,7 @@ from yolox_sdk.config.schema import Config
 from yolox_sdk.engine import distributed, freezing, setup
 from yolox_sdk.engine.checkpoint import Checkpoint, save_checkpoint
 from yolox_sdk.engine.devices import resolve_device
+from yolox_sdk.engine.interruption import SignalReceived, StopOnSignal, signal_name
 from yolox_sdk.engine.lineage import record_lineage
 from yolox_sdk.engine.memory import CompiledForward, compile_for_training, enable_gradient_checkpointing
 from yolox_sdk.engine.precision import Precision
@@ -41,9 +44,10 @@ from yolox_sdk.engine.resume import (
     log_completed,
     resume_identity,
 )
-from yolox_sdk.engine.run_dir import CONFIG_FILENAME, create_run_dir
+from yolox_sdk.engine.run_dir import CONFIG_FILENAME, new_run_dir, write_run_config
+from yolox_sdk.engine.run_lock import RunLock
 from yolox_sdk.engine.train_state import TrainResult, TrainState, restore_rng, rng_state, seed_everything
-from yolox_sdk.errors import TrainingError
+from yolox_sdk.errors import TrainingError, TrainingInterrupted
 from yolox_sdk.plugins.manager import get_registry
 from yolox_sdk.plugins.registry import Registry
 
@@ -72,8 +76,10 @@ class Trainer:
         from_best: bool = False,
     ) -> None:
         self.registry = registry or get_registry()
+        self._auto_resumed = False
         if resume_dir is None and config.training.auto_resume:
             resume_dir = find_run_to_resume(config, self.registry)
+            self._auto_resumed = resume_dir is not None
         self.resume_dir = Path(resume_dir) if resume_dir else None
         self.resume_file = BEST if from_best else LAST
         self.resume_point: ResumePoint | None = None
@@ -83,22 +89,50 @@ class Trainer:
         self.run_dir: Path | None = None
         self._non_finite = 0
         self.dist = distributed.context_from_environment()
+        self._lock = RunLock(self.resume_dir) if self.resume_dir else None
+        self._signals = StopOnSignal()
+        self._saved_at = ""  # where the run's last.pt stands, for the message when a signal stops it
 
     def _resumed_config(self, config: Config) -> Config:
-        """The run's own config; also picks the checkpoint to resume from (``engine.resume``: the newest
-        intact one, or none when the run was killed in its first epoch and restarts from scratch)."""
+        """The run's own config (read only: nothing is written before the run is locked in ``fit``)."""
         saved = self.resume_dir / CONFIG_FILENAME
         check_resumable(self.resume_dir, self.resume_file)
-        self.resume_point = load_resume_checkpoint(self.resume_dir, self.resume_file)
-        if self.resume_point is not None:
-            self.resume_file = self.resume_point.path.name
         resumed = load_config(saved, registry=self.registry)
-        log_completed(self.resume_point, self.resume_dir, resumed.training.epochs)
         if resume_identity(resumed) != resume_identity(config):
             log.warning(
                 "Resuming with the run's own config %s (the config given now differs and is ignored).", saved
             )
         return resumed
+
+    def _lock_and_load_resume_point(self) -> None:
+        """Lock the run to resume (rank 0), then pick its checkpoint (``engine.resume``: the newest intact
+        one, or none when the run was killed in its first epoch and restarts from scratch)."""
+        if self.resume_dir is None:
+            return
+        if self.dist.is_main:
+            why = (
+                "training.auto_resume chose it, the most recent run of this config"
+                if self._auto_resumed
+                else ""
+            )
+            self._lock.acquire(why)
+        self.resume_point = load_resume_checkpoint(
+            self.resume_dir, self.resume_file, remove_temporaries=self.dist.is_main
+        )
+        if self.resume_point is not None:
+            self.resume_file = self.resume_point.path.name
+            self._saved_at = _holds(
+                self.resume_point.path, TrainState(**self.resume_point.checkpoint.training_state["state"])
+            )
+        log_completed(self.resume_point, self.resume_dir, self.config.training.epochs)
+
+    def _create_run_dir(self) -> Path:
+        """A fresh run directory, locked before anything (its config.yaml) is written into it."""
+        run_dir = new_run_dir(self.config)
+        self._lock = RunLock(run_dir)
+        self._lock.acquire()
+        write_run_config(run_dir, self.config)
+        return run_dir
 
     # ----- set-up -----------------------------------------------------------------------------------------
 
@@ -127,7 +161,7 @@ class Trainer:
         self._last_save = time.monotonic()
         self.schedule = setup.build_schedule(c, self.steps_per_epoch, self.registry)
         self.run_dir = distributed.broadcast_object(
-            (self.resume_dir or create_run_dir(c)) if self.dist.is_main else None
+            (self.resume_dir or self._create_run_dir()) if self.dist.is_main else None
         )
         self.loggers = setup.build_loggers(c, self.run_dir, self.registry) if self.dist.is_main else []
         self.lineage = self._record_lineage() if self.dist.is_main else {}
@@ -258,20 +292,24 @@ class Trainer:
     # ----- the loop ---------------------------------------------------------------------------------------
 
     def fit(self) -> TrainResult:
-        """Run (or continue) training to ``training.epochs`` and return where everything went."""
+        """Run (or continue) training to ``training.epochs`` and return where everything went.
+
+        Raises:
+            RunLockedError: another process is training this run directory.
+            TrainingInterrupted: SIGTERM or SIGINT stopped training (after saving a resume point).
+        """
         start = time.perf_counter()
-        self._build()
-        self._log_start()
-        self.fire("on_train_start")
         try:
-            while self.state.epoch < self.config.training.epochs and not self.should_stop:
-                self._run_epoch(self.state.epoch)
-            # Before the loggers close: on_train_end callbacks may log final metrics (e.g. SWA's).
-            self.fire("on_train_end")
+            with self._signals:
+                self._lock_and_load_resume_point()
+                self._build()
+                self._log_start()
+                self.fire("on_train_start")
+                self._train_epochs()
+        except SignalReceived as received:
+            raise self._interrupted(received.signum, abandoned=received.second) from None
         finally:
-            for logger in self.loggers:
-                logger.close()
-            distributed.shutdown()
+            self._release_run()
         result = self._result(time.perf_counter() - start)
         log.info(
             "Trained %d epochs in %.0f s (%.1f train images/s); %s; run dir %s",
@@ -282,6 +320,20 @@ class Trainer:
             self.run_dir,
         )
         return result
+
+    def _train_epochs(self) -> None:
+        try:
+            while self.state.epoch < self.config.training.epochs and not self.should_stop:
+                with self._signals.deferred():
+                    self._run_epoch(self.state.epoch)
+                if self._stop_signalled():  # the epoch's checkpoints are saved
+                    raise self._interrupted(self._signals.received)
+            # Before the loggers close: on_train_end callbacks may log final metrics (e.g. SWA's).
+            self.fire("on_train_end")
+        finally:
+            for logger in self.loggers:
+                logger.close()
+            distributed.shutdown()
 
     def _best_summary(self) -> str:
         metric = self.config.evaluation.save_best_metric
@@ -369,22 +421,38 @@ class Trainer:
                 sums[key] += value
             self._after_step(bar, step_losses, input_size)
             if steps_now:
-                self._save_mid_epoch_if_due(batch_index + 1, sums)
+                self._after_optimizer_step(batch_index + 1, sums)
         losses = {key: value / max(self.state.epoch_batches, 1) for key, value in sums.items()}
         self.state.batch_in_epoch, self.state.epoch_loss_sums, self.state.epoch_batches = 0, {}, 0
         return losses
 
-    def _save_mid_epoch_if_due(self, batches_done: int, sums: dict[str, float]) -> None:
-        """``last.pt`` every ``monitoring.save_every_minutes`` within an epoch, at an optimizer-step boundary
-        (no half-accumulated gradient), so a crash in a long epoch loses minutes, not the epoch; resuming
-        from it continues at the next batch exactly as the uninterrupted run would."""
+    def _after_optimizer_step(self, batches_done: int, sums: dict[str, float]) -> None:
+        """Mid-epoch ``last.pt`` at an optimizer-step boundary (no half-accumulated gradient), resumable at
+        the next batch exactly as the uninterrupted run would continue: every
+        ``monitoring.save_every_minutes`` (a crash in a long epoch loses minutes, not the epoch), and
+        after SIGTERM/SIGINT, which then stops training. The epoch's last step is left to the epoch end."""
+        if batches_done == self.batches_per_epoch:
+            return
+        stop = self._stop_signalled()
         minutes = self.config.monitoring.save_every_minutes
         due = minutes is not None and time.monotonic() - self._last_save >= minutes * 60
-        if not due or batches_done == self.batches_per_epoch or not self.dist.is_main:
-            return
-        self.state.batch_in_epoch, self.state.epoch_loss_sums = batches_done, dict(sums)
-        self._write_checkpoint(LAST, self._checkpoint(), "last")
-        log.debug("Mid-epoch checkpoint after batch %d of epoch %d.", batches_done, self.state.epoch + 1)
+        if (stop or due) and self.dist.is_main:
+            self.state.batch_in_epoch, self.state.epoch_loss_sums = batches_done, dict(sums)
+            self._write_checkpoint(LAST, self._checkpoint(), "last")
+            log.debug("Mid-epoch checkpoint after batch %d of epoch %d.", batches_done, self.state.epoch + 1)
+        if stop:
+            distributed.barrier()  # the other processes wait for rank 0's save before they stop
+            raise self._interrupted(self._signals.received)
+
+    def _stop_signalled(self) -> bool:
+        """Whether SIGTERM/SIGINT asked to stop; under torchrun, whether any process got one, so all stop
+        at the same step (one small all-reduce per step)."""
+        if not self.dist.enabled:
+            return self._signals.stop_requested
+        anywhere = distributed.average_metrics({"stop": float(self._signals.stop_requested)})["stop"] > 0
+        if anywhere and self._signals.received is None:
+            self._signals.received = signal.SIGTERM  # what torchrun sends when it stops a job
+        return anywhere
 
     def _input_size(self, step: int) -> tuple[int, int]:
         """YOLOX multi-scale: a new random size every ``multiscale_interval`` optimizer steps, seeded by the
@@ -580,7 +648,37 @@ class Trainer:
         path = save_checkpoint(self.run_dir / filename, checkpoint, keep_previous=keep)
         if filename == LAST:
             self._last_save = time.monotonic()
+            self._saved_at = _holds(path, self.state)
         self.fire("on_checkpoint", path, kind)
+
+    # ----- stopping ---------------------------------------------------------------------------------------
+
+    def _interrupted(self, signum: int, abandoned: bool = False) -> TrainingInterrupted:
+        """The error a signal ends training with: what was saved and the command that resumes."""
+        name = signal_name(signum)
+        if abandoned:
+            what = f"A second {name} stopped training at once: the current step was abandoned."
+        else:
+            what = f"{name} stopped training."
+        if self.run_dir is None and self.resume_dir is None:
+            return TrainingInterrupted(f"{what} It had not started: nothing was written.", signum)
+        run_dir = self.run_dir or self.resume_dir
+        kept = "kept" if abandoned else "saved"
+        saved = (
+            f"{self._saved_at} ({kept})."
+            if self._saved_at
+            else "No checkpoint was written yet, so resuming starts the run again in the same directory."
+        )
+        return TrainingInterrupted(f"{what} {saved}", signum, run_dir, run_dir / CONFIG_FILENAME)
+
+    def _release_run(self) -> None:
+        """Stop the DataLoader workers and release the run directory's lock: at every exit, so neither
+        outlives the run (a Python caller's process, or a traceback holding this trainer, goes on)."""
+        loader = getattr(self, "loader", None)
+        if loader is not None:
+            _stop_loader_workers(loader)
+        if self._lock is not None:
+            self._lock.release()
 
     def _result(self, wall_seconds: float) -> TrainResult:
         best = self.run_dir / BEST
@@ -595,6 +693,22 @@ class Trainer:
             wall_seconds=wall_seconds,
             epochs_completed=self.state.epoch,
         )
+
+
+def _holds(path: Path, state: TrainState) -> str:
+    """``PATH holds the run up to epoch 2``, or ``... up to batch 5 of epoch 3`` (a mid-epoch checkpoint)."""
+    if state.batch_in_epoch:
+        return f"{path} holds the run up to batch {state.batch_in_epoch} of epoch {state.epoch + 1}"
+    return f"{path} holds the run up to epoch {state.epoch}"
+
+
+def _stop_loader_workers(loader: torch.utils.data.DataLoader) -> None:
+    """End a loader's persistent worker processes now. torch does it only when the loader is garbage
+    collected, which after an error or a signal (a traceback refers to the trainer) may be never."""
+    iterator = getattr(loader, "_iterator", None)
+    if iterator is not None and hasattr(iterator, "_shutdown_workers"):
+        iterator._shutdown_workers()
+    loader._iterator = None
 
 
 def train(

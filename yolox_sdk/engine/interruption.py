@@ -1,0 +1,101 @@
+"""Stopping training cleanly on SIGTERM and SIGINT.
+
+Schedulers, Kubernetes and ``timeout`` stop a job with SIGTERM (then SIGKILL after a grace period); a
+user presses Ctrl-C (SIGINT). ``StopOnSignal`` turns the first of those into a request that the trainer
+honours at the next optimizer-step boundary: it writes ``last.pt`` there (a mid-epoch resume point, so
+``--resume`` continues bit-identically) and stops with exit code 128 + the signal number (143, 130).
+
+What a signal does depends on where training is:
+
+- Inside ``deferred()`` (the epoch loop: training steps, the epoch-end evaluation and save) the first
+  signal is only recorded. A signal during the epoch-end evaluation lets it finish and the epoch's
+  checkpoints be written, then stops: abandoning it would lose the epoch, and its result decides
+  ``best.pt``. A second signal raises ``SignalReceived`` at once: the current step (or save, or
+  evaluation) is abandoned and the previous checkpoint is kept (saves are atomic).
+- Outside it (building the datasets and model before the first step; ``on_train_end`` callbacks) there is
+  nothing worth finishing: the first signal raises ``SignalReceived`` at once.
+
+``SignalReceived`` derives from ``BaseException`` like ``KeyboardInterrupt``, so no ``except Exception``
+on its way (a plugin's, a per-file error handler's) can swallow it. The previous handlers are restored
+when training ends, so the Python API leaves none installed; in a thread other than the main one Python
+cannot install handlers, and training runs without them. In a forked DataLoader worker (which inherits
+the handlers) a signal is ignored: the main process stops the workers when it stops.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+import threading
+from collections.abc import Iterator
+from types import FrameType
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+class SignalReceived(BaseException):
+    """Raised from the signal handler when training must stop at once."""
+
+    def __init__(self, signum: int, second: bool) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+        self.second = second
+
+
+def signal_name(signum: int) -> str:
+    return signal.Signals(signum).name
+
+
+class StopOnSignal:
+    """Installs SIGTERM and SIGINT handlers for the duration of a ``with`` block (main thread only)."""
+
+    def __init__(self) -> None:
+        self.received: int | None = None  # the first signal, once one came
+        self._deferring = False
+        self._previous: dict[int, Any] = {}
+        self._pid = os.getpid()
+
+    @property
+    def stop_requested(self) -> bool:
+        return self.received is not None
+
+    def __enter__(self) -> StopOnSignal:
+        if threading.current_thread() is not threading.main_thread():
+            log.debug("Not in the main thread: training runs without SIGTERM/SIGINT handlers.")
+            return self
+        for signum in SIGNALS:
+            self._previous[signum] = signal.signal(signum, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+        self._previous.clear()
+
+    @contextlib.contextmanager
+    def deferred(self) -> Iterator[None]:
+        """Within this block a first signal is only recorded (``stop_requested``), not raised."""
+        self._deferring = True
+        try:
+            yield
+        finally:
+            self._deferring = False
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        if os.getpid() != self._pid:  # a forked DataLoader worker: the main process decides
+            return
+        if self.received is not None:
+            raise SignalReceived(signum, second=True)
+        self.received = signum
+        if not self._deferring:
+            raise SignalReceived(signum, second=False)
+        log.warning(
+            "%s received: finishing the current step, then saving a resume point and stopping "
+            "(send it again to stop at once, keeping the previous checkpoint).",
+            signal_name(signum),
+        )
