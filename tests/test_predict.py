@@ -151,3 +151,48 @@ def test_predict_to_folder_single_file_and_guards(
     shutil.copy(coco8_dir / "data.yaml", tmp_path / "data.yaml")
     with pytest.raises(DatasetError, match="not an image"):
         list_images(tmp_path / "data.yaml")
+
+
+def test_predict_skips_images_it_cannot_decode_and_keeps_the_rest(
+    predictor: Predictor, class_names: list[str], coco8_dir: Path, tmp_path: Path
+) -> None:
+    """A 0-byte, a random-bytes and a text file named .jpg among real photos: each skipped with a warning,
+    every good photo annotated and in detections.json, exit 0; ``--strict`` turns the skips into exit 1."""
+    from click.testing import CliRunner
+
+    from yolox_sdk.cli.main import cli
+
+    source = tmp_path / "photos"
+    shutil.copytree(coco8_dir / "images" / "val", source)
+    good = sorted(path.name for path in source.glob("*.jpg"))
+    (source / "empty.jpg").write_bytes(b"")
+    (source / "noise.jpg").write_bytes(
+        np.random.default_rng(0).integers(0, 256, 5000, dtype=np.uint8).tobytes()
+    )
+    (source / "notes.png").write_text("not an image")
+    checkpoint = save_checkpoint(
+        tmp_path / "coco.pt",
+        Checkpoint(model=predictor.model.state_dict(), spec=predictor.spec, class_names=tuple(class_names)),
+    )
+    out = tmp_path / "out"
+    result = CliRunner().invoke(cli, ["predict", str(checkpoint), str(source), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    for bad in ("empty.jpg", "noise.jpg", "notes.png"):
+        assert f"Skipping {bad}: " in result.output
+    assert "Skipped 3 image(s)" in result.output and "Traceback" not in result.output
+    report = json.loads((out / "detections.json").read_text())
+    assert [entry["file"] for entry in report["images"]] == good
+    assert sorted(entry["file"] for entry in report["skipped"]) == ["empty.jpg", "noise.jpg", "notes.png"]
+    assert all("cannot be decoded" in entry["error"] for entry in report["skipped"])
+    assert sorted(path.name for path in out.glob("*.jpg")) == good
+
+    strict = CliRunner().invoke(cli, ["predict", str(checkpoint), str(source), "--out", str(out), "--strict"])
+    assert strict.exit_code == 1 and "Skipped 3 image(s)" in strict.output
+
+    only_bad = tmp_path / "only-bad"
+    only_bad.mkdir()
+    shutil.copy(source / "noise.jpg", only_bad)
+    failed = CliRunner().invoke(
+        cli, ["predict", str(checkpoint), str(only_bad), "--out", str(tmp_path / "o2")]
+    )
+    assert failed.exit_code == 1 and "None of the 1 images" in failed.output and "bug" not in failed.output

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import click
@@ -123,15 +124,30 @@ def evaluate(
 @click.option("--conf", default=0.3, show_default=True, type=click.FloatRange(0, 1))
 @click.option("--nms", default=0.45, show_default=True, type=click.FloatRange(0, 1))
 @click.option("--device", default="auto", show_default=True)
+@click.option("--strict", is_flag=True, help="Exit with status 1 when any image could not be read.")
 @handle_errors
-def predict(checkpoint: Path, source: Path, out_dir: Path, conf: float, nms: float, device: str) -> None:
-    """Detect objects in SOURCE (an image or a folder); write annotated images and detections.json."""
+def predict(
+    checkpoint: Path, source: Path, out_dir: Path, conf: float, nms: float, device: str, strict: bool
+) -> None:
+    """Detect objects in SOURCE (an image or a folder); write annotated images and detections.json.
+
+    Images that cannot be decoded are skipped with a warning each and listed in detections.json.
+    """
     from yolox_sdk.engine.devices import resolve_device
-    from yolox_sdk.evaluation.predict import Predictor, predict_to_folder
+    from yolox_sdk.evaluation.predict import Predictor, predict_to_folder, read_skipped
 
     predictor = Predictor.from_checkpoint(checkpoint, device=str(resolve_device(device)))
     json_path = predict_to_folder(predictor, source, out_dir, conf=conf, nms=nms)
     click.echo(f"Annotated images and {json_path} written to {out_dir}")
+    skipped = read_skipped(json_path)
+    if skipped:
+        click.secho(
+            f"Skipped {len(skipped)} image(s) that could not be read; see 'skipped' in {json_path}.",
+            fg="yellow",
+            err=True,
+        )
+        if strict:
+            sys.exit(1)
 
 
 @click.command()

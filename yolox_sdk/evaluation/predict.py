@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,8 @@ from yolox_sdk.models import ModelSpec, model_from_checkpoint
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"})
 
 ImageInput = str | Path | np.ndarray
+
+log = logging.getLogger(__name__)
 
 
 @attrs.frozen
@@ -181,10 +184,15 @@ def predict_to_folder(
     """Predict on an image or a folder; write annotated images and ``detections.json`` into ``out_dir``.
 
     Annotated images keep their file names. Images are read batch by batch, so a large folder never sits
-    in memory at once.
+    in memory at once. An image that cannot be read or decoded (corrupt, 0 bytes, not an image) is skipped
+    with a warning and listed under ``skipped`` in the JSON, so one bad file never costs the results of the
+    others; ``read_skipped`` gives the list back.
 
     Returns:
         The path of ``detections.json``.
+
+    Raises:
+        DatasetError: when no image at all could be read.
     """
     paths = list_images(source)
     out_dir = Path(out_dir)
@@ -194,12 +202,12 @@ def predict_to_folder(
             "them. Choose another output folder."
         )
     out_dir.mkdir(parents=True, exist_ok=True)
-    entries = []
+    entries: list[dict[str, Any]] = []
+    skipped: list[dict[str, str]] = []
     for start in range(0, len(paths), batch_size):
-        chunk = paths[start : start + batch_size]
-        arrays = [read_image(path) for path in chunk]
-        found = predictor.predict(arrays, conf, nms, class_agnostic, batch_size)
-        for path, array, detections in zip(chunk, arrays, found, strict=True):
+        readable = _read_or_skip(paths[start : start + batch_size], skipped)
+        found = predictor.predict([array for _, array in readable], conf, nms, class_agnostic, batch_size)
+        for (path, array), detections in zip(readable, found, strict=True):
             _write_image(out_dir / path.name, draw_detections(array, detections))
             entries.append(
                 {
@@ -210,6 +218,11 @@ def predict_to_folder(
                     "detections": [detection.to_dict() for detection in detections],
                 }
             )
+    if not entries:
+        raise DatasetError(
+            f"None of the {len(paths)} images in {source} could be read: {skipped[0]['error']} Check that they "
+            "are image files (JPEG, PNG, ...)."
+        )
     report = {
         "source": str(Path(source).resolve()),
         "settings": {
@@ -220,10 +233,31 @@ def predict_to_folder(
         },
         "class_names": list(predictor.class_names),
         "images": entries,
+        "skipped": skipped,
     }
     json_path = out_dir / "detections.json"
     json_path.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     return json_path
+
+
+def read_skipped(json_path: Path) -> list[dict[str, str]]:
+    """The images ``predict_to_folder`` could not read (``file``, ``path``, ``error``), from its JSON."""
+    return list(json.loads(Path(json_path).read_text(encoding="utf-8")).get("skipped", []))
+
+
+def _read_or_skip(paths: Sequence[Path], skipped: list[dict[str, str]]) -> list[tuple[Path, np.ndarray]]:
+    """The images of ``paths`` that decode; each one that does not is logged and added to ``skipped``."""
+    readable = []
+    for path in paths:
+        try:
+            readable.append((path, read_image(path)))
+        except (DatasetError, OSError, cv2.error) as error:
+            reason = (
+                str(error) if isinstance(error, DatasetError) else f"Image {path} cannot be read ({error})."
+            )
+            log.warning("Skipping %s: %s", path.name, reason)
+            skipped.append({"file": path.name, "path": str(path.resolve()), "error": reason})
+    return readable
 
 
 def _write_image(path: Path, image: np.ndarray) -> None:
