@@ -19,29 +19,40 @@ from yolox_sdk.config.schema import Config
 from yolox_sdk.config.structure import format_problems, structure_options
 from yolox_sdk.errors import ConfigError
 from yolox_sdk.plugins.registry import Registry
+from yolox_sdk.yaml_files import YamlLimitError, dump_yaml, load_yaml_file, parse_yaml
 
 _KEY_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
 _PATH_IN_MESSAGE = re.compile(r"^(?:unknown key ')?([A-Za-z_][\w.]*)")
 
 
 def read_yaml(path: Path) -> tuple[dict[str, Any], yaml.Node | None]:
-    """Parse a YAML file into a mapping, plus its node tree for line numbers."""
+    """Parse a YAML file into a mapping, plus its node tree for line numbers.
+
+    The file goes through ``yolox_sdk.yaml_files``, so alias bombs, absurd nesting and huge files are
+    refused quickly instead of exhausting memory.
+    """
     try:
-        text = path.read_text(encoding="utf-8")
+        data, node = load_yaml_file(path)
     except FileNotFoundError:
         raise ConfigError(
             f"Config file {path} does not exist. Create one with `yolox-sdk config init {path}`."
         ) from None
-    except (OSError, UnicodeDecodeError) as error:
-        raise ConfigError(f"Cannot read config file {path}: {error}.") from error
-    try:
-        data = yaml.safe_load(text)
-        node = yaml.compose(text)
+    except IsADirectoryError:
+        raise ConfigError(f"Config file {path} is a directory; give the path of a YAML file.") from None
+    except UnicodeDecodeError as error:
+        raise ConfigError(
+            f"Cannot read config file {path}: it is not UTF-8 text (byte {error.start} is invalid). "
+            "Save it as UTF-8 YAML, e.g. from `yolox-sdk config init`."
+        ) from error
+    except OSError as error:
+        raise ConfigError(f"Cannot read config file {path}: {error.strerror or error}.") from error
+    except YamlLimitError as error:
+        raise ConfigError(f"{path} is refused{_where(error)}: {error.problem}.") from error
     except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(error, "problem", None) or str(error)
-        raise ConfigError(f"{path} is not valid YAML{where}: {problem}. Fix the syntax there.") from error
+        raise ConfigError(
+            f"{path} is not valid YAML{_where(error)}: {problem}. Fix the syntax there."
+        ) from error
     if data is None:
         return {}, None
     if not isinstance(data, dict):
@@ -51,8 +62,16 @@ def read_yaml(path: Path) -> tuple[dict[str, Any], yaml.Node | None]:
     return data, node
 
 
+def _where(error: yaml.YAMLError) -> str:
+    mark = getattr(error, "problem_mark", None)
+    return f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+
+
 def parse_override(text: str) -> tuple[list[str], Any]:
-    """Split ``training.lr=0.005`` into ``(["training", "lr"], 0.005)``; values are parsed as YAML."""
+    """Split ``training.lr=0.005`` into ``(["training", "lr"], 0.005)``; values are parsed as YAML.
+
+    Values go through the same safe reader as files (``1e-4`` is a float; aliases and nesting bounded).
+    """
     key, separator, raw_value = text.partition("=")
     key = key.strip()
     if not separator or not _KEY_PATTERN.match(key):
@@ -61,10 +80,21 @@ def parse_override(text: str) -> tuple[list[str], Any]:
             "underscores, e.g. training.lr=0.005 or model.input_size=[320,320]."
         )
     try:
-        value = yaml.safe_load(raw_value) if raw_value.strip() else None
+        value = parse_yaml(raw_value)[0] if raw_value.strip() else None
+    except YamlLimitError as error:
+        raise ConfigError(
+            f"Bad override '{_shorten(text)}': the value is refused: {error.problem}."
+        ) from error
     except yaml.YAMLError as error:
-        raise ConfigError(f"Bad override '{text}': the value is not valid YAML ({error}).") from error
+        problem = getattr(error, "problem", None) or str(error)
+        raise ConfigError(
+            f"Bad override '{_shorten(text)}': the value is not valid YAML ({problem})."
+        ) from error
     return key.split("."), value
+
+
+def _shorten(text: str, limit: int = 200) -> str:
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
 
 
 def apply_overrides(data: dict[str, Any], overrides: Iterable[str]) -> dict[str, Any]:
@@ -168,4 +198,4 @@ def flatten_dict(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
 
 def dump_config(config: Config) -> str:
     """The config as YAML text, sections in schema order."""
-    return yaml.safe_dump(config_to_dict(config), sort_keys=False, default_flow_style=None)
+    return dump_yaml(config_to_dict(config), sort_keys=False, default_flow_style=None)

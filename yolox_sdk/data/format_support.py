@@ -41,6 +41,7 @@ import yaml
 from yolox_sdk.data.image_check import probe_images
 from yolox_sdk.data.records import DetectionDataset, ImageRecord, LoadReport
 from yolox_sdk.errors import DatasetError, did_you_mean
+from yolox_sdk.yaml_files import load_yaml_file
 
 log = logging.getLogger(__name__)
 
@@ -313,7 +314,7 @@ def read_xml(path: Path) -> ET.Element:
 def read_yaml(path: Path) -> Any:
     """Parse a YAML file, or raise ``DatasetError`` naming the file, line and column."""
     try:
-        return yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+        return load_yaml_file(path)[0]
     except yaml.MarkedYAMLError as error:
         mark = error.problem_mark or error.context_mark
         where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)

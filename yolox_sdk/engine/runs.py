@@ -21,6 +21,7 @@ from yolox_sdk.config.loader import flatten_dict
 from yolox_sdk.engine.lineage import read_lineage
 from yolox_sdk.engine.run_dir import CONFIG_FILENAME, config_dict_hash
 from yolox_sdk.errors import RunDirectoryError
+from yolox_sdk.yaml_files import load_yaml_file
 
 log = logging.getLogger(__name__)
 
@@ -102,7 +103,7 @@ def _read_run_config(path: Path) -> dict[str, Any]:
             f"{METRICS_FILENAME}; `yolox-sdk runs list OUTPUT_DIR` shows the runs there."
         )
     try:
-        data = yaml.safe_load(config_path.read_text(encoding="utf-8"))
+        data = load_yaml_file(config_path)[0]
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:
         raise RunDirectoryError(
             f"Cannot read {config_path} ({error}). It should be the YAML config training wrote; restore it "
