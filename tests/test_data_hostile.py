@@ -443,3 +443,29 @@ def test_validate_fix_force_replaces_an_earlier_fixed_copy(
     code, output = invoke("data", "validate", small_datasets["yolo"], "--fix", fixed, "--force")
     assert code == 0, output
     assert "deleted the earlier dataset" in output and not (fixed / "labels" / "stale.txt").exists()
+
+
+@pytest.mark.parametrize(
+    ("section", "key", "value"),
+    [
+        ("images", "id", []),
+        ("images", "id", {}),
+        ("annotations", "image_id", [1]),
+        ("annotations", "category_id", {}),
+    ]
+    + [("annotations", "id", [])],
+)
+def test_coco_ids_of_the_wrong_type_are_named(
+    small_datasets: dict[str, Path],  # noqa: F811
+    tmp_path: Path,
+    section: str,
+    key: str,
+    value: object,
+) -> None:
+    """Found by tests/test_fuzz_formats.py: an id that is a list or an object crashed the reader."""
+    root = copy_of(small_datasets, "coco", tmp_path)
+    _edit_json(root / "annotations.json", lambda data: data[section][0].update({key: value}))
+    code, output = invoke("data", "info", root)
+    assert code == 1
+    assert_no_bug(output)
+    assert f"{root / 'annotations.json'}" in output and f"{section}[0]" in output

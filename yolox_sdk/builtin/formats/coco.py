@@ -170,11 +170,23 @@ def _categories(data: dict[str, Any], json_path: Path) -> tuple[list[str], list[
     return [by_id[i] for i in ids], ids
 
 
+def _is_id(value: Any) -> bool:
+    """COCO ids are integers (some exporters write strings); anything else cannot index the file."""
+    return isinstance(value, int | str) and not isinstance(value, bool)
+
+
 def _images(data: dict[str, Any], json_path: Path) -> dict[Any, dict[str, Any]]:
     images: dict[Any, dict[str, Any]] = {}
     for position, image in enumerate(_require_list(data, "images", json_path)):
-        if not isinstance(image, dict) or "id" not in image or not isinstance(image.get("file_name"), str):
-            raise DatasetError(f"{json_path}: images[{position}] needs an 'id' and a 'file_name'.")
+        if (
+            not isinstance(image, dict)
+            or not _is_id(image.get("id"))
+            or not isinstance(image.get("file_name"), str)
+        ):
+            raise DatasetError(
+                f"{json_path}: images[{position}] needs an 'id' (an integer) and a 'file_name' (a string), got "
+                f"{_short(image)}."
+            )
         if image["id"] in images:
             raise DatasetError(f"{json_path}: image id {image['id']!r} appears twice in 'images'.")
         images[image["id"]] = image
@@ -222,15 +234,22 @@ def _where(json_path: Path, position: int, annotation: Any) -> str:
     return f"{json_path} (annotations[{position}], id {identifier!r})"
 
 
+def _short(value: Any, limit: int = 120) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
 def _check_annotation(json_path: Path, position: int, annotation: Any, images: dict, index_of: dict) -> None:
     """The precise error for one annotation the fast path found wrong."""
     if not isinstance(annotation, dict):
-        raise DatasetError(f"{json_path}: annotations[{position}] is not an object.")
+        raise DatasetError(f"{json_path}: annotations[{position}] is not an object: {_short(annotation)}.")
     where = _where(json_path, position, annotation)
-    if annotation.get("image_id") not in images:
-        raise DatasetError(f"{where}: image_id {annotation.get('image_id')!r} is not in 'images'.")
+    if "id" in annotation and not _is_id(annotation["id"]):
+        raise DatasetError(f"{where}: 'id' must be an integer, got {_short(annotation['id'])}.")
+    if not _is_id(annotation.get("image_id")) or annotation.get("image_id") not in images:
+        raise DatasetError(f"{where}: image_id {_short(annotation.get('image_id'))} is not in 'images'.")
     category_id = annotation.get("category_id")
-    if not annotation.get("iscrowd") and category_id not in index_of:
+    if not annotation.get("iscrowd") and (not _is_id(category_id) or category_id not in index_of):
         raise DatasetError(
             f"{where}: category_id {category_id!r} is not in 'categories' (ids {list(index_of)})."
         )
@@ -278,6 +297,7 @@ def _annotations_by_image(
             numeric
             and bool(((labels >= 0) | crowd).all())
             and all(type(a["bbox"]) is list for a in annotations)
+            and all(identifier is None or _is_id(identifier) for identifier in ids)
         )
     except (AttributeError, KeyError, TypeError, ValueError):
         valid = False
