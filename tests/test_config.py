@@ -129,3 +129,145 @@ def test_wandb_without_plugin_says_how_to_install() -> None:
         pytest.skip("the W&B plugin is installed in this environment")
     with pytest.raises(ConfigError, match="pip install ./plugins/yolox-sdk-wandb"):
         load_config(None, ["monitoring.wandb.enabled=true"])
+
+
+@pytest.mark.parametrize("value", [".inf", "-.inf", ".nan", "1.0e+400", "-1e400"])
+def test_non_finite_lr_is_refused_with_path_and_line(tmp_path: Path, value: str) -> None:
+    path = write(tmp_path, f"model:\n  name: yolox-nano\ntraining:\n  lr: {value}\n")
+    with pytest.raises(ConfigError) as error:
+        load_config(path)
+    message = str(error.value)
+    assert str(path) in message and "training.lr: expected a finite number" in message
+    assert "(line 4)" in message
+    with pytest.raises(ConfigError, match="training.lr: expected a finite number"):
+        load_config(None, [f"training.lr={value}"])
+
+
+def test_train_refuses_an_infinite_lr_before_training(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from yolox_sdk.cli.main import cli
+
+    path = write(tmp_path, "model:\n  name: yolox-nano\ntraining:\n  lr: .inf\n  epochs: 1\n")
+    result = CliRunner().invoke(cli, ["train", str(path), f"monitoring.output_dir={tmp_path / 'runs'}"])
+    assert result.exit_code == 2, result.output
+    assert "training.lr: expected a finite number" in result.output
+    assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize(
+    "override, fragment",
+    [
+        (
+            "model.input_size=[320000,320000]",
+            "model.input_size: expected [height, width], both positive multiples",
+        ),
+        ("model.input_size=[4128,4128]", "up to 4096"),
+        ("model.input_size=[0,0]", "model.input_size"),
+        ("model.depth=0", "model.depth: expected a number > 0.0"),
+        ("model.width=1000", "model.width: expected a number > 0.0 and <= 4.0"),
+        ("model.num_classes=0", "model.num_classes"),
+        ("data.batch_size=0", "data.batch_size: expected a number >= 1"),
+        ("data.batch_size=1000000000", "data.batch_size: expected a number >= 1 and <= 4096"),
+        ("data.num_workers=-1", "data.num_workers"),
+        ("data.num_workers=100000", "data.num_workers"),
+        ("data.repeat_factor_threshold=.nan", "data.repeat_factor_threshold: expected a finite number"),
+        ("training.lr=0", "training.lr: expected a number > 0.0"),
+        ("training.lr=-0.01", "training.lr"),
+        ("training.momentum=1", "training.momentum: expected a number >= 0.0 and < 1.0"),
+        ("training.weight_decay=-1e-4", "training.weight_decay: expected a number >= 0.0"),
+        ("training.epochs=100000000000", "training.epochs: expected a number >= 1 and <= 100000"),
+        ("training.accumulate=0", "training.accumulate"),
+        ("training.seed=-1", "training.seed: expected a number >= 0"),
+        ("training.ema_decay=1", "training.ema_decay"),
+        ("training.gradient_clip=.inf", "training.gradient_clip: expected a finite number"),
+        ("training.multiscale_range=1000", "training.multiscale_range"),
+        ("augmentation.scale=[0.1,1e300]", "augmentation.scale: expected [min, max]"),
+        ("augmentation.mixup_scale=[.nan,1]", "augmentation.mixup_scale: expected a finite number"),
+        ("augmentation.flip_prob=1.5", "augmentation.flip_prob"),
+        ("evaluation.conf_threshold=.nan", "evaluation.conf_threshold: expected a finite number"),
+        ("evaluation.nms_threshold=-.inf", "evaluation.nms_threshold"),
+        ("evaluation.batch_size=0", "evaluation.batch_size"),
+        ("device.gpu_ids=[-1]", "device.gpu_ids: expected a list of indices"),
+        ("monitoring.save_every_minutes=.inf", "monitoring.save_every_minutes: expected a finite number"),
+        ("monitoring.log_interval=0", "monitoring.log_interval"),
+    ],
+)
+def test_numbers_out_of_range_are_refused(override: str, fragment: str) -> None:
+    with pytest.raises(ConfigError) as error:
+        load_config(None, [override])
+    assert fragment in str(error.value)
+
+
+@pytest.mark.parametrize(
+    "overrides, fragment",
+    [
+        (["training.optimizer=adam", "training.optimizer_options={eps: .inf}"], "optimizer_options.eps"),
+        (["export.options.onnx={tolerance: .nan}"], "export.options.onnx.tolerance: expected a finite"),
+        (["training.callbacks=[{name: early_stopping, min_delta: .inf}]"], "min_delta: expected a finite"),
+        (["training.scheduler=multistep", "training.scheduler_options={milestones: [.nan]}"], "milestones"),
+    ],
+)
+def test_plugin_options_refuse_non_finite_numbers(overrides: list[str], fragment: str) -> None:
+    with pytest.raises(ConfigError) as error:
+        load_config(None, overrides)
+    assert fragment in str(error.value)
+
+
+def test_validators_refuse_non_finite_values_from_python() -> None:
+    from yolox_sdk.config.schema import ModelConfig, TrainingConfig
+
+    with pytest.raises(
+        ValueError, match="lr: expected a number > 0.0 and <= 10.0, got inf. NaN and infinities"
+    ):
+        TrainingConfig(lr=float("inf"))
+    with pytest.raises(ValueError, match="momentum"):
+        TrainingConfig(momentum=float("nan"))
+    with pytest.raises(ValueError, match="input_size"):
+        ModelConfig(input_size=(float("inf"), 32))
+
+
+def test_exponent_floats_are_read_as_numbers_in_files_and_overrides(tmp_path: Path) -> None:
+    path = write(tmp_path, "training:\n  lr: 1e-4\n  weight_decay: 5E-4\n  warmup_lr: 1.0e-6\n")
+    config = load_config(path, ["training.gradient_clip=1e+1", "training.min_lr_ratio=5e-2"])
+    assert config.training.lr == pytest.approx(1e-4)
+    assert config.training.weight_decay == pytest.approx(5e-4)
+    assert config.training.warmup_lr == pytest.approx(1e-6)
+    assert config.training.gradient_clip == 10.0
+    assert config.training.min_lr_ratio == pytest.approx(0.05)
+    assert parse_override("training.lr=1e-4") == (["training", "lr"], 1e-4)
+    assert parse_override("x.y=-3E2")[1] == -300.0
+    assert parse_override("x.y=1e5e")[1] == "1e5e"
+
+
+def test_strings_that_look_like_exponent_floats_round_trip(tmp_path: Path) -> None:
+    config = load_config(None, ["monitoring.run_name='1e5'", "training.lr=1e-9"])
+    text = dump_config(config)
+    assert "run_name: '1e5'" in text
+    again = load_config(write(tmp_path, text))
+    assert again.monitoring.run_name == "1e5"
+    assert again == config
+
+
+def test_export_option_accepts_an_exponent_float(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from click.testing import CliRunner
+
+    from yolox_sdk.cli.main import cli
+    from yolox_sdk.config.plugin_options import resolve_options
+    from yolox_sdk.engine import pipeline
+    from yolox_sdk.plugins import get_registry
+
+    seen: dict = {}
+    monkeypatch.setattr(
+        pipeline, "_export", lambda checkpoint, formats, options, *rest: seen.update(options) or []
+    )
+    checkpoint = tmp_path / "model.pt"
+    checkpoint.write_bytes(b"not read: the export itself is replaced")
+    image = tmp_path / "sample.jpg"
+    image.write_bytes(b"")
+    args = ["export", str(checkpoint), "--sample", str(image), "--option", "onnx.tolerance=1e-9"]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    assert seen == {"onnx": {"tolerance": 1e-9}}
+    options = resolve_options(get_registry(), "exporter", "onnx", seen["onnx"], "export.options.onnx")
+    assert options.tolerance == 1e-9

@@ -17,6 +17,7 @@ from yolox_sdk.config.validators import (
     boolean,
     freeze_entries,
     image_size,
+    index_list,
     number,
     one_of,
     ordered_pair,
@@ -29,6 +30,17 @@ FREEZE_GROUPS = ("backbone", "neck", "head")  # CSPDarknet, the PAFPN layers aro
 CACHE_MODES = ("none", "ram", "disk")
 DEVICE_TYPES = ("auto", "cpu", "cuda", "mps")
 BEST_METRICS = ("mAP", "mAP50", "mAP75", "loss")
+
+# Upper bounds far beyond any real run; they turn a typo (an extra zero or three) into a config error
+# instead of an allocation failure or a job that never ends.
+MAX_EPOCHS = 100_000
+MAX_BATCH_SIZE = 4096
+MAX_WORKERS = 256
+MAX_CLASSES = 100_000
+MAX_MULTIPLIER = 4.0  # depth/width multipliers; YOLOX-X uses 1.33 and 1.25
+MAX_ITERATIONS = 1_000_000  # intervals counted in iterations or epochs
+MAX_SEED = 2**32 - 1  # numpy's seed range
+MAX_GPU_INDEX = 1023
 
 
 @attrs.frozen
@@ -49,15 +61,19 @@ class ModelConfig:
     """
 
     name: str = attrs.field(default="yolox-s", validator=one_of(MODEL_NAMES))
-    depth: float | None = attrs.field(default=None, validator=number(0.0, low_inclusive=False, optional=True))
-    width: float | None = attrs.field(default=None, validator=number(0.0, low_inclusive=False, optional=True))
+    depth: float | None = attrs.field(
+        default=None, validator=number(0.0, MAX_MULTIPLIER, low_inclusive=False, optional=True)
+    )
+    width: float | None = attrs.field(
+        default=None, validator=number(0.0, MAX_MULTIPLIER, low_inclusive=False, optional=True)
+    )
     depthwise: bool | None = None
     input_size: tuple[int, int] | None = attrs.field(default=None, validator=image_size())
     pretrained: bool | str = True
     checkpoint: str | None = None
-    num_classes: int | None = attrs.field(default=None, validator=number(1, optional=True))
+    num_classes: int | None = attrs.field(default=None, validator=number(1, MAX_CLASSES, optional=True))
     freeze_backbone: bool = False
-    freeze_until_epoch: int = attrs.field(default=0, validator=number(0))
+    freeze_until_epoch: int = attrs.field(default=0, validator=number(0, MAX_EPOCHS))
     freeze: list[str] = attrs.field(factory=list, validator=freeze_entries(FREEZE_GROUPS))
     unfreeze_schedule: dict[int, list[str]] = attrs.field(
         factory=dict, validator=unfreeze_schedule(FREEZE_GROUPS)
@@ -85,8 +101,8 @@ class DataConfig:
     test_split: str | None = None
     format: str = "auto"
     format_options: dict[str, Any] = attrs.field(factory=dict)
-    batch_size: int = attrs.field(default=16, validator=number(1))
-    num_workers: int = attrs.field(default=0, validator=number(0))
+    batch_size: int = attrs.field(default=16, validator=number(1, MAX_BATCH_SIZE))
+    num_workers: int = attrs.field(default=0, validator=number(0, MAX_WORKERS))
     cache_mode: str = attrs.field(default="none", validator=one_of(CACHE_MODES))
     repeat_factor_threshold: float | None = attrs.field(
         default=None, validator=number(0.0, 1.0, low_inclusive=False, optional=True)
@@ -106,13 +122,13 @@ class AugmentationConfig:
     mosaic_prob: float = attrs.field(default=1.0, validator=probability())
     mixup: bool = True
     mixup_prob: float = attrs.field(default=1.0, validator=probability())
-    mixup_scale: tuple[float, float] = attrs.field(default=(0.5, 1.5), validator=ordered_pair(0.0))
+    mixup_scale: tuple[float, float] = attrs.field(default=(0.5, 1.5), validator=ordered_pair(0.0, 10.0))
     hsv_aug: bool = True
     hsv_prob: float = attrs.field(default=1.0, validator=probability())
     flip_prob: float = attrs.field(default=0.5, validator=probability())
     degrees: float = attrs.field(default=10.0, validator=number(0.0, 180.0))
     translate: float = attrs.field(default=0.1, validator=number(0.0, 1.0))
-    scale: tuple[float, float] = attrs.field(default=(0.1, 2.0), validator=ordered_pair(0.0))
+    scale: tuple[float, float] = attrs.field(default=(0.1, 2.0), validator=ordered_pair(0.0, 10.0))
     shear: float = attrs.field(default=2.0, validator=number(0.0, 90.0))
     custom: list[Any] = attrs.field(factory=list)
 
@@ -141,22 +157,24 @@ class TrainingConfig:
     ``monitoring.output_dir`` of the same config (see ``yolox_sdk.engine.resume``).
     """
 
-    epochs: int = attrs.field(default=300, validator=number(1))
+    epochs: int = attrs.field(default=300, validator=number(1, MAX_EPOCHS))
     optimizer: str = "sgd"
     optimizer_options: dict[str, Any] = attrs.field(factory=dict)
-    lr: float = attrs.field(default=0.01, validator=number(0.0, low_inclusive=False))
+    lr: float = attrs.field(default=0.01, validator=number(0.0, 10.0, low_inclusive=False))
     momentum: float = attrs.field(default=0.9, validator=number(0.0, 1.0, high_inclusive=False))
-    weight_decay: float = attrs.field(default=5e-4, validator=number(0.0))
+    weight_decay: float = attrs.field(default=5e-4, validator=number(0.0, 1.0))
     scheduler: str = "yolox_cosine"
     scheduler_options: dict[str, Any] = attrs.field(factory=dict)
-    warmup_epochs: float = attrs.field(default=5.0, validator=number(0.0))
-    warmup_lr: float = attrs.field(default=0.0, validator=number(0.0))
+    warmup_epochs: float = attrs.field(default=5.0, validator=number(0.0, MAX_EPOCHS))
+    warmup_lr: float = attrs.field(default=0.0, validator=number(0.0, 10.0))
     min_lr_ratio: float = attrs.field(default=0.05, validator=number(0.0, 1.0))
-    no_aug_epochs: int = attrs.field(default=15, validator=number(0))
-    multiscale_range: int = attrs.field(default=5, validator=number(0))
-    multiscale_interval: int = attrs.field(default=10, validator=number(1))
-    accumulate: int = attrs.field(default=1, validator=number(1))
-    nominal_batch_size: int | None = attrs.field(default=None, validator=number(1, optional=True))
+    no_aug_epochs: int = attrs.field(default=15, validator=number(0, MAX_EPOCHS))
+    multiscale_range: int = attrs.field(default=5, validator=number(0, 32))
+    multiscale_interval: int = attrs.field(default=10, validator=number(1, MAX_ITERATIONS))
+    accumulate: int = attrs.field(default=1, validator=number(1, MAX_BATCH_SIZE))
+    nominal_batch_size: int | None = attrs.field(
+        default=None, validator=number(1, MAX_BATCH_SIZE * 16, optional=True)
+    )
     gradient_clip: float | None = attrs.field(
         default=None, validator=number(0.0, low_inclusive=False, optional=True)
     )
@@ -165,11 +183,11 @@ class TrainingConfig:
         default=0.9998, validator=number(0.0, 1.0, low_inclusive=False, high_inclusive=False)
     )
     amp: bool = False
-    max_non_finite_steps: int = attrs.field(default=10, validator=number(1))
+    max_non_finite_steps: int = attrs.field(default=10, validator=number(1, MAX_ITERATIONS))
     channels_last: bool = True
     gradient_checkpointing: bool = False
     compile: bool = False
-    seed: int = 0
+    seed: int = attrs.field(default=0, validator=number(0, MAX_SEED))
     deterministic: bool = False
     sync_bn: bool = False
     auto_resume: bool = attrs.field(default=False, validator=boolean())
@@ -187,8 +205,8 @@ class EvaluationConfig:
     conf_threshold: float = attrs.field(default=0.01, validator=probability())
     nms_threshold: float = attrs.field(default=0.65, validator=probability())
     save_best_metric: str = attrs.field(default="mAP", validator=one_of(BEST_METRICS))
-    eval_interval: int = attrs.field(default=10, validator=number(1))
-    batch_size: int | None = attrs.field(default=None, validator=number(1, optional=True))
+    eval_interval: int = attrs.field(default=10, validator=number(1, MAX_EPOCHS))
+    batch_size: int | None = attrs.field(default=None, validator=number(1, MAX_BATCH_SIZE, optional=True))
     class_agnostic_nms: bool = False
 
 
@@ -198,7 +216,7 @@ class DeviceConfig:
     warning) when the requested accelerator fails to initialise."""
 
     type: str = attrs.field(default="auto", validator=one_of(DEVICE_TYPES))
-    gpu_ids: list[int] | None = None
+    gpu_ids: list[int] | None = attrs.field(default=None, validator=index_list(MAX_GPU_INDEX))
     fallback: bool = True
 
 
@@ -228,11 +246,11 @@ class MonitoringConfig:
     wandb: WandbConfig = attrs.field(factory=WandbConfig)
     loggers: list[str] = attrs.field(factory=list)
     logger_options: dict[str, dict[str, Any]] = attrs.field(factory=dict)
-    save_interval: int = attrs.field(default=10, validator=number(0))
+    save_interval: int = attrs.field(default=10, validator=number(0, MAX_EPOCHS))
     save_every_minutes: float | None = attrs.field(
         default=10.0, validator=number(0.0, low_inclusive=False, optional=True)
     )
-    log_interval: int = attrs.field(default=50, validator=number(1))
+    log_interval: int = attrs.field(default=50, validator=number(1, MAX_ITERATIONS))
     progress_bar: bool = True
 
 

@@ -8,6 +8,7 @@ cattrs runs. Plugins reuse ``structure_options`` for their own options classes.
 
 from __future__ import annotations
 
+import sys
 import typing
 from collections.abc import Mapping
 from typing import Any
@@ -21,7 +22,7 @@ from cattrs.errors import (
     IterableValidationError,
 )
 
-from yolox_sdk.config.validators import FieldError
+from yolox_sdk.config.validators import FieldError, is_finite_number
 from yolox_sdk.errors import ConfigError, did_you_mean
 
 
@@ -34,6 +35,20 @@ def _strict(target: type, accepted: tuple[type, ...]) -> Any:
         return target(value)
 
     return hook
+
+
+def _finite_float(value: Any, _: type) -> float:
+    """A float field takes ints and floats, never NaN, an infinity or an int beyond the float range."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        kind = "the boolean" if isinstance(value, bool) else type(value).__name__
+        raise TypeError(f"expected float, got {kind} {value!r}")
+    if not is_finite_number(value) or (isinstance(value, int) and abs(value) > sys.float_info.max):
+        shown = value if isinstance(value, float) else "an integer beyond the range of floats"
+        raise ValueError(
+            f"expected a finite number, got {shown}; NaN and infinities (also what a number beyond "
+            "+-1.8e308 reads as) are not accepted"
+        )
+    return float(value)
 
 
 def _bool_or_str(value: Any, _: type) -> Any:
@@ -58,7 +73,7 @@ def make_converter() -> cattrs.Converter:
     """A cattrs converter that refuses values of the wrong type instead of coercing them."""
     result = cattrs.Converter(forbid_extra_keys=True)
     result.register_structure_hook(int, _strict(int, (int,)))
-    result.register_structure_hook(float, _strict(float, (int, float)))
+    result.register_structure_hook(float, _finite_float)
     result.register_structure_hook(bool, _strict(bool, (bool,)))
     result.register_structure_hook(str, _strict(str, (str,)))
     result.register_structure_hook(bool | str, _bool_or_str)

@@ -7,6 +7,8 @@ options classes too.
 
 from __future__ import annotations
 
+import math
+import numbers
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -38,6 +40,17 @@ def _make(predicate: Callable[[Any], bool], expected: str, optional: bool = Fals
     return check
 
 
+def is_finite_number(value: Any) -> bool:
+    """An int or float that is not a boolean, NaN or an infinity.
+
+    ``.inf`` and ``1.0e+400`` are valid YAML floats; in a learning rate they train a model whose weights are
+    all NaN, so no numeric field accepts them.
+    """
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        return False
+    return isinstance(value, numbers.Integral) or math.isfinite(value)
+
+
 def number(
     low: float | None = None,
     high: float | None = None,
@@ -46,7 +59,7 @@ def number(
     high_inclusive: bool = True,
     optional: bool = False,
 ) -> Validator:
-    """A number inside ``[low, high]`` (bounds optional, exclusive when asked)."""
+    """A finite number inside ``[low, high]`` (bounds optional, exclusive when asked); NaN and inf never."""
 
     def inside(value: Any) -> bool:
         above = low is None or (value >= low if low_inclusive else value > low)
@@ -58,7 +71,24 @@ def number(
         parts.append(f"{'>=' if low_inclusive else '>'} {low}")
     if high is not None:
         parts.append(f"{'<=' if high_inclusive else '<'} {high}")
-    return _make(inside, "a number " + " and ".join(parts), optional)
+    expected = " ".join(["a number", " and ".join(parts)]).strip()
+
+    def check(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
+        if optional and value is None:
+            return
+        if not is_finite_number(value):
+            raise FieldError(attribute.name, expected, value, _NOT_FINITE_HINT if _is_real(value) else "")
+        if not inside(value):
+            raise FieldError(attribute.name, expected, value)
+
+    return check
+
+
+_NOT_FINITE_HINT = " NaN and infinities are not accepted: write a finite number."
+
+
+def _is_real(value: Any) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
 def probability() -> Validator:
@@ -83,22 +113,48 @@ def boolean() -> Validator:
 
 
 def ordered_pair(low: float = 0.0, high: float | None = None) -> Validator:
-    """A ``[min, max]`` pair with ``low <= min <= max (<= high)``."""
+    """A ``[min, max]`` pair of finite numbers with ``low <= min <= max (<= high)``."""
 
     def inside(value: Any) -> bool:
-        return len(value) == 2 and low <= value[0] <= value[1] and (high is None or value[1] <= high)
+        return (
+            len(value) == 2
+            and all(is_finite_number(item) for item in value)
+            and low <= value[0] <= value[1]
+            and (high is None or value[1] <= high)
+        )
 
     bound = f"{low} <= min <= max" + (f" <= {high}" if high is not None else "")
     return _make(inside, f"[min, max] with {bound}", optional=False)
 
 
-def image_size() -> Validator:
-    """``[height, width]``, both positive multiples of 32 (YOLOX's stride), or ``None``."""
+MAX_IMAGE_SIDE = 4096
+
+
+def image_size(max_side: int = MAX_IMAGE_SIDE) -> Validator:
+    """``[height, width]``, both positive multiples of 32 (YOLOX's stride) up to ``max_side``, or ``None``.
+
+    The bound keeps an input size that cannot fit in memory (``[320000, 320000]``) from reaching OpenCV.
+    """
 
     def valid(value: Any) -> bool:
-        return len(value) == 2 and all(int(side) > 0 and int(side) % 32 == 0 for side in value)
+        return len(value) == 2 and all(
+            is_finite_number(side) and side == int(side) and 0 < side <= max_side and int(side) % 32 == 0
+            for side in value
+        )
 
-    return _make(valid, "[height, width], both positive multiples of 32 (e.g. [416, 416])", optional=True)
+    expected = f"[height, width], both positive multiples of 32 up to {max_side} (e.g. [416, 416])"
+    return _make(valid, expected, optional=True)
+
+
+def index_list(high: int) -> Validator:
+    """A list of integer indices in ``[0, high]`` (GPU ids), or ``None``."""
+
+    def valid(value: Any) -> bool:
+        return all(
+            isinstance(item, int) and not isinstance(item, bool) and 0 <= item <= high for item in value
+        )
+
+    return _make(valid, f"a list of indices from 0 to {high}, e.g. [0, 1]", optional=True)
 
 
 def _freeze_entry_problem(entry: Any, groups: Sequence[str]) -> str | None:
