@@ -36,7 +36,8 @@ class LabelmeOptions:
         class_names: the classes, in label-index order. Shapes with other labels are skipped (and counted).
             When omitted, every label found in the files is used, sorted alphabetically.
         image_root: folder that ``imagePath`` is relative to; by default the folder of each JSON file,
-            which is what LabelMe itself writes.
+            which is what LabelMe itself writes. Images must lie inside it (by default inside the dataset
+            folder given): an ``imagePath`` leading elsewhere is refused.
     """
 
     class_names: list[str] | None = attrs.field(default=None, validator=_check_class_names)
