@@ -469,3 +469,22 @@ def test_coco_ids_of_the_wrong_type_are_named(
     assert code == 1
     assert_no_bug(output)
     assert f"{root / 'annotations.json'}" in output and f"{section}[0]" in output
+
+
+def test_convert_force_never_empties_a_folder_holding_source_images(
+    small_datasets: dict[str, Path],  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    """A COCO file in annotations/ may read its images from a sibling folder: that folder is the source."""
+    root = tmp_path / "coco"
+    (root / "annotations").mkdir(parents=True)
+    shutil.copytree(small_datasets["coco"] / "images", root / "val")
+    shutil.copyfile(small_datasets["coco"] / "annotations.json", root / "annotations" / "instances_val.json")
+    (root / "val" / "instances_val.json").write_text(
+        (root / "annotations" / "instances_val.json").read_text()
+    )  # makes val/ look like a COCO dataset of its own
+    before = tree_hashes(root)
+    source = root / "annotations" / "instances_val.json"
+    code, output = invoke("data", "convert", source, "--to", "voc", root / "val", "--force")
+    assert code == 1 and "an image of the dataset being read" in output
+    assert tree_hashes(root) == before

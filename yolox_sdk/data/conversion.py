@@ -86,10 +86,15 @@ def check_dataset_folder(out_dir: Path, source: Path, force: bool, registry: Reg
         DatasetError: as ``check_output_folder``; or ``force`` is given for a non-empty folder that is not
             recognisably a dataset, so emptying it could delete something else.
     """
-    check_output_folder(out_dir, source, force)
+    check_output_folder(out_dir, source, force=True)  # overlap and file checks; emptiness is decided here
     folder = out_dir.expanduser().resolve()
     if not folder.is_dir() or not any(folder.iterdir()):
         return False
+    if not force:
+        raise DatasetError(
+            f"Output folder {out_dir} is not empty. Choose an empty folder, or pass --force to replace the "
+            "earlier dataset in it (its files are deleted first)."
+        )
     if (folder / OUTPUT_MARKER).is_file():
         return True
     formats = detecting_formats(folder, registry or get_registry())
@@ -106,6 +111,21 @@ def check_dataset_folder(out_dir: Path, source: Path, force: bool, registry: Reg
         "--force empties the folder before writing so that old and new files never mix, and only does so for "
         "a folder holding an earlier dataset. Choose an empty folder, or empty this one yourself."
     )
+
+
+def check_holds_no_source_image(out_dir: Path, dataset: DetectionDataset) -> None:
+    """Refuse to empty ``out_dir`` when an image of the dataset just read lies in it.
+
+    ``check_output_folder`` compares folders; a COCO file may take its images from a folder beside its own,
+    so this second check, on the images actually read, makes sure emptying never deletes the source.
+    """
+    folder = out_dir.expanduser().resolve()
+    for record in dataset.records:
+        if _inside(record.image_path.resolve(), folder):
+            raise DatasetError(
+                f"Output folder {out_dir} holds {record.image_path}, an image of the dataset being read; "
+                "--force would delete it. Choose an output folder outside the source dataset."
+            )
 
 
 def empty_folder(folder: Path) -> int:
@@ -162,6 +182,8 @@ def convert_dataset(
     out_dir = Path(out_dir)
     replace = check_dataset_folder(out_dir, resolved, force, registry)
     dataset = load_dataset(source, split=split, format=source_format, registry=registry)
+    if replace:
+        check_holds_no_source_image(out_dir, dataset)
     removed = empty_folder(out_dir) if replace else 0
     warnings = save_dataset(dataset, to, out_dir, registry)
     return ConversionResult(dataset, out_dir, warnings, removed)

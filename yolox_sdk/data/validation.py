@@ -33,7 +33,7 @@ from PIL import Image
 
 from yolox_sdk.builtin.formats import voc
 from yolox_sdk.data import format_support
-from yolox_sdk.data.conversion import empty_folder, mark_dataset_folder
+from yolox_sdk.data.conversion import check_holds_no_source_image, empty_folder, mark_dataset_folder
 from yolox_sdk.data.formats import KIND, detect_format, load_dataset, resolve_dataset_path
 from yolox_sdk.data.image_check import IMAGE_SUFFIXES, list_images, probe_image
 from yolox_sdk.data.records import DetectionDataset
@@ -730,6 +730,7 @@ def _write_fixed(
         fixed = attrs.evolve(dataset, records=records)
         writer = registry.get(KIND, loaded.format).factory(None)
         if replace:
+            check_holds_no_source_image(out_dir, dataset)
             changes.append(f"deleted the earlier dataset in {out_dir}: {empty_folder(out_dir)} files")
         out_dir.mkdir(parents=True, exist_ok=True)
         changes += [f"writer: {warning}" for warning in writer.save(fixed, out_dir)]
