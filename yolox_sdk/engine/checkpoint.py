@@ -14,6 +14,7 @@ resuming from wrong weights. Files written before the digest existed have none a
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -116,18 +117,109 @@ def load_checkpoint(path: Path | str) -> Checkpoint:
             "file can be used as starting weights: set model.pretrained or model.checkpoint to it and train."
         )
     verify_digest(path, payload)
-    meta = payload["meta"]
-    spec_fields = dict(meta["spec"])
+    meta = _section(path, payload, "meta", Mapping)
     return Checkpoint(
-        model=payload["model"],
-        ema=payload.get("ema"),
-        spec=ModelSpec(**spec_fields),
-        class_names=tuple(meta["class_names"]),
-        config=meta.get("config", {}),
-        sdk_version=meta.get("sdk_version", ""),
-        training_state=payload.get("training_state", {}),
-        lineage=meta.get("lineage") or {},
+        model=_state_dict(path, payload, "model"),
+        ema=_state_dict(path, payload, "ema") if payload.get("ema") is not None else None,
+        spec=_spec(path, _section(path, meta, "spec", Mapping)),
+        class_names=_class_names(path, meta),
+        config=dict(_section(path, meta, "config", Mapping, default={})),
+        sdk_version=str(meta.get("sdk_version", "")),
+        training_state=dict(_section(path, payload, "training_state", Mapping, default={})),
+        lineage=_lineage(meta),
     )
+
+
+# The bounds a checkpoint's model spec must keep: a hostile file must not make us build a model that
+# exhausts memory, or hand YOLOX values its constructors were never meant to see.
+_MAX_CLASSES = 100_000
+_MAX_MULTIPLIER = 4.0
+_MAX_INPUT = 4096
+_ACTIVATIONS = ("silu", "relu", "lrelu")
+
+
+def _damaged(path: Path, what: str) -> CheckpointError:
+    return CheckpointError(
+        f"Checkpoint {path} is malformed: {what}. It was edited or written by other software; use a checkpoint "
+        "written by yolox-sdk (or an official YOLOX .pth as model.pretrained)."
+    )
+
+
+def _section(path: Path, data: Mapping[str, Any], key: str, kind: type, default: Any = None) -> Any:
+    value = data.get(key, default)
+    if not isinstance(value, kind):
+        raise _damaged(path, f"'{key}' should be a {kind.__name__}, found {type(value).__name__}")
+    return value
+
+
+def _state_dict(path: Path, payload: Mapping[str, Any], key: str) -> dict[str, torch.Tensor]:
+    state = _section(path, payload, key, Mapping)
+    wrong = next((name for name, value in state.items() if not isinstance(value, torch.Tensor)), None)
+    if wrong is not None or not all(isinstance(name, str) for name in state):
+        raise _damaged(
+            path, f"'{key}' should map parameter names to tensors (entry {wrong!r} is not a tensor)"
+        )
+    return dict(state)
+
+
+def _spec(path: Path, fields: Mapping[str, Any]) -> ModelSpec:
+    """The model spec, checked field by field before any network is built from it."""
+    try:
+        spec = ModelSpec(**fields)
+    except (TypeError, ValueError, IndexError, OverflowError) as error:
+        raise _damaged(
+            path, f"its model spec {dict(fields)!r} is incomplete or of the wrong types ({error})"
+        ) from None
+    checks = [
+        (isinstance(spec.name, str), "name is not a string"),
+        (
+            _real(spec.depth) and 0 < spec.depth <= _MAX_MULTIPLIER,
+            f"depth should be in (0, {_MAX_MULTIPLIER}]",
+        ),
+        (
+            _real(spec.width) and 0 < spec.width <= _MAX_MULTIPLIER,
+            f"width should be in (0, {_MAX_MULTIPLIER}]",
+        ),
+        (isinstance(spec.depthwise, bool), "depthwise should be true or false"),
+        (
+            _whole(spec.num_classes) and 1 <= spec.num_classes <= _MAX_CLASSES,
+            f"num_classes should be 1..{_MAX_CLASSES}",
+        ),
+        (
+            all(32 <= side <= _MAX_INPUT and side % 32 == 0 for side in spec.input_size),
+            f"input_size sides should be multiples of 32 up to {_MAX_INPUT}",
+        ),
+        (spec.act in _ACTIVATIONS, f"act should be one of {', '.join(_ACTIVATIONS)}"),
+    ]
+    problems = [problem for ok, problem in checks if not ok]
+    if problems:
+        raise _damaged(path, f"its model spec has {'; '.join(problems)} (spec: {attrs.asdict(spec)})")
+    return spec
+
+
+def _real(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _whole(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _lineage(meta: Mapping[str, Any]) -> dict[str, Any]:
+    lineage = meta.get("lineage")
+    return dict(lineage) if isinstance(lineage, Mapping) else {}
+
+
+def _class_names(path: Path, meta: Mapping[str, Any]) -> tuple[str, ...]:
+    names = meta.get("class_names")
+    if not isinstance(names, list | tuple) or not all(isinstance(name, str) for name in names):
+        raise _damaged(path, "its class names should be a list of strings")
+    spec = meta["spec"]
+    if len(names) != spec.get("num_classes"):
+        raise _damaged(
+            path, f"it has {len(names)} class names for a model of {spec.get('num_classes')} classes"
+        )
+    return tuple(names)
 
 
 def verify_digest(path: Path, payload: Mapping[str, Any]) -> None:

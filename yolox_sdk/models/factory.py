@@ -86,7 +86,13 @@ def model_from_checkpoint(checkpoint: Checkpoint, use_ema: bool = True) -> Yolox
     """Rebuild the network stored in ``checkpoint`` in eval mode (EMA weights by default)."""
     model = build_model(checkpoint.spec)
     weights = checkpoint.inference_weights if use_ema else checkpoint.model
-    missing, unexpected = model.load_state_dict(weights, strict=False)
+    try:
+        missing, unexpected = model.load_state_dict(weights, strict=False)
+    except RuntimeError as error:  # a tensor of the wrong shape
+        raise CheckpointError(
+            f"The checkpoint's weights do not fit its own model spec ({checkpoint.spec.name}): "
+            f"{str(error).splitlines()[-1].strip()}. The file was edited or is corrupt."
+        ) from None
     if missing or unexpected:
         raise CheckpointError(
             f"The checkpoint's weights do not fit its own model spec ({checkpoint.spec.name}): "

@@ -98,12 +98,29 @@ def read_state_dict(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]
     payload = load_torch_file(path)
     if isinstance(payload, Mapping) and "model" in payload and isinstance(payload["model"], Mapping):
         state = payload.get("ema") or payload["model"]
-        return dict(state), dict(payload.get("meta", {}))
-    if isinstance(payload, Mapping) and all(isinstance(v, torch.Tensor) for v in payload.values()):
+        meta = payload.get("meta")
+        return _tensors_only(path, state), dict(meta) if isinstance(meta, Mapping) else {}
+    if (
+        isinstance(payload, Mapping)
+        and payload
+        and all(isinstance(v, torch.Tensor) for v in payload.values())
+    ):
         return dict(payload), {}
     raise CheckpointError(
         f"{path} holds no model weights: expected a yolox-sdk checkpoint or an official YOLOX file with a 'model' key."
     )
+
+
+def _tensors_only(path: Path, state: Any) -> dict[str, torch.Tensor]:
+    """The state dict, refused when it holds anything but named tensors (an edited or foreign file)."""
+    if not isinstance(state, Mapping) or not all(
+        isinstance(name, str) and isinstance(value, torch.Tensor) for name, value in state.items()
+    ):
+        raise CheckpointError(
+            f"{path} has a 'model' entry that is not a state dict (parameter names to tensors). Use a yolox-sdk "
+            "checkpoint or an official YOLOX .pth file."
+        )
+    return dict(state)
 
 
 @attrs.frozen
