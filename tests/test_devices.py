@@ -57,3 +57,12 @@ def test_cpu_and_missing_mps(monkeypatch) -> None:
     monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
     with pytest.raises(ConfigError, match="MPS is not available"):
         devices.resolve_device(DeviceConfig(type="mps", fallback=False))
+
+
+@pytest.mark.parametrize("text", ["tpu", "cuda:x", "gpu:0", ""])
+def test_a_mistyped_device_option_is_a_config_error(text: str) -> None:
+    """``--device`` of eval/predict/export is typed by users: a typo names what is valid, never a crash."""
+    with pytest.raises(
+        ConfigError, match=rf"Unknown device '{text}': expected auto, cpu, mps, cuda or cuda:N"
+    ):
+        devices.resolve_device(text)

@@ -84,13 +84,19 @@ def diamond(label: str, box: list[float]) -> dict:
 def write_labelme_file(
     folder: Path, image: VocImage, shapes: list[dict], image_path: str | None = None
 ) -> Path:
-    """Write a LabelMe file the way LabelMe does: imagePath relative to the JSON, no embedded image."""
+    """Write a LabelMe file the way LabelMe does: imagePath relative to the JSON, no embedded image.
+
+    Without ``image_path`` the image is copied beside the file, since an imagePath leading out of the
+    dataset folder is refused.
+    """
     folder.mkdir(parents=True, exist_ok=True)
+    if image_path is None:
+        shutil.copyfile(image.image_path, folder / image.image_path.name)
     document = {
         "version": "5.4.1",
         "flags": {},
         "shapes": shapes,
-        "imagePath": image_path or os.path.relpath(image.image_path, folder),
+        "imagePath": image_path or image.image_path.name,
         "imageData": None,
         "imageHeight": image.height,
         "imageWidth": image.width,

@@ -31,8 +31,7 @@ def resolve_device(setting: DeviceConfig | str) -> torch.device:
     Raises:
         ConfigError: when the requested accelerator cannot be used and ``fallback`` is off.
     """
-    config = DeviceConfig(type=setting.split(":")[0]) if isinstance(setting, str) else setting
-    index = int(setting.split(":")[1]) if isinstance(setting, str) and ":" in setting else 0
+    config, index = _parse_device(setting) if isinstance(setting, str) else (setting, 0)
     if config.gpu_ids:
         index = config.gpu_ids[0]
     if config.type == "cpu":
@@ -49,6 +48,18 @@ def resolve_device(setting: DeviceConfig | str) -> torch.device:
             return torch.device("mps")
         return _fallback("mps", "MPS is not available on this machine", config.fallback)
     raise ConfigError(f"Invalid config: device.type: unknown device '{config.type}'.")
+
+
+def _parse_device(text: str) -> tuple[DeviceConfig, int]:
+    """``cuda:1`` -> (cuda, 1); a typo (``--device tpu``, ``cuda:x``) is a ``ConfigError`` saying what is valid."""
+    kind, _, index = text.partition(":")
+    try:
+        return DeviceConfig(type=kind), int(index) if index else 0
+    except ValueError as error:  # FieldError (unknown type) is a ValueError too
+        raise ConfigError(
+            f"Unknown device '{text}': expected auto, cpu, mps, cuda or cuda:N (N the GPU index, e.g. cuda:0). "
+            f"{error}"
+        ) from None
 
 
 def _cuda_visible() -> bool:
