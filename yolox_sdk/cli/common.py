@@ -51,7 +51,8 @@ def describe_os_error(error: OSError) -> str:
     permission error never damages what was saved before; the message says so and how to continue.
     """
     what = error.strerror or str(error)
-    where = f" ({error.filename})" if error.filename else ""
+    name = str(error.filename) if error.filename else ""
+    where = f" ({name if len(name) <= 300 else name[:150] + ' ... ' + name[-100:]})" if name else ""
     fix = _OS_ERROR_FIXES.get(error.errno or 0, "Check the path and try again")
     text = f"{what}{where}. {fix}. Files saved before this error (checkpoints, earlier outputs) are intact"
     run_dir = Path(str(error.filename)).parent if error.filename else None
