@@ -13,6 +13,7 @@ import io
 import logging
 import os
 import random
+import shlex
 import shutil
 import signal
 import subprocess
@@ -384,3 +385,64 @@ def test_auto_resume_picks_the_latest_run_of_the_same_config(tmp_path: Path) -> 
     os.utime(older / "config.yaml")
     assert find_run_to_resume(config) == older
     assert resume_identity(config) != resume_identity(load_config(None, ["training.epochs=5"]))
+
+
+# ----- SIGTERM and SIGINT --------------------------------------------------------------------------------
+
+
+def start_verbose(args: list[str], log_path: Path) -> subprocess.Popen:
+    """``yolox-sdk -v ARGS`` logging every iteration (``iter N:`` lines tell where training is)."""
+    return start_cli(["-v", *args, "monitoring.log_interval=1"], log_path)
+
+
+def wait_for_line(process: subprocess.Popen, log_path: Path, text: str, after: int = 0) -> None:
+    """Wait until ``text`` is in the log (after its first ``after`` characters)."""
+    deadline = time.monotonic() + PROCESS_TIMEOUT_S
+    while not (log_path.is_file() and text in log_path.read_text()[after:]):
+        assert process.poll() is None, f"training exited early:\n{log_path.read_text()[-3000:]}"
+        assert time.monotonic() < deadline, f"never logged {text!r}"
+        time.sleep(0.02)
+
+
+def stop_with(signum: int, process: subprocess.Popen, log_path: Path) -> list[str]:
+    """Send ``signum``; the process must exit 128 + signum printing the resume command, returned as argv."""
+    process.send_signal(signum)
+    assert process.wait(timeout=PROCESS_TIMEOUT_S) == 128 + signum, log_path.read_text()[-3000:]
+    error = log_path.read_text().rstrip().splitlines()[-1]
+    assert error.startswith(f"Error: {signal.Signals(signum).name} stopped training."), error
+    assert "(saved). Resume with: yolox-sdk train " in error, error
+    return shlex.split(error.split("Resume with: yolox-sdk ", 1)[1])
+
+
+@pytest.mark.slow
+def test_sigterm_and_sigint_save_a_resume_point_and_resume_to_the_uninterrupted_result(
+    reference: TrainResult, tmp_path: Path
+) -> None:
+    """SIGTERM in the middle of epoch 2, then (resumed with the printed command) SIGINT in the middle of
+    epoch 3: each exits 143 / 130 after saving ``last.pt`` at the step it finished, and resuming to the end
+    gives the uninterrupted run's metrics and weights bit for bit. The lock is gone after each exit."""
+    output_dir, log_path = tmp_path / "runs", tmp_path / "train.log"
+    config_file = tmp_path / "config.yaml"
+    config_file.write_text("{}\n")
+    run_dir = output_dir / "signalled"
+    batches = 87 // 8
+
+    process = start_verbose(
+        ["train", str(config_file), *overrides(output_dir, "monitoring.run_name=signalled")], log_path
+    )
+    wait_for_line(process, log_path, f"iter {batches + 3}:")
+    resume = stop_with(signal.SIGTERM, process, log_path)
+    assert resume == ["train", str(run_dir / "config.yaml"), "--resume", str(run_dir)]
+    epochs_done, batches_done = mid_epoch_position(run_dir / "last.pt")
+    assert epochs_done == 1 and 3 <= batches_done < batches, (epochs_done, batches_done)
+    assert not (run_dir / "run.lock").exists()
+
+    process = start_verbose(resume, log_path)
+    wait_for_line(process, log_path, f"iter {2 * batches + 2}:")
+    resume = stop_with(signal.SIGINT, process, log_path)
+    epochs_done, batches_done = mid_epoch_position(run_dir / "last.pt")
+    assert epochs_done == 2 and 2 <= batches_done < batches, (epochs_done, batches_done)
+
+    finish(start_cli(resume, log_path), log_path)
+    assert_same_result(run_dir, reference.run_dir)
+    assert not (run_dir / "run.lock").exists()
