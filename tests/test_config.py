@@ -271,3 +271,33 @@ def test_export_option_accepts_an_exponent_float(tmp_path: Path, monkeypatch: py
     assert seen == {"onnx": {"tolerance": 1e-9}}
     options = resolve_options(get_registry(), "exporter", "onnx", seen["onnx"], "export.options.onnx")
     assert options.tolerance == 1e-9
+
+
+@pytest.mark.parametrize(
+    "override, fragment",
+    [
+        ("export.formats=onnx", "export.formats: expected a list, got str 'onnx'"),
+        ("monitoring.loggers=csv", "monitoring.loggers: expected a list, got str 'csv'"),
+        ("model.freeze=backbone", "model.freeze: expected a list, got str 'backbone'"),
+        ("augmentation.custom={name: flip}", "augmentation.custom: expected a list, got dict"),
+        ("training.optimizer_options=[[nesterov, false]]", "training.optimizer_options: expected a mapping"),
+        ("model.unfreeze_schedule=[3]", "model.unfreeze_schedule: expected a mapping"),
+    ],
+)
+def test_a_scalar_is_not_split_into_a_list_nor_pairs_into_a_mapping(override: str, fragment: str) -> None:
+    with pytest.raises(ConfigError) as error:
+        load_config(None, [override])
+    assert fragment in str(error.value)
+
+
+def test_errors_quote_long_values_shortened(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as error:
+        load_config(write(tmp_path, f"training:\n  epochs: {'x' * 100_000}\n"))
+    message = str(error.value)
+    assert "training.epochs: expected int, got str 'xxx" in message and "(100002 characters)" in message
+    assert len(message) < 1000
+    with pytest.raises(ConfigError) as error:
+        load_config(None, [f"augmentation.custom=[{', '.join(['x'] * 500)}]"])
+    message = str(error.value)
+    assert "(500 problems)" in message and "... and 480 more like these" in message
+    assert len(message) < 5000

@@ -17,6 +17,7 @@ import yaml
 from yolox_sdk.config.plugin_options import validate_plugin_options
 from yolox_sdk.config.schema import Config
 from yolox_sdk.config.structure import format_problems, structure_options
+from yolox_sdk.config.validators import short_repr
 from yolox_sdk.errors import ConfigError
 from yolox_sdk.plugins.registry import Registry
 from yolox_sdk.yaml_files import YamlLimitError, dump_yaml, load_yaml_file, parse_yaml
@@ -107,7 +108,9 @@ def apply_overrides(data: dict[str, Any], overrides: Iterable[str]) -> dict[str,
             child = target.setdefault(key, {})
             if not isinstance(child, dict):
                 where = ".".join(keys[: depth + 1])
-                raise ConfigError(f"Bad override '{text}': '{where}' is a value ({child!r}), not a section.")
+                raise ConfigError(
+                    f"Bad override '{_shorten(text)}': '{where}' is a value ({short_repr(child)}), not a section."
+                )
             target = child
         target[keys[-1]] = value
     return result

@@ -12,6 +12,7 @@ from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from yolox_sdk.config.structure import structure_options
+from yolox_sdk.config.validators import short_repr
 from yolox_sdk.errors import ConfigError, PluginError
 
 if TYPE_CHECKING:
@@ -30,7 +31,7 @@ def resolve_options(registry: Registry, kind: str, name: str, raw: Any, path: st
     if entry.options is None:
         if raw:
             raise ConfigError(
-                f"Invalid config: {path}: the {kind.replace('_', ' ')} '{name}' takes no options, got {raw!r}."
+                f"Invalid config: {path}: the {kind.replace('_', ' ')} '{name}' takes no options, got {short_repr(raw)}."
             )
         return None
     return structure_options(entry.options, raw, path, "config")
@@ -52,7 +53,7 @@ def named_items(items: list[Any], path: str) -> Iterator[tuple[str, dict[str, An
             yield item["name"], {k: v for k, v in item.items() if k != "name"}, where
         else:
             raise ConfigError(
-                f"Invalid config: {where}: expected a plugin name or a mapping with a 'name' key, got {item!r}."
+                f"Invalid config: {where}: expected a plugin name or a mapping with a 'name' key, got {short_repr(item)}."
             )
 
 

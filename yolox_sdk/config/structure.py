@@ -15,6 +15,7 @@ from typing import Any
 
 import attrs
 import cattrs
+from cattrs.cols import list_structure_factory, mapping_structure_factory
 from cattrs.errors import (
     AttributeValidationNote,
     ClassValidationError,
@@ -22,7 +23,7 @@ from cattrs.errors import (
     IterableValidationError,
 )
 
-from yolox_sdk.config.validators import FieldError, is_finite_number
+from yolox_sdk.config.validators import FieldError, is_finite_number, short_repr
 from yolox_sdk.errors import ConfigError, did_you_mean
 
 
@@ -31,17 +32,23 @@ def _strict(target: type, accepted: tuple[type, ...]) -> Any:
         if isinstance(value, bool) and target is not bool:
             raise TypeError(f"expected {target.__name__}, got the boolean {value!r}")
         if not isinstance(value, accepted):
-            raise TypeError(f"expected {target.__name__}, got {type(value).__name__} {value!r}")
+            raise TypeError(f"expected {target.__name__}, got {_described(value)}")
         return target(value)
 
     return hook
 
 
+def _described(value: Any) -> str:
+    """``str 'abc'``, ``list [1, 2]``, ``the boolean True``: what a wrong value is, shortened."""
+    if isinstance(value, bool):
+        return f"the boolean {value!r}"
+    return f"{type(value).__name__} {short_repr(value)}"
+
+
 def _finite_float(value: Any, _: type) -> float:
     """A float field takes ints and floats, never NaN, an infinity or an int beyond the float range."""
     if isinstance(value, bool) or not isinstance(value, int | float):
-        kind = "the boolean" if isinstance(value, bool) else type(value).__name__
-        raise TypeError(f"expected float, got {kind} {value!r}")
+        raise TypeError(f"expected float, got {_described(value)}")
     if not is_finite_number(value) or (isinstance(value, int) and abs(value) > sys.float_info.max):
         shown = value if isinstance(value, float) else "an integer beyond the range of floats"
         raise ValueError(
@@ -54,14 +61,46 @@ def _finite_float(value: Any, _: type) -> float:
 def _bool_or_str(value: Any, _: type) -> Any:
     if isinstance(value, bool | str):
         return value
-    raise TypeError(f"expected true, false or a string, got {type(value).__name__} {value!r}")
+    raise TypeError(f"expected true, false or a string, got {_described(value)}")
 
 
 def _fixed_tuple(value: Any, target: type) -> Any:
     items = typing.get_args(target)
     if not isinstance(value, list | tuple) or len(value) != len(items):
-        raise TypeError(f"expected a list of {len(items)} values, got {value!r}")
+        raise TypeError(f"expected a list of {len(items)} values, got {short_repr(value)}")
     return tuple(converter.structure(item, kind) for item, kind in zip(value, items, strict=True))
+
+
+def _only_lists(target: type, converter: cattrs.Converter) -> Any:
+    """cattrs' list hook, refusing what is not a list (it would split ``formats: onnx`` into letters)."""
+    structure_items = list_structure_factory(target, converter)
+
+    def hook(value: Any, _: type) -> Any:
+        if not isinstance(value, list | tuple):
+            raise TypeError(f"expected a list, got {_described(value)}")
+        return structure_items(value, target)
+
+    return hook
+
+
+def _only_mappings(target: type, converter: cattrs.Converter) -> Any:
+    """cattrs' mapping hook, refusing what is not a mapping (instead of failing on ``.items``)."""
+    structure_items = mapping_structure_factory(target, converter)
+
+    def hook(value: Any, _: type) -> Any:
+        if not isinstance(value, Mapping):
+            raise TypeError(f"expected a mapping, got {_described(value)}")
+        return structure_items(value, target)
+
+    return hook
+
+
+def _is_list(target: Any) -> bool:
+    return typing.get_origin(target) is list
+
+
+def _is_dict(target: Any) -> bool:
+    return typing.get_origin(target) is dict
 
 
 def _is_fixed_tuple(target: Any) -> bool:
@@ -78,6 +117,8 @@ def make_converter() -> cattrs.Converter:
     result.register_structure_hook(str, _strict(str, (str,)))
     result.register_structure_hook(bool | str, _bool_or_str)
     result.register_structure_hook_func(_is_fixed_tuple, _fixed_tuple)
+    result.register_structure_hook_factory(_is_list, _only_lists)
+    result.register_structure_hook_factory(_is_dict, _only_mappings)
     return result
 
 
@@ -125,7 +166,7 @@ def _leaf_message(error: BaseException, path: str) -> str:
         return f"{path}: unknown keys {sorted(error.extra_fields)}"
     if isinstance(error, FieldError):
         where = f"{path}.{error.field}" if path else error.field
-        return f"{where}: expected {error.expected}, got {error.value!r}.{error.hint}"
+        return f"{where}: expected {error.expected}, got {short_repr(error.value)}.{error.hint}"
     return f"{path}: {error}" if path else str(error)
 
 
@@ -140,7 +181,7 @@ def structure_options(cls: type, data: Any, path: str, source: str = "config") -
     """
     data = {} if data is None else data
     if not isinstance(data, Mapping):
-        raise ConfigError(f"{source}: '{path}' must be a mapping of options, got {data!r}.")
+        raise ConfigError(f"{source}: '{path}' must be a mapping of options, got {short_repr(data)}.")
     problems = unknown_key_errors(data, cls, path)
     if not problems:
         try:
@@ -154,9 +195,26 @@ def _constructor_messages(error: BaseException, path: str) -> list[str]:
     return _validation_messages(error, path)
 
 
+MAX_PROBLEMS_SHOWN = 20
+MAX_PROBLEM_CHARS = 1000
+
+
 def format_problems(source: str, problems: list[str]) -> str:
-    """One readable paragraph for a list of config problems found in ``source``."""
+    """One readable paragraph for a list of config problems found in ``source``.
+
+    At most ``MAX_PROBLEMS_SHOWN`` are listed, each cut to ``MAX_PROBLEM_CHARS``: a list of 10000 wrong
+    entries should say so in a screenful, not print 10000 lines.
+    """
+    shown = [_cut(problem) for problem in problems[:MAX_PROBLEMS_SHOWN]]
     if len(problems) == 1:
-        return f"Invalid config in {source}: {problems[0]}"
-    lines = "\n".join(f"  - {problem}" for problem in problems)
+        return f"Invalid config in {source}: {shown[0]}"
+    lines = "\n".join(f"  - {problem}" for problem in shown)
+    if len(problems) > len(shown):
+        lines += f"\n  - ... and {len(problems) - len(shown)} more like these"
     return f"Invalid config in {source} ({len(problems)} problems):\n{lines}"
+
+
+def _cut(problem: str) -> str:
+    if len(problem) <= MAX_PROBLEM_CHARS:
+        return problem
+    return f"{problem[: MAX_PROBLEM_CHARS // 2]} ... {problem[-MAX_PROBLEM_CHARS // 4 :]}"

@@ -23,11 +23,20 @@ class FieldError(ValueError):
     """A field value is invalid; ``field`` is the attribute name, ``expected`` says what would be valid."""
 
     def __init__(self, field: str, expected: str, value: Any, hint: str = "") -> None:
-        super().__init__(f"{field}: expected {expected}, got {value!r}.{hint}")
+        super().__init__(f"{field}: expected {expected}, got {short_repr(value)}.{hint}")
         self.field = field
         self.expected = expected
         self.value = value
         self.hint = hint
+
+
+def short_repr(value: Any, limit: int = 100) -> str:
+    """``repr(value)``, cut to about ``limit`` characters: an error quotes the bad value, not a whole file."""
+    try:
+        text = repr(value)
+    except ValueError:  # an int too long to print
+        return f"an integer of about {int(value.bit_length() * 0.30103)} digits"
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
 
 
 def _make(predicate: Callable[[Any], bool], expected: str, optional: bool = False) -> Validator:
@@ -164,7 +173,7 @@ def _freeze_entry_problem(entry: Any, groups: Sequence[str]) -> str | None:
     anything else is checked against the model's parameter names when the model is built.
     """
     if not isinstance(entry, str) or not entry:
-        return f"{entry!r} is not a non-empty string."
+        return f"{short_repr(entry)} is not a non-empty string."
     if entry in groups or "." in entry or any(char in entry for char in "*?["):
         return None
     return f"'{entry}' is neither a group nor a parameter-name pattern.{did_you_mean(entry, groups)}"
