@@ -14,6 +14,7 @@ from pathlib import Path
 
 import psutil
 import pytest
+from click.testing import CliRunner
 from test_fault_tolerance import (
     PROCESS_TIMEOUT_S,
     epoch_rows,
@@ -24,6 +25,7 @@ from test_fault_tolerance import (
 )
 from test_run_lock import bccd_run_dir
 
+from yolox_sdk.cli.main import cli
 from yolox_sdk.config.loader import load_config
 from yolox_sdk.engine import setup
 from yolox_sdk.engine.interruption import SignalReceived, StopOnSignal
@@ -136,6 +138,26 @@ def test_a_signal_before_the_first_step_stops_at_once_and_restores_the_handlers(
         f"same directory. Resume with: yolox-sdk train {run_dir / 'config.yaml'} --resume {run_dir}"
     )
     assert not (run_dir / "run.lock").exists()
+
+
+@pytest.mark.parametrize("command", ["train", "run"])
+def test_the_cli_exits_with_the_signal_code_naming_its_own_resume_command(
+    command: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``yolox-sdk run`` is resumed with ``yolox-sdk run ... --resume``, not with ``train``."""
+    run_dir = bccd_run_dir(tmp_path)
+    load_training_data = setup.load_training_data
+
+    def interrupted_while_loading(config):  # noqa: ANN001, ANN202 - wraps setup.load_training_data
+        os.kill(os.getpid(), signal.SIGINT)
+        return load_training_data(config)
+
+    monkeypatch.setattr(setup, "load_training_data", interrupted_while_loading)
+    config = run_dir / "config.yaml"
+    result = CliRunner().invoke(cli, [command, str(config), "--resume", str(run_dir)])
+    assert result.exit_code == 130, result.output
+    assert f"Resume with: yolox-sdk {command} {config} --resume {run_dir}" in result.output
+    assert "Traceback" not in result.output
 
 
 def test_training_in_a_thread_runs_without_signal_handlers(tmp_path: Path) -> None:

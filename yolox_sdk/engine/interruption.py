@@ -30,8 +30,12 @@ import os
 import signal
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 from types import FrameType
 from typing import Any
+
+from yolox_sdk.engine.run_dir import CONFIG_FILENAME
+from yolox_sdk.errors import TrainingInterrupted
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +81,18 @@ class StopOnSignal:
             signal.signal(signum, handler)
         self._previous.clear()
 
+    def requested_on_any_process(self, distributed: bool) -> bool:
+        """``stop_requested``; under torchrun, whether any process got a signal (one tiny all-reduce, so
+        every process stops at the same step: one stopping alone would leave the others blocked)."""
+        if not distributed:
+            return self.stop_requested
+        from yolox_sdk.engine.distributed import average_metrics
+
+        anywhere = average_metrics({"stop": float(self.stop_requested)})["stop"] > 0
+        if anywhere and self.received is None:
+            self.received = signal.SIGTERM  # what torchrun sends to every process when it stops a job
+        return anywhere
+
     @contextlib.contextmanager
     def deferred(self) -> Iterator[None]:
         """Within this block a first signal is only recorded (``stop_requested``), not raised."""
@@ -99,3 +115,27 @@ class StopOnSignal:
             "(send it again to stop at once, keeping the previous checkpoint).",
             signal_name(signum),
         )
+
+
+def saved_position(path: Path, state: Any) -> str:
+    """``PATH holds the run up to epoch 2`` (or ``... batch 5 of epoch 3``) for a ``TrainState``."""
+    if state.batch_in_epoch:
+        return f"{path} holds the run up to batch {state.batch_in_epoch} of epoch {state.epoch + 1}"
+    return f"{path} holds the run up to epoch {state.epoch}"
+
+
+def interrupted_error(signum: int, abandoned: bool, run_dir: Path | None, saved: str) -> TrainingInterrupted:
+    """The error a signal ends training with: what stopped it, what is on disk (``saved``, from
+    ``saved_position``, empty when nothing was), and the command that resumes."""
+    name = signal_name(signum)
+    if abandoned:
+        what = f"A second {name} stopped training at once: the current step was abandoned."
+    else:
+        what = f"{name} stopped training."
+    if run_dir is None:
+        return TrainingInterrupted(f"{what} It had not started: nothing was written.", signum)
+    if saved:
+        state = f"{saved} ({'kept' if abandoned else 'saved'})."
+    else:
+        state = "No checkpoint was written yet, so resuming starts the run again in the same directory."
+    return TrainingInterrupted(f"{what} {state}", signum, run_dir, run_dir / CONFIG_FILENAME)

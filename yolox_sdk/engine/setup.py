@@ -236,3 +236,12 @@ def build_callbacks(config: Config, registry: Registry) -> list[Any]:
         build_plugin(registry, "callback", name, options, where)
         for name, options, where in named_items(config.training.callbacks, "training.callbacks")
     ]
+
+
+def stop_loader_workers(loader: Any) -> None:
+    """End a ``DataLoader``'s persistent worker processes now. torch ends them only when the loader is
+    garbage collected, which after an error or a signal (a traceback refers to the trainer) may be never."""
+    iterator = getattr(loader, "_iterator", None)
+    if iterator is not None and hasattr(iterator, "_shutdown_workers"):
+        iterator._shutdown_workers()
+    loader._iterator = None

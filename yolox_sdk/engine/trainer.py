@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import signal
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -30,7 +29,7 @@ from yolox_sdk.config.schema import Config
 from yolox_sdk.engine import distributed, freezing, setup
 from yolox_sdk.engine.checkpoint import Checkpoint, save_checkpoint
 from yolox_sdk.engine.devices import resolve_device
-from yolox_sdk.engine.interruption import SignalReceived, StopOnSignal, signal_name
+from yolox_sdk.engine.interruption import SignalReceived, StopOnSignal, interrupted_error, saved_position
 from yolox_sdk.engine.lineage import record_lineage
 from yolox_sdk.engine.memory import CompiledForward, compile_for_training, enable_gradient_checkpointing
 from yolox_sdk.engine.precision import Precision
@@ -121,7 +120,7 @@ class Trainer:
         )
         if self.resume_point is not None:
             self.resume_file = self.resume_point.path.name
-            self._saved_at = _holds(
+            self._saved_at = saved_position(
                 self.resume_point.path, TrainState(**self.resume_point.checkpoint.training_state["state"])
             )
         log_completed(self.resume_point, self.resume_dir, self.config.training.epochs)
@@ -322,11 +321,13 @@ class Trainer:
         return result
 
     def _train_epochs(self) -> None:
+        """The epochs; a signal that came during one (in its evaluation, say) stops training once the
+        epoch's checkpoints are saved."""
         try:
             while self.state.epoch < self.config.training.epochs and not self.should_stop:
                 with self._signals.deferred():
                     self._run_epoch(self.state.epoch)
-                if self._stop_signalled():  # the epoch's checkpoints are saved
+                if self._signals.requested_on_any_process(self.dist.enabled):
                     raise self._interrupted(self._signals.received)
             # Before the loggers close: on_train_end callbacks may log final metrics (e.g. SWA's).
             self.fire("on_train_end")
@@ -433,7 +434,7 @@ class Trainer:
         after SIGTERM/SIGINT, which then stops training. The epoch's last step is left to the epoch end."""
         if batches_done == self.batches_per_epoch:
             return
-        stop = self._stop_signalled()
+        stop = self._signals.requested_on_any_process(self.dist.enabled)
         minutes = self.config.monitoring.save_every_minutes
         due = minutes is not None and time.monotonic() - self._last_save >= minutes * 60
         if (stop or due) and self.dist.is_main:
@@ -443,16 +444,6 @@ class Trainer:
         if stop:
             distributed.barrier()  # the other processes wait for rank 0's save before they stop
             raise self._interrupted(self._signals.received)
-
-    def _stop_signalled(self) -> bool:
-        """Whether SIGTERM/SIGINT asked to stop; under torchrun, whether any process got one, so all stop
-        at the same step (one small all-reduce per step)."""
-        if not self.dist.enabled:
-            return self._signals.stop_requested
-        anywhere = distributed.average_metrics({"stop": float(self._signals.stop_requested)})["stop"] > 0
-        if anywhere and self._signals.received is None:
-            self._signals.received = signal.SIGTERM  # what torchrun sends when it stops a job
-        return anywhere
 
     def _input_size(self, step: int) -> tuple[int, int]:
         """YOLOX multi-scale: a new random size every ``multiscale_interval`` optimizer steps, seeded by the
@@ -648,35 +639,20 @@ class Trainer:
         path = save_checkpoint(self.run_dir / filename, checkpoint, keep_previous=keep)
         if filename == LAST:
             self._last_save = time.monotonic()
-            self._saved_at = _holds(path, self.state)
+            self._saved_at = saved_position(path, self.state)
         self.fire("on_checkpoint", path, kind)
 
     # ----- stopping ---------------------------------------------------------------------------------------
 
     def _interrupted(self, signum: int, abandoned: bool = False) -> TrainingInterrupted:
-        """The error a signal ends training with: what was saved and the command that resumes."""
-        name = signal_name(signum)
-        if abandoned:
-            what = f"A second {name} stopped training at once: the current step was abandoned."
-        else:
-            what = f"{name} stopped training."
-        if self.run_dir is None and self.resume_dir is None:
-            return TrainingInterrupted(f"{what} It had not started: nothing was written.", signum)
-        run_dir = self.run_dir or self.resume_dir
-        kept = "kept" if abandoned else "saved"
-        saved = (
-            f"{self._saved_at} ({kept})."
-            if self._saved_at
-            else "No checkpoint was written yet, so resuming starts the run again in the same directory."
-        )
-        return TrainingInterrupted(f"{what} {saved}", signum, run_dir, run_dir / CONFIG_FILENAME)
+        return interrupted_error(signum, abandoned, self.run_dir or self.resume_dir, self._saved_at)
 
     def _release_run(self) -> None:
         """Stop the DataLoader workers and release the run directory's lock: at every exit, so neither
         outlives the run (a Python caller's process, or a traceback holding this trainer, goes on)."""
         loader = getattr(self, "loader", None)
         if loader is not None:
-            _stop_loader_workers(loader)
+            setup.stop_loader_workers(loader)
         if self._lock is not None:
             self._lock.release()
 
@@ -693,22 +669,6 @@ class Trainer:
             wall_seconds=wall_seconds,
             epochs_completed=self.state.epoch,
         )
-
-
-def _holds(path: Path, state: TrainState) -> str:
-    """``PATH holds the run up to epoch 2``, or ``... up to batch 5 of epoch 3`` (a mid-epoch checkpoint)."""
-    if state.batch_in_epoch:
-        return f"{path} holds the run up to batch {state.batch_in_epoch} of epoch {state.epoch + 1}"
-    return f"{path} holds the run up to epoch {state.epoch}"
-
-
-def _stop_loader_workers(loader: torch.utils.data.DataLoader) -> None:
-    """End a loader's persistent worker processes now. torch does it only when the loader is garbage
-    collected, which after an error or a signal (a traceback refers to the trainer) may be never."""
-    iterator = getattr(loader, "_iterator", None)
-    if iterator is not None and hasattr(iterator, "_shutdown_workers"):
-        iterator._shutdown_workers()
-    loader._iterator = None
 
 
 def train(
