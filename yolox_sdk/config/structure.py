@@ -8,6 +8,7 @@ cattrs runs. Plugins reuse ``structure_options`` for their own options classes.
 
 from __future__ import annotations
 
+import functools
 import sys
 import typing
 from collections.abc import Mapping
@@ -125,12 +126,18 @@ def make_converter() -> cattrs.Converter:
 converter = make_converter()
 
 
+@functools.cache
+def _type_hints(cls: type) -> dict[str, Any]:
+    """``typing.get_type_hints``, once per class: it evaluates every annotation string on each call."""
+    return typing.get_type_hints(cls)
+
+
 def unknown_key_errors(data: Any, cls: type, path: str) -> list[str]:
     """Messages for keys of ``data`` that ``cls`` (an attrs class) does not have, recursively."""
     if not isinstance(data, Mapping) or not attrs.has(cls):
         return []
     fields = {field.name: field for field in attrs.fields(cls)}
-    hints = typing.get_type_hints(cls)
+    hints = _type_hints(cls)
     problems = []
     for key, value in data.items():
         where = f"{path}.{key}" if path else str(key)
