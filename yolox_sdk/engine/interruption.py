@@ -124,9 +124,12 @@ def saved_position(path: Path, state: Any) -> str:
     return f"{path} holds the run up to epoch {state.epoch}"
 
 
-def interrupted_error(signum: int, abandoned: bool, run_dir: Path | None, saved: str) -> TrainingInterrupted:
+def interrupted_error(
+    signum: int, abandoned: bool, run_dir: Path | None, saved: str, rank: int = 0
+) -> TrainingInterrupted:
     """The error a signal ends training with: what stopped it, what is on disk (``saved``, from
-    ``saved_position``, empty when nothing was), and the command that resumes."""
+    ``saved_position``, empty when nothing was), and the command that resumes. Under torchrun only
+    process 0 (``rank``) writes checkpoints; the others say so instead."""
     name = signal_name(signum)
     if abandoned:
         what = f"A second {name} stopped training at once: the current step was abandoned."
@@ -134,7 +137,9 @@ def interrupted_error(signum: int, abandoned: bool, run_dir: Path | None, saved:
         what = f"{name} stopped training."
     if run_dir is None:
         return TrainingInterrupted(f"{what} It had not started: nothing was written.", signum)
-    if saved:
+    if rank:
+        state = f"Process {rank} stopped together with process 0, which wrote the resume point."
+    elif saved:
         state = f"{saved} ({'kept' if abandoned else 'saved'})."
     else:
         state = "No checkpoint was written yet, so resuming starts the run again in the same directory."

@@ -645,7 +645,8 @@ class Trainer:
     # ----- stopping ---------------------------------------------------------------------------------------
 
     def _interrupted(self, signum: int, abandoned: bool = False) -> TrainingInterrupted:
-        return interrupted_error(signum, abandoned, self.run_dir or self.resume_dir, self._saved_at)
+        run_dir = self.run_dir or self.resume_dir
+        return interrupted_error(signum, abandoned, run_dir, self._saved_at, self.dist.rank)
 
     def _release_run(self) -> None:
         """Stop the DataLoader workers and release the run directory's lock: at every exit, so neither
