@@ -203,3 +203,18 @@ def test_hostile_run_config_is_a_run_directory_error(tmp_path: Path) -> None:
         )
     result = CliRunner().invoke(cli, ["runs", "compare", str(runs / "a"), str(runs / "b")])
     assert_clean_refusal(result, str(runs / "a" / "config.yaml"), "nests deeper than 50 levels")
+
+
+@pytest.mark.parametrize(
+    "value, fragment",
+    [
+        ("[" * DEEP + "]" * DEEP, "nests deeper than 50 levels"),
+        (flow_list_bomb(), "aliases expand to more than"),
+    ],
+    ids=["deep", "alias-bomb"],
+)
+def test_hostile_export_option_values_are_refused(tmp_path: Path, value: str, fragment: str) -> None:
+    checkpoint = tmp_path / "model.pt"
+    checkpoint.write_bytes(b"never read: the option is refused first")
+    result = CliRunner().invoke(cli, ["export", str(checkpoint), "--option", f"onnx.tolerance={value}"])
+    assert_clean_refusal(result, "Bad --option 'onnx.tolerance=", fragment)

@@ -119,7 +119,10 @@ def export_from_cli(
     """Export a checkpoint (``yolox-sdk export``); options are ``NAME.KEY=VALUE`` strings."""
     options: dict[str, dict[str, Any]] = {}
     for text in option_texts:
-        keys, value = parse_override(text)
+        try:
+            keys, value = parse_override(text)
+        except ConfigError as error:
+            raise ConfigError(str(error).replace("Bad override", "Bad --option", 1)) from None
         if len(keys) != 2:
             raise ConfigError(
                 f"Bad --option '{text}': expected EXPORTER.KEY=VALUE, e.g. onnx.dynamic_batch=true."
