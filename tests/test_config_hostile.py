@@ -218,3 +218,16 @@ def test_hostile_export_option_values_are_refused(tmp_path: Path, value: str, fr
     checkpoint.write_bytes(b"never read: the option is refused first")
     result = CliRunner().invoke(cli, ["export", str(checkpoint), "--option", f"onnx.tolerance={value}"])
     assert_clean_refusal(result, "Bad --option 'onnx.tolerance=", fragment)
+
+
+def test_yolo_data_yaml_keeps_pyyaml_strings(coco8_dir: Path, tmp_path: Path) -> None:
+    """A class named ``1e5`` in a PyYAML-written data.yaml stays a name, while configs read 1e5 as a float."""
+    dataset = tmp_path / "coco8"
+    dataset.mkdir()
+    for name in ("images", "labels"):
+        (dataset / name).symlink_to(coco8_dir / name)
+    text = (coco8_dir / "data.yaml").read_text(encoding="utf-8").replace(": person\n", ": 1e5\n", 1)
+    (dataset / "data.yaml").write_text(text, encoding="utf-8")
+    result = CliRunner().invoke(cli, ["data", "info", str(dataset)])
+    assert result.exit_code == 0, result.output
+    assert " 1e5 " in result.output and "100000.0" not in result.output

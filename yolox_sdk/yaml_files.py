@@ -21,7 +21,9 @@ limit was reached, so callers report them like any other malformed YAML, naming 
 
 YAML 1.1 (PyYAML) reads exponent floats without a dot (``1e-4``, ``5E+3``, ``1.0e5``) as strings;
 YAML 1.2 and every user read them as numbers, so the loader resolves them as floats and the dumper
-quotes strings that look like them (a run name ``1e5`` round-trips as a string). ``.inf`` and ``.nan``
+quotes strings that look like them (a run name ``1e5`` round-trips as a string). Files that other tools
+write with PyYAML (a YOLO ``data.yaml``) are read with ``exponent_floats=False``, as their writer meant:
+a class named ``1e5`` stays a string. ``.inf`` and ``.nan``
 still parse; validators refuse them where a finite number is needed. Values that match a tag but cannot be
 built (``2024-13-45``, an int of 5000 digits) raise a ``yaml.constructor.ConstructorError`` with their
 line instead of a bare ``ValueError``.
@@ -54,8 +56,8 @@ class YamlLimitError(yaml.MarkedYAMLError):
         super().__init__(problem=problem, problem_mark=mark)
 
 
-class SafeYamlLoader(yaml.SafeLoader):
-    """``yaml.SafeLoader`` with the alias, depth and float rules of this module."""
+class BoundedYamlLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` with the alias and depth limits of this module (YAML 1.1 scalars, as PyYAML)."""
 
     def __init__(self, stream: str) -> None:
         super().__init__(stream)
@@ -109,6 +111,10 @@ class SafeYamlLoader(yaml.SafeLoader):
             ) from error
 
 
+class SafeYamlLoader(BoundedYamlLoader):
+    """``BoundedYamlLoader`` that also reads YAML 1.2 exponent floats (``1e-4``) as floats."""
+
+
 class SafeYamlDumper(yaml.SafeDumper):
     """``yaml.SafeDumper`` that quotes strings ``SafeYamlLoader`` would read back as floats."""
 
@@ -135,13 +141,16 @@ def _reason(error: Exception) -> str:
     return str(error).split(";")[0]
 
 
-def parse_yaml(text: str) -> tuple[Any, yaml.Node | None]:
+def parse_yaml(text: str, *, exponent_floats: bool = True) -> tuple[Any, yaml.Node | None]:
     """Parse one YAML document; return its data and its node tree (for line numbers; ``None`` if empty).
+
+    ``exponent_floats=False`` keeps PyYAML's YAML 1.1 reading of ``1e5`` as a string, for files other tools
+    write with PyYAML (a YOLO ``data.yaml`` naming a class ``1e5``); the limits apply either way.
 
     Raises:
         yaml.YAMLError: malformed YAML; ``YamlLimitError`` when a limit of this module is reached.
     """
-    loader = SafeYamlLoader(text)
+    loader = (SafeYamlLoader if exponent_floats else BoundedYamlLoader)(text)
     try:
         node = loader.get_single_node()
         if node is None:
@@ -173,9 +182,9 @@ def read_yaml_text(path: str | Path) -> str:
     return raw.decode("utf-8")
 
 
-def load_yaml_file(path: str | Path) -> tuple[Any, yaml.Node | None]:
+def load_yaml_file(path: str | Path, *, exponent_floats: bool = True) -> tuple[Any, yaml.Node | None]:
     """``read_yaml_text`` then ``parse_yaml``: the data of a YAML file and its node tree."""
-    return parse_yaml(read_yaml_text(path))
+    return parse_yaml(read_yaml_text(path), exponent_floats=exponent_floats)
 
 
 def dump_yaml(data: Any, **options: Any) -> str:

@@ -314,7 +314,7 @@ def read_xml(path: Path) -> ET.Element:
 def read_yaml(path: Path) -> Any:
     """Parse a YAML file, or raise ``DatasetError`` naming the file, line and column."""
     try:
-        return load_yaml_file(path)[0]
+        return load_yaml_file(path, exponent_floats=False)[0]
     except yaml.MarkedYAMLError as error:
         mark = error.problem_mark or error.context_mark
         where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
