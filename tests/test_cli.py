@@ -93,3 +93,21 @@ def test_runtime_error_exit_code_1(tmp_path: Path) -> None:
     bogus.write_bytes(b"not a checkpoint")
     code, output = invoke("eval", str(bogus), "--data", "bccd", "--split", "val")
     assert code == 1 and "Cannot read checkpoint" in output and "Traceback" not in output
+
+
+def test_number_options_refuse_nan_and_infinity(tmp_path: Path) -> None:
+    """``--conf nan`` passed click's FloatRange (NaN compares false with both bounds) and reached the model."""
+    weights = tmp_path / "w.pt"
+    weights.write_bytes(b"")
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for arguments in (
+        ["predict", str(weights), str(folder), "--conf", "nan"],
+        ["predict", str(weights), str(folder), "--nms", "inf"],
+        ["eval", str(weights), "--data", str(folder), "--conf", "-inf"],
+        ["data", "split", str(folder), "--val", "nan"],
+        ["data", "split", str(folder), "--seed", "-1"],
+    ):
+        code, output = invoke(*arguments)
+        assert code == 2, output
+        assert "Invalid value" in output and "Traceback" not in output

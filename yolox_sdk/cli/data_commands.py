@@ -13,7 +13,7 @@ from typing import Any
 
 import click
 
-from yolox_sdk.cli.common import handle_errors
+from yolox_sdk.cli.common import FiniteFloatRange, handle_errors
 
 SPLIT_HELP = "Split to read (VOC ImageSets name, YOLO data.yaml key, COCO file suffix)."
 FORMAT_HELP = "Dataset format plugin of the input (auto-detected by default)."
@@ -72,7 +72,7 @@ def info(path: str, split: str | None, format_name: str) -> None:
     "--force", is_flag=True, help="With --fix, replace an earlier dataset in that folder (deleted first)."
 )
 @click.option(
-    "--workers", type=click.IntRange(min=1), default=None, help="Threads decoding images (default: up to 8)."
+    "--workers", type=click.IntRange(1, 256), default=None, help="Threads decoding images (default: up to 8)."
 )
 @handle_errors
 def validate(
@@ -151,9 +151,11 @@ def stats(path: str, split: str | None, format_name: str, out_dir: Path | None) 
 
 @data.command("split")
 @click.argument("path")
-@click.option("--val", type=click.FloatRange(0, 1, max_open=True), default=0.2, show_default=True)
-@click.option("--test", type=click.FloatRange(0, 1, max_open=True), default=0.0, show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True, help="Same seed, same split.")
+@click.option("--val", type=FiniteFloatRange(0, 1, max_open=True), default=0.2, show_default=True)
+@click.option("--test", type=FiniteFloatRange(0, 1, max_open=True), default=0.0, show_default=True)
+@click.option(
+    "--seed", type=click.IntRange(0, 2**32 - 1), default=0, show_default=True, help="Same seed, same split."
+)
 @click.option("--split", default=None, help="Split of the input to read (default: everything).")
 @click.option("--format", "format_name", default="auto", show_default=True, help=FORMAT_HELP)
 @click.option(

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from yolox_sdk.cli.common import handle_errors
+from yolox_sdk.cli.common import FiniteFloatRange, handle_errors
 
 _config_argument = click.argument(
     "config_path", metavar="CONFIG", type=click.Path(dir_okay=False, path_type=Path)
@@ -80,10 +80,10 @@ def train(
 @click.option("--data", "data_path", required=True, help="Dataset path or catalog name.")
 @click.option("--split", default=None, help="Split to evaluate (e.g. val).")
 @click.option("--format", "format_name", default="auto", show_default=True)
-@click.option("--batch-size", default=8, show_default=True, type=click.IntRange(min=1))
-@click.option("--conf", default=0.01, show_default=True, type=click.FloatRange(0, 1), help="Score threshold.")
+@click.option("--batch-size", default=8, show_default=True, type=click.IntRange(1, 4096))
+@click.option("--conf", default=0.01, show_default=True, type=FiniteFloatRange(0, 1), help="Score threshold.")
 @click.option(
-    "--nms", default=0.65, show_default=True, type=click.FloatRange(0, 1), help="NMS IoU threshold."
+    "--nms", default=0.65, show_default=True, type=FiniteFloatRange(0, 1), help="NMS IoU threshold."
 )
 @click.option("--device", default="auto", show_default=True)
 @click.option(
@@ -121,8 +121,8 @@ def evaluate(
     default="predictions",
     show_default=True,
 )
-@click.option("--conf", default=0.3, show_default=True, type=click.FloatRange(0, 1))
-@click.option("--nms", default=0.45, show_default=True, type=click.FloatRange(0, 1))
+@click.option("--conf", default=0.3, show_default=True, type=FiniteFloatRange(0, 1))
+@click.option("--nms", default=0.45, show_default=True, type=FiniteFloatRange(0, 1))
 @click.option("--device", default="auto", show_default=True)
 @click.option("--strict", is_flag=True, help="Exit with status 1 when any image could not be read.")
 @handle_errors
