@@ -17,7 +17,7 @@ import pytest
 from test_fault_tolerance import PROCESS_TIMEOUT_S, overrides, start_cli
 
 from yolox_sdk.config.loader import dump_config, load_config
-from yolox_sdk.engine import setup
+from yolox_sdk.engine import run_lock, setup
 from yolox_sdk.engine.run_lock import LOCK_FILENAME, RunLock, read_lock_holder
 from yolox_sdk.engine.trainer import Trainer, train
 from yolox_sdk.errors import DatasetError, RunLockedError
@@ -99,6 +99,22 @@ def test_a_lock_from_another_host_is_refused_with_how_to_remove_it(tmp_path: Pat
     assert "process 4242 on host gpu-node-17" in message and "cannot be checked" in message
     assert f"delete {path}" in message
     assert path.exists()
+
+
+def test_without_flock_the_holders_pid_decides(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """On a filesystem without flock (``ENOLCK``) a live holder is still refused and a dead one replaced."""
+    monkeypatch.setattr(run_lock, "_try_flock", lambda fd: None)
+    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        write_lock(tmp_path, holder.pid)
+        with pytest.raises(RunLockedError, match=rf"being trained by process {holder.pid} on host"):
+            RunLock(tmp_path).acquire()
+    finally:
+        holder.kill()
+        holder.wait()
+    with RunLock(tmp_path) as lock:
+        lock.acquire()
+        assert read_lock_holder(tmp_path).pid == os.getpid()
 
 
 TAKE_LOCK = """

@@ -20,6 +20,12 @@ How it works:
   filesystems), the file is created with ``O_CREAT | O_EXCL`` and the holder's pid is checked with
   ``os.kill(pid, 0)``; there the take-over of a stale lock is not atomic against a second process taking
   it over in the same instant.
+- Under torchrun only process 0 takes the lock: it alone writes into the run directory (the others read
+  the checkpoint and learn the run directory from its broadcast). When process 0 is refused, torchrun
+  stops the other processes, as for any failing process.
+- Not covered: two ``training.auto_resume`` jobs started at the same moment with no earlier run both
+  find nothing to resume and start two separate runs (``name`` and ``name-2``); neither overwrites the
+  other.
 """
 
 from __future__ import annotations
