@@ -1,5 +1,6 @@
-"""Fault tolerance on real BCCD training: ``kill -9`` then resume equals a run never interrupted; damaged
-checkpoints are detected and skipped; ``training.auto_resume`` finds the run to continue.
+"""Fault tolerance on real BCCD training: ``kill -9``, SIGTERM or SIGINT then resume equals a run never
+interrupted; damaged checkpoints are detected and skipped; ``training.auto_resume`` finds the run to
+continue.
 
 One uninterrupted 3-epoch run (module fixture) is the reference every other run must match exactly:
 training is deterministic on CPU (``training.deterministic``, no loader workers), so any state a resume
