@@ -318,3 +318,17 @@ def test_training_writes_lineage_into_checkpoints_and_hparams(
     assert data["metrics"]["train/total_loss"]["final_delta"] == 0.0
     assert data["epochs"] == {"a": 1, "b": 1, "delta": 0}
     assert all(item["same"] for item in data["lineage"].values())
+
+
+def test_config_hash_takes_plugin_options_with_mixed_key_types() -> None:
+    """Free-form plugin options such as ``{1: x, b: y}`` crashed the run-name hash (json cannot sort them)."""
+    import hashlib
+    import json
+
+    from yolox_sdk.engine.run_dir import config_dict_hash
+
+    mixed = {"monitoring": {"logger_options": {"custom": {1: "x", "b": "y"}}}}
+    assert config_dict_hash(mixed) != config_dict_hash({"monitoring": {"logger_options": {"custom": {"b": "y"}}}})
+    plain = {"training": {"lr": 0.01}, "model": {"name": "yolox-nano"}}
+    expected = hashlib.sha256(json.dumps(plain, sort_keys=True).encode()).hexdigest()[:8]
+    assert config_dict_hash(plain) == expected, "the hash of ordinary configs (auto_resume matching) changed"

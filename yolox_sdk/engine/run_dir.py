@@ -20,9 +20,24 @@ def config_hash(config: Config) -> str:
 
 
 def config_dict_hash(data: Mapping[str, Any]) -> str:
-    """``config_hash`` of a config as plain data (a run's config.yaml read back)."""
-    text = json.dumps(data, sort_keys=True, default=str)
+    """``config_hash`` of a config as plain data (a run's config.yaml read back).
+
+    Free-form plugin options may mix key types (``{1: a, b: c}``), which ``sort_keys`` cannot order; those
+    keys are hashed as strings. Configs without such keys keep the hash they always had.
+    """
+    try:
+        text = json.dumps(data, sort_keys=True, default=str)
+    except TypeError:
+        text = json.dumps(_string_keys(data), sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:8]
+
+
+def _string_keys(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {f"{type(key).__name__}:{key}": _string_keys(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_string_keys(item) for item in value]
+    return value
 
 
 def default_run_name(config: Config) -> str:
