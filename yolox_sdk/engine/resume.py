@@ -24,7 +24,9 @@ from yolox_sdk.config.loader import config_to_dict, load_config
 from yolox_sdk.config.schema import Config
 from yolox_sdk.engine.checkpoint import Checkpoint, load_checkpoint
 from yolox_sdk.engine.run_dir import CONFIG_FILENAME, config_dict_hash
+from yolox_sdk.engine.saved_state import checked_train_state
 from yolox_sdk.engine.torch_files import TEMPORARY_SUFFIX
+from yolox_sdk.engine.train_state import TrainState
 from yolox_sdk.errors import CheckpointError, YoloxSdkError
 from yolox_sdk.plugins.registry import Registry
 
@@ -41,11 +43,12 @@ class ResumePoint:
 
     path: Path
     checkpoint: Checkpoint
+    state: TrainState  # checked (``engine.saved_state``) before the run relies on it
 
     @property
     def epoch(self) -> int:
         """Epochs completed when the checkpoint was written."""
-        return int(self.checkpoint.training_state.get("state", {}).get("epoch", 0))
+        return self.state.epoch
 
 
 def resume_candidates(run_dir: Path, first: str = LAST) -> list[Path]:
@@ -121,6 +124,7 @@ def load_resume_checkpoint(
     for path in candidates:
         try:
             checkpoint = load_checkpoint(path)
+            state = checked_train_state(path, checkpoint.training_state)
         except CheckpointError as error:
             failures.append(str(error))
             continue
@@ -128,7 +132,7 @@ def load_resume_checkpoint(
             log.warning(
                 "Resuming %s from %s, the newest usable checkpoint: %s", run_dir, path, " | ".join(failures)
             )
-        return ResumePoint(path, checkpoint)
+        return ResumePoint(path, checkpoint, state)
     raise CheckpointError(
         f"Cannot resume {run_dir}: none of its checkpoints ({', '.join(p.name for p in candidates)}) is "
         f"usable. {' | '.join(failures)} Start the run again (without --resume), or restore a copy of one "

@@ -46,7 +46,7 @@ from yolox_sdk.engine.resume import (
 from yolox_sdk.engine.run_dir import CONFIG_FILENAME, new_run_dir, write_run_config
 from yolox_sdk.engine.run_lock import RunLock
 from yolox_sdk.engine.train_state import TrainResult, TrainState, restore_rng, rng_state, seed_everything
-from yolox_sdk.errors import TrainingError, TrainingInterrupted
+from yolox_sdk.errors import CheckpointError, TrainingError, TrainingInterrupted
 from yolox_sdk.plugins.manager import get_registry
 from yolox_sdk.plugins.registry import Registry
 
@@ -120,9 +120,7 @@ class Trainer:
         )
         if self.resume_point is not None:
             self.resume_file = self.resume_point.path.name
-            self._saved_at = saved_position(
-                self.resume_point.path, TrainState(**self.resume_point.checkpoint.training_state["state"])
-            )
+            self._saved_at = saved_position(self.resume_point.path, self.resume_point.state)
         log_completed(self.resume_point, self.resume_dir, self.config.training.epochs)
 
     def _create_run_dir(self) -> Path:
@@ -173,7 +171,7 @@ class Trainer:
         )
         self._trainable: tuple[bool, ...] = ()
         if self.resume_point is not None:
-            self._restore(self.resume_point.checkpoint)
+            self._restore(self.resume_point)
             self.resume_point = None
             # A kill between saving last.pt and logging leaves metrics.csv one row short: write it again.
             if self.state.metrics:
@@ -252,14 +250,21 @@ class Trainer:
             world_size=self.dist.world_size,
         )
 
-    def _restore(self, checkpoint: Checkpoint) -> None:
-        saved = checkpoint.training_state
-        self.model.load_state_dict(checkpoint.model)
-        if self.ema is not None and checkpoint.ema is not None:
-            self.ema.ema.load_state_dict(checkpoint.ema)
-            self.ema.updates = saved.get("ema_updates", 0)
-        self.optimizer.load_state_dict(saved["optimizer"])
-        self.state = TrainState(**saved["state"])
+    def _restore(self, point: ResumePoint) -> None:
+        checkpoint, saved = point.checkpoint, point.checkpoint.training_state
+        try:
+            self.model.load_state_dict(checkpoint.model)
+            if self.ema is not None and checkpoint.ema is not None:
+                self.ema.ema.load_state_dict(checkpoint.ema)
+                self.ema.updates = int(saved.get("ema_updates", 0))
+            self.optimizer.load_state_dict(saved["optimizer"])
+        except (RuntimeError, ValueError, KeyError, TypeError) as error:  # torch's words for "does not fit"
+            raise CheckpointError(
+                f"Checkpoint {point.path} does not fit the run it is resumed into "
+                f"({str(error).splitlines()[0]}). It was edited or belongs to another run; resume from an earlier "
+                "checkpoint of the run, or start a new run from its weights with model.checkpoint."
+            ) from None
+        self.state = attrs.evolve(point.state)
         restore_rng(saved["rng"])
         if self.precision.scaler is not None and saved.get("grad_scaler"):
             self.precision.scaler.load_state_dict(saved["grad_scaler"])  # fp16: resume at the learned scale
