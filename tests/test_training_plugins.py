@@ -118,3 +118,13 @@ def test_nominal_batch_size_sets_accumulation_and_scales_weight_decay() -> None:
     assert (
         max(g["weight_decay"] for g in build_optimizer(plain, model, get_registry()).param_groups) == 0.0005
     )
+
+
+def test_nesterov_sgd_without_momentum_is_a_config_error() -> None:
+    """``training.momentum: 0`` is in range, but torch's Nesterov SGD refuses it with a bare ValueError."""
+    model, _, _ = create_model("yolox-nano", num_classes=2, input_size=(128, 128))
+    config = load_config(None, ["training.momentum=0"])
+    with pytest.raises(ConfigError, match="training.momentum is 0 but training.optimizer_options.nesterov"):
+        build_plugin(get_registry(), "optimizer", "sgd", {}, "x", model, config.training)
+    plain = load_config(None, ["training.momentum=0", "training.optimizer_options={nesterov: false}"])
+    build_plugin(get_registry(), "optimizer", "sgd", {"nesterov": False}, "x", model, plain.training)

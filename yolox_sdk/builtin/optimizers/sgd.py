@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 import attrs
 
+from yolox_sdk.errors import ConfigError
 from yolox_sdk.plugins.hookspecs import hookimpl
 
 if TYPE_CHECKING:
@@ -57,6 +58,11 @@ def build_sgd(options: SgdOptions, model: nn.Module, training: TrainingConfig) -
     """SGD over ``model``'s parameters; the trainer sets ``lr`` every iteration."""
     import torch
 
+    if options.nesterov and training.momentum == 0:
+        raise ConfigError(
+            "Invalid config: training.momentum is 0 but training.optimizer_options.nesterov is true, and Nesterov "
+            "SGD needs momentum. Set training.momentum above 0 (YOLOX uses 0.9) or nesterov: false."
+        )
     groups = yolox_parameter_groups(model, training.weight_decay)
     return torch.optim.SGD(groups, lr=0.0, momentum=training.momentum, nesterov=options.nesterov)
 
