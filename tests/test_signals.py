@@ -177,3 +177,30 @@ def test_training_in_a_thread_runs_without_signal_handlers(tmp_path: Path) -> No
     thread.join(timeout=PROCESS_TIMEOUT_S)
     assert len(errors) == 1 and isinstance(errors[0], DatasetError), errors
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+# ----- SIGTERM outside training ---------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_sigterm_during_eval_is_reported_and_exits_143(tmp_path: Path) -> None:
+    """Outside the training loop SIGTERM used to end the process silently; now it unwinds like Ctrl-C."""
+    from test_fault_tolerance import start_cli
+
+    from yolox_sdk.engine.checkpoint import Checkpoint, save_checkpoint
+    from yolox_sdk.models.factory import build_model
+    from yolox_sdk.models.variants import make_spec
+
+    spec = make_spec("yolox-nano", num_classes=3)
+    state = build_model(spec).state_dict()
+    checkpoint = save_checkpoint(
+        tmp_path / "model.pt", Checkpoint(model=state, spec=spec, class_names=("Platelets", "RBC", "WBC"))
+    )
+    log_path = tmp_path / "eval.log"
+    process = start_cli(["eval", str(checkpoint), "--data", "bccd", "--split", "trainval"], log_path)
+    wait_for_line(process, log_path, "Dataset bccd")
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=PROCESS_TIMEOUT_S) == 143, log_path.read_text()[-3000:]
+    output = log_path.read_text()
+    assert "Terminated (SIGTERM) before the command finished" in output
+    assert "Traceback" not in output

@@ -5,10 +5,13 @@ from __future__ import annotations
 import errno
 import logging
 import math
+import signal
 import sys
+import threading
 import traceback
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from functools import wraps
 from pathlib import Path
 from typing import Any, TypeVar
@@ -75,15 +78,42 @@ def describe_os_error(error: OSError) -> str:
     return f"{text}."
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM outside the training loop (evaluation, export, predict, data commands), raised like Ctrl-C.
+
+    Python's default SIGTERM ends the process on the spot: no message, no ``finally`` blocks, so a lock or
+    a temporary file could stay behind. As an exception it unwinds like Ctrl-C and is reported. Training
+    installs its own handlers (``engine.interruption``: stop at a step, save, resume command) and puts
+    this one back when it ends.
+    """
+
+
+def _raise_terminated(signum: int, frame: object) -> None:
+    raise Terminated()
+
+
+@contextmanager
+def _sigterm_as_exception() -> Iterator[None]:
+    if threading.current_thread() is not threading.main_thread():
+        yield  # only the main thread may install handlers (the Python API in a worker thread)
+        return
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def handle_errors(function: F) -> F:
-    """Turn ``YoloxSdkError`` and OS errors into a clear message and the right exit code; hide tracebacks
-    unless verbose."""
+    """Turn ``YoloxSdkError``, OS errors and signals into a clear message and the right exit code; hide
+    tracebacks unless verbose."""
 
     @wraps(function)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         verbose = bool(click.get_current_context().find_root().params.get("verbose"))
         try:
-            return function(*args, **kwargs)
+            with _sigterm_as_exception():
+                return function(*args, **kwargs)
         except click.exceptions.ClickException:
             raise
         except YoloxSdkError as error:
@@ -96,6 +126,13 @@ def handle_errors(function: F) -> F:
                 traceback.print_exc()
             click.secho(f"Error: {describe_os_error(error)}", fg="red", err=True)
             sys.exit(1)
+        except Terminated:
+            click.secho(
+                "Terminated (SIGTERM) before the command finished; files it had written are kept.",
+                fg="yellow",
+                err=True,
+            )
+            sys.exit(128 + signal.SIGTERM)
         except KeyboardInterrupt:
             click.secho("Interrupted.", fg="yellow", err=True)
             sys.exit(130)
