@@ -132,6 +132,43 @@ def test_plugin_whose_register_hook_raises_is_reported(make_distribution: MakeDi
     assert registry.get("logger", "fake_hook_logger").origin.distribution == "fake-bad-hook"
 
 
+def test_a_misspelt_hook_makes_the_plugin_broken_naming_the_real_hook(
+    make_distribution: MakeDistribution, tmp_path: Path
+) -> None:
+    """pluggy never calls a hook no spec declares; ``check_pending`` was never run, so a plugin with
+    ``register_dataset_format`` (no s) lost its formats without a word. Its correct hooks still register."""
+    source = """
+        from yolox_sdk.plugins import hookimpl
+
+        @hookimpl
+        def register_dataset_format(register):
+            register("fake_misspelt_format", lambda options: None)
+
+        @hookimpl
+        def register_loggers(register):
+            register("fake_misspelt_logger", lambda options, run_dir: None)
+    """
+    make_distribution("fake-misspelt", "0.1", {"misspelt": source})
+
+    registry = get_registry()
+
+    (report,) = [plugin for plugin in registry.broken if plugin.origin.plugin == "misspelt"]
+    assert (report.origin.distribution, report.origin.version) == ("fake-misspelt", "0.1")
+    assert "'register_dataset_format'" in report.error
+    assert "Did you mean 'register_dataset_formats'?" in report.error
+    assert "fake_misspelt_format" not in registry.names("dataset_format")
+    assert registry.get("logger", "fake_misspelt_logger").origin.distribution == "fake-misspelt"
+
+    site = str(tmp_path / "site-packages")
+    environment = {**os.environ, "PYTHONPATH": os.pathsep.join([site, *sys.path])}
+    result = subprocess.run(
+        [sys.executable, "-m", "yolox_sdk", "plugins"], env=environment, capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr
+    assert "broken: fake-misspelt 0.1 (plugin 'misspelt')" in result.stdout
+    assert "Did you mean 'register_dataset_formats'?" in result.stdout
+
+
 def test_options_that_are_not_attrs_make_the_plugin_broken(make_distribution: MakeDistribution) -> None:
     source = """
         from yolox_sdk.plugins import hookimpl

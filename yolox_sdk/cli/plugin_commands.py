@@ -12,12 +12,11 @@ from yolox_sdk.cli.common import handle_errors
 def plugins() -> None:
     """List every plugin by kind and distribution, plus broken or conflicting plugins."""
     from yolox_sdk.plugins.manager import get_registry
-    from yolox_sdk.plugins.registry import KINDS
 
     registry = get_registry()
-    for kind in KINDS:
-        entries = registry.entries(kind)
-        click.secho(f"{kind.replace('_', ' ')}s:", bold=True)
+    for kind in registry.kinds:
+        entries = registry.entries(kind.name)
+        click.secho(f"{kind.label}s:", bold=True)
         if not entries:
             click.echo("  (none)")
         for entry in entries:

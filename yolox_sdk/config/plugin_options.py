@@ -8,12 +8,13 @@ typo in a core key.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from yolox_sdk.config.structure import structure_options
 from yolox_sdk.config.validators import short_repr
 from yolox_sdk.errors import ConfigError, PluginError
+from yolox_sdk.plugins.kinds import NAME_LIST, SINGLE, PluginKind
 
 if TYPE_CHECKING:
     from yolox_sdk.config.schema import Config
@@ -57,45 +58,49 @@ def named_items(items: list[Any], path: str) -> Iterator[tuple[str, dict[str, An
             )
 
 
-def _plugin_uses(config: Config) -> Iterator[tuple[str, str, Any, str]]:
-    """Every (kind, name, raw options, yaml path) the config refers to."""
-    if config.data.format != "auto":
-        yield "dataset_format", config.data.format, config.data.format_options, "data.format_options"
-    yield (
-        "optimizer",
-        config.training.optimizer,
-        config.training.optimizer_options,
-        "training.optimizer_options",
-    )
-    yield (
-        "scheduler",
-        config.training.scheduler,
-        config.training.scheduler_options,
-        "training.scheduler_options",
-    )
-    for name, options, where in named_items(config.augmentation.custom, "augmentation.custom"):
-        yield "augmentation", name, options, where
-    for name, options, where in named_items(config.training.callbacks, "training.callbacks"):
-        yield "callback", name, options, where
-    for name in config.monitoring.loggers:
-        where = f"monitoring.logger_options.{name}"
-        yield "logger", name, config.monitoring.logger_options.get(name, {}), where
-    for name in config.export.formats:
-        yield "exporter", name, config.export.options.get(name, {}), f"export.options.{name}"
+def _plugin_uses(config: Any, kinds: Iterable[PluginKind]) -> Iterator[tuple[str, str, Any, str, str]]:
+    """Every (kind, name, raw options, options path, name path) the config refers to.
+
+    Where each kind's names and options live comes from the kinds table (``PluginKind.config``), so a new
+    kind is checked here without an edit.
+    """
+    for kind in kinds:
+        slot = kind.config
+        if slot is None:
+            continue
+        names = _at(config, slot.names)
+        if slot.shape == SINGLE:
+            if names not in slot.skip:
+                yield kind.name, names, _at(config, slot.options), slot.options, slot.names
+        elif slot.shape == NAME_LIST:
+            options = _at(config, slot.options)
+            for name in names:
+                yield kind.name, name, options.get(name, {}), slot.options_path(name), slot.names
+        else:
+            for name, options, where in named_items(names, slot.names):
+                yield kind.name, name, options, where, where
+
+
+def _at(config: Any, dotted: str) -> Any:
+    """The value at a dotted path of the (attrs) config: ``training.optimizer``."""
+    value = config
+    for key in dotted.split("."):
+        value = getattr(value, key)
+    return value
 
 
 def validate_plugin_options(config: Config, registry: Registry) -> list[str]:
     """Problems with plugin names and options in ``config``, as ``path: message`` strings."""
     problems = []
     try:
-        uses = list(_plugin_uses(config))
+        uses = list(_plugin_uses(config, registry.kinds))
     except ConfigError as error:
         return [str(error).removeprefix("Invalid config: ")]
-    for kind, name, raw, where in uses:
+    for kind, name, raw, where, name_path in uses:
         try:
             resolve_options(registry, kind, name, raw, where)
         except PluginError as error:
-            problems.append(f"{_name_path(kind, where)}: {error}")
+            problems.append(f"{name_path}: {error}")
         except ConfigError as error:
             problems.append(str(error).split(": ", 1)[1])
     if config.monitoring.wandb.enabled and "wandb" not in registry.names("logger"):
@@ -104,18 +109,3 @@ def validate_plugin_options(config: Config, registry: Registry) -> list[str]:
     for name in sorted(unused):
         problems.append(f"export.options.{name}: options for '{name}', which is not in export.formats.")
     return problems
-
-
-def _name_path(kind: str, options_path: str) -> str:
-    name_keys = {
-        "data.format_options": "data.format",
-        "training.optimizer_options": "training.optimizer",
-        "training.scheduler_options": "training.scheduler",
-    }
-    if options_path in name_keys:
-        return name_keys[options_path]
-    if options_path.startswith("export.options."):
-        return "export.formats"
-    if options_path.startswith("monitoring.logger_options."):
-        return "monitoring.loggers"
-    return options_path

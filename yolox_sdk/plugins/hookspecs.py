@@ -13,6 +13,11 @@ settings; the SDK structures the user's YAML mapping into it and reports errors 
 plugin never parses raw dicts. ``factory`` is called with the structured options (and, for some kinds, more
 arguments, listed per hook) and returns the object the kind describes in ``yolox_sdk.plugins.interfaces``.
 
+Which kind each ``register_<kind>s`` hook fills, what its factories return and where the config names
+its plugins is the table in ``yolox_sdk.plugins.kinds``; a new kind is a row there plus its spec here.
+A function decorated with ``hookimpl`` whose name is not a hook below (a typo) never runs; the plugin is
+then listed as broken by ``yolox-sdk plugins``, with the closest hook name.
+
 Hooks must only call ``register``: no heavy imports, no I/O, no global state. They run whenever the
 registry is built, including for ``yolox-sdk --help``; import heavy dependencies inside the factory.
 """
@@ -91,9 +96,12 @@ def register_schedulers(register: Register) -> None:
 def register_callbacks(register: Register) -> None:
     """Register trainer callbacks (early stopping, checkpointing policies, notifications, ...).
 
-    ``factory(options)`` returns a ``Callback`` whose ``on_*`` methods the trainer calls at fixed events:
-    train start/end, epoch start/end, iteration end, evaluation end and checkpoint written. Callbacks
-    may ask the trainer to stop by setting ``trainer.should_stop = True``.
+    ``factory(options)`` returns a ``Callback`` whose ``on_*`` methods the trainer calls at fixed events
+    (train start/end, epoch start/end, iteration end, evaluation end, checkpoint written) with a read-only
+    ``TrainingView`` of the run, in every process. A callback changes the run only through the view's
+    requests (``request_stop``, ``request_checkpoint``, ``set_lr_schedule``, ``add_metrics``), and carries
+    state across ``--resume`` with ``state_dict``/``load_state_dict`` (saved in every checkpoint). The
+    ``Callback`` docstring in ``yolox_sdk.plugins.interfaces`` is the full contract.
     """
 
 

@@ -1,28 +1,22 @@
 """The registry: every dataset format, augmentation, logger, ... by kind and name.
 
-Filled by ``yolox_sdk.plugins.manager`` from the ``register_<kind>`` hooks. Lookups of an unknown name
+Filled by ``yolox_sdk.plugins.manager`` from the ``register_<kind>`` hooks; the kinds it holds are the
+rows of ``yolox_sdk.plugins.kinds.PLUGIN_KINDS`` (``KINDS`` is re-exported here for callers). Lookups of an unknown name
 raise a ``PluginError`` that lists what is available and suggests the closest name; a name claimed by two
 plugins raises a ``PluginError`` naming both distributions when it is used.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import attrs
 
 from yolox_sdk.errors import PluginError, did_you_mean
+from yolox_sdk.plugins.kinds import KINDS, PLUGIN_KINDS, PluginKind
 
-KINDS: tuple[str, ...] = (
-    "dataset_format",
-    "augmentation",
-    "logger",
-    "optimizer",
-    "scheduler",
-    "callback",
-    "exporter",
-)
+__all__ = ["KINDS", "BrokenPlugin", "PluginEntry", "PluginOrigin", "Registry"]
 
 
 @attrs.frozen
@@ -43,7 +37,7 @@ class PluginEntry:
     """One registered feature.
 
     Attributes:
-        kind: one of ``KINDS``.
+        kind: the name of one of the registry's kinds (``KINDS`` by default).
         name: the name users write in YAML.
         factory: builds the feature; see the hook's docstring for its arguments.
         options: attrs class of the feature's own options, or ``None`` when it takes none.
@@ -68,10 +62,15 @@ class BrokenPlugin:
 
 
 class Registry:
-    """Registered features by kind and name, plus the plugins that failed to load."""
+    """Registered features by kind and name, plus the plugins that failed to load.
 
-    def __init__(self) -> None:
-        self._entries: dict[str, dict[str, PluginEntry]] = {kind: {} for kind in KINDS}
+    ``kinds`` defaults to the table in ``yolox_sdk.plugins.kinds``; a test or an embedding application
+    may pass more rows (with their hook specs given to the manager).
+    """
+
+    def __init__(self, kinds: Iterable[PluginKind] = PLUGIN_KINDS) -> None:
+        self.kinds: tuple[PluginKind, ...] = tuple(kinds)
+        self._entries: dict[str, dict[str, PluginEntry]] = {kind.name: {} for kind in self.kinds}
         self._conflicts: dict[tuple[str, str], list[PluginEntry]] = {}
         self.broken: list[BrokenPlugin] = []
 
@@ -85,8 +84,7 @@ class Registry:
         description: str = "",
     ) -> None:
         """Register ``factory`` as ``name`` of ``kind``; a second claim on a name is kept as a conflict."""
-        if kind not in self._entries:
-            raise PluginError(f"Unknown plugin kind '{kind}'; expected one of: {', '.join(KINDS)}.")
+        self._check_kind(kind)
         if options is not None and not attrs.has(options):
             raise PluginError(
                 f"{origin} registered {kind} '{name}' with options {options!r}, which is not an attrs "
@@ -98,6 +96,18 @@ class Registry:
             self._conflicts.setdefault((kind, name), [existing]).append(entry)
             return
         self._entries[kind][name] = entry
+
+    def kind(self, name: str) -> PluginKind:
+        """The row of the kinds table called ``name``."""
+        self._check_kind(name)
+        return next(kind for kind in self.kinds if kind.name == name)
+
+    def _check_kind(self, kind: str) -> None:
+        if kind not in self._entries:
+            known = ", ".join(self._entries)
+            raise PluginError(
+                f"Unknown plugin kind '{kind}'; expected one of: {known}.{did_you_mean(kind, list(self._entries))}"
+            )
 
     def names(self, kind: str) -> list[str]:
         """Sorted names registered for ``kind``."""
@@ -113,8 +123,7 @@ class Registry:
 
     def get(self, kind: str, name: str) -> PluginEntry:
         """Look up ``name`` of ``kind``, with a did-you-mean error when it is unknown."""
-        if kind not in self._entries:
-            raise PluginError(f"Unknown plugin kind '{kind}'; expected one of: {', '.join(KINDS)}.")
+        self._check_kind(kind)
         claimants = self._conflicts.get((kind, name))
         if claimants:
             who = " and ".join(str(entry.origin) for entry in claimants)

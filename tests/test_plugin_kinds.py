@@ -1,0 +1,105 @@
+"""The table of plugin kinds drives the registry, the manager's hook lookup and the config's option checks."""
+
+from __future__ import annotations
+
+import inspect
+from types import SimpleNamespace
+
+import attrs
+import pluggy
+import pytest
+
+from yolox_sdk.config.plugin_options import validate_plugin_options
+from yolox_sdk.config.schema import Config
+from yolox_sdk.errors import PluginError
+from yolox_sdk.plugins import hookimpl, hookspecs, interfaces
+from yolox_sdk.plugins.kinds import KINDS, NAME_LIST, PLUGIN_KINDS, ConfigSlot, PluginKind
+from yolox_sdk.plugins.manager import build_plugin_manager
+from yolox_sdk.plugins.registry import Registry
+
+hookspec = pluggy.HookspecMarker(hookspecs.PROJECT_NAME)
+
+METRIC = PluginKind(
+    "metric",
+    "register_metrics",
+    "Metric",
+    config=ConfigSlot("evaluation.metrics", NAME_LIST, "evaluation.metric_options"),
+)
+
+
+class MetricSpecs:
+    """The hook spec of the test's new kind: the only thing besides the table row a kind needs."""
+
+    @hookspec
+    def register_metrics(self, register: hookspecs.Register) -> None:
+        """Register evaluation metrics."""
+
+
+@attrs.frozen
+class SmallObjectOptions:
+    max_area: int = 32 * 32
+
+
+class MetricPlugin:
+    @hookimpl
+    def register_metrics(self, register) -> None:
+        register("small_objects", lambda options: options, options=SmallObjectOptions, description="test")
+
+
+def test_every_row_has_a_hook_spec_and_every_register_spec_a_row() -> None:
+    specs = {
+        name for name, _ in inspect.getmembers(hookspecs, inspect.isfunction) if name.startswith("register_")
+    }
+    assert {kind.hook for kind in PLUGIN_KINDS} == specs - {"register_commands"}
+    assert tuple(kind.name for kind in PLUGIN_KINDS) == KINDS
+    assert Registry().kinds == PLUGIN_KINDS
+
+
+def test_what_factories_return_is_a_documented_interface() -> None:
+    for kind in PLUGIN_KINDS:
+        assert kind.returns.startswith("torch.") or hasattr(interfaces, kind.returns), kind
+
+
+def test_every_config_slot_is_a_real_config_path() -> None:
+    config = Config()
+    for kind in PLUGIN_KINDS:
+        for dotted in filter(None, (kind.config.names, kind.config.options)):
+            value = config
+            for key in dotted.split("."):
+                value = getattr(value, key)
+
+
+def test_a_kind_added_to_the_table_is_registered_looked_up_and_option_checked() -> None:
+    _, registry = build_plugin_manager(
+        extra_plugins=[("metrics", MetricPlugin())], kinds=(*PLUGIN_KINDS, METRIC), specs=[MetricSpecs]
+    )
+    entry = registry.get("metric", "small_objects")
+    assert entry.factory(SmallObjectOptions()) == SmallObjectOptions()
+    assert METRIC in registry.kinds and registry.names("optimizer")  # the built-in kinds are still there
+
+    base = Config()
+    sections = {field.name: getattr(base, field.name) for field in attrs.fields(Config)}
+
+    def config_with(metrics: list[str], options: dict) -> SimpleNamespace:
+        evaluation = SimpleNamespace(metrics=metrics, metric_options=options)
+        return SimpleNamespace(**{**sections, "evaluation": evaluation})
+
+    assert (
+        validate_plugin_options(config_with(["small_objects"], {"small_objects": {"max_area": 64}}), registry)
+        == []
+    )
+    problems = validate_plugin_options(config_with(["small_object"], {}), registry)
+    assert len(problems) == 1 and problems[0].startswith("evaluation.metrics: Unknown metric 'small_object'.")
+    assert "Did you mean 'small_objects'?" in problems[0]
+    problems = validate_plugin_options(
+        config_with(["small_objects"], {"small_objects": {"max_aera": 1}}), registry
+    )
+    assert len(problems) == 1
+    assert problems[0].startswith(
+        "unknown key 'evaluation.metric_options.small_objects.max_aera'. Did you mean 'max_area'?"
+    )
+
+
+def test_a_row_without_a_hook_spec_is_refused() -> None:
+    with pytest.raises(PluginError, match="'register_metrics', which has no hook spec"):
+        build_plugin_manager(kinds=(*PLUGIN_KINDS, METRIC))
