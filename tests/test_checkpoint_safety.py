@@ -8,6 +8,7 @@ the payload unpickles to), so the digest check alone would have let it through.
 
 from __future__ import annotations
 
+import ast
 import os
 from pathlib import Path
 
@@ -17,10 +18,10 @@ import torch
 from click.testing import CliRunner
 from conftest import ASSETS
 
+from yolox_sdk.checkpoints.format import DIGEST_KEY, FORMAT_NAME, FORMAT_VERSION, payload_digest
+from yolox_sdk.checkpoints.torch_files import load_torch_file
 from yolox_sdk.cli.main import cli
 from yolox_sdk.config.loader import dump_config, load_config
-from yolox_sdk.engine.checkpoint import DIGEST_KEY, FORMAT_NAME, FORMAT_VERSION, payload_digest
-from yolox_sdk.engine.torch_files import load_torch_file
 from yolox_sdk.errors import CheckpointError
 from yolox_sdk.models.factory import build_model
 from yolox_sdk.models.variants import make_spec
@@ -92,16 +93,38 @@ def test_load_torch_file_refuses_the_payload_and_names_it(tmp_path: Path, marker
     assert not marker.exists()
 
 
+def _torch_load_calls(path: Path) -> list[ast.Call]:
+    """Calls of ``torch.load`` (or of a bare ``load`` imported from torch) in ``path``'s code, not its prose."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    imported = any(
+        isinstance(node, ast.ImportFrom)
+        and node.module == "torch"
+        and any(a.name == "load" for a in node.names)
+        for node in ast.walk(tree)
+    )
+    return [
+        node
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Call)
+        and (
+            (
+                isinstance(node.func, ast.Attribute)
+                and node.func.attr == "load"
+                and ast.unparse(node.func.value) == "torch"
+            )
+            or (imported and isinstance(node.func, ast.Name) and node.func.id == "load")
+        )
+    ]
+
+
 def test_every_torch_load_goes_through_the_restricted_loader() -> None:
     """One place calls ``torch.load`` (and always with ``weights_only=True``): a new call elsewhere fails here."""
-    callers = [
-        path.relative_to(PACKAGE).as_posix()
-        for path in PACKAGE.rglob("*.py")
-        if "torch.load(" in path.read_text(encoding="utf-8")
-    ]
-    assert callers == ["engine/torch_files.py"]
-    source = (PACKAGE / "engine" / "torch_files.py").read_text(encoding="utf-8")
-    assert "weights_only=False" not in source and "weights_only=True" in source
+    calls = {path.relative_to(PACKAGE).as_posix(): _torch_load_calls(path) for path in PACKAGE.rglob("*.py")}
+    callers = sorted(name for name, found in calls.items() if found)
+    assert callers == ["checkpoints/torch_files.py"]
+    for call in calls["checkpoints/torch_files.py"]:
+        keywords = {keyword.arg: ast.unparse(keyword.value) for keyword in call.keywords}
+        assert keywords.get("weights_only") == "True"
 
 
 def _train_overrides(output_dir: Path, *extra: str) -> list[str]:

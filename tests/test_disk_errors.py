@@ -19,10 +19,10 @@ import torch
 from click.testing import CliRunner
 from conftest import ASSETS
 
+from yolox_sdk.checkpoints import torch_files
+from yolox_sdk.checkpoints.format import load_checkpoint
+from yolox_sdk.checkpoints.torch_files import atomic_torch_save
 from yolox_sdk.cli.main import cli
-from yolox_sdk.engine import torch_files
-from yolox_sdk.engine.checkpoint import load_checkpoint
-from yolox_sdk.engine.torch_files import atomic_torch_save
 
 # One checkpoint of yolox-nano with 3 classes (weights, EMA, optimizer) is about 11.5 MB: epoch 1 writes
 # last.pt and best.pt (no validation data: best follows last); epoch 2's new last.pt no longer fits.

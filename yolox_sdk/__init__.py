@@ -21,7 +21,7 @@ _API = {
     "Config": "yolox_sdk.config.schema",
     "create_model": "yolox_sdk.models.factory",
     "model_from_checkpoint": "yolox_sdk.models.factory",
-    "load_checkpoint": "yolox_sdk.engine.checkpoint",
+    "load_checkpoint": "yolox_sdk.checkpoints.format",
     "train": "yolox_sdk.engine.trainer",
     "run_pipeline": "yolox_sdk.engine.pipeline",
     "evaluate_checkpoint": "yolox_sdk.engine.pipeline",

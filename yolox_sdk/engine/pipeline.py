@@ -12,10 +12,10 @@ from typing import Any
 
 import attrs
 
+from yolox_sdk.checkpoints.format import load_checkpoint
 from yolox_sdk.config.loader import parse_override
 from yolox_sdk.config.schema import Config
 from yolox_sdk.engine import distributed, setup
-from yolox_sdk.engine.checkpoint import load_checkpoint
 from yolox_sdk.engine.devices import resolve_device
 from yolox_sdk.engine.trainer import TrainResult, train
 from yolox_sdk.errors import ConfigError

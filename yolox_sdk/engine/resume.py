@@ -20,12 +20,12 @@ from pathlib import Path
 
 import attrs
 
+from yolox_sdk.checkpoints.format import Checkpoint, load_checkpoint
+from yolox_sdk.checkpoints.torch_files import TEMPORARY_SUFFIX
 from yolox_sdk.config.loader import config_to_dict, load_config
 from yolox_sdk.config.schema import Config
-from yolox_sdk.engine.checkpoint import Checkpoint, load_checkpoint
 from yolox_sdk.engine.run_dir import CONFIG_FILENAME, config_dict_hash
 from yolox_sdk.engine.saved_state import checked_train_state
-from yolox_sdk.engine.torch_files import TEMPORARY_SUFFIX
 from yolox_sdk.engine.train_state import TrainState
 from yolox_sdk.errors import CheckpointError, YoloxSdkError
 from yolox_sdk.plugins.registry import Registry

@@ -17,6 +17,7 @@ import cv2
 import numpy as np
 import torch
 
+from yolox_sdk.checkpoints.format import load_checkpoint
 from yolox_sdk.data.preprocess import images_to_batch, read_image
 from yolox_sdk.errors import ConfigError, DatasetError
 from yolox_sdk.evaluation.draw import draw_detections
@@ -97,9 +98,6 @@ class Predictor:
         cls, path: Path | str, device: torch.device | str = "cpu", use_ema: bool = True
     ) -> Predictor:
         """Load one of our checkpoints (EMA weights by default, as evaluated during training)."""
-        # Imported here: importing engine.checkpoint before yolox_sdk.models is a circular import.
-        from yolox_sdk.engine.checkpoint import load_checkpoint
-
         checkpoint = load_checkpoint(path)
         model = model_from_checkpoint(checkpoint, use_ema=use_ema)
         return cls(model, checkpoint.spec, checkpoint.class_names, device)

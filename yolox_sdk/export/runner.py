@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
+from yolox_sdk.checkpoints.format import load_checkpoint
 from yolox_sdk.config.plugin_options import build_plugin
 from yolox_sdk.errors import ConfigError
 from yolox_sdk.evaluation.predict import list_images
@@ -21,7 +22,7 @@ from yolox_sdk.plugins.interfaces import ExportResult
 from yolox_sdk.plugins.registry import Registry
 
 if TYPE_CHECKING:
-    from yolox_sdk.engine.checkpoint import Checkpoint
+    from yolox_sdk.checkpoints.format import Checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -90,9 +91,6 @@ def export_checkpoint(
         (name, build_plugin(registry, "exporter", name, options.get(name, {}), f"export.options.{name}"))
         for name in formats
     ]
-    # Imported here: importing engine.checkpoint before yolox_sdk.models is a circular import.
-    from yolox_sdk.engine.checkpoint import load_checkpoint
-
     checkpoint = load_checkpoint(checkpoint_path)
     model = model_from_checkpoint(checkpoint)
     metadata = export_metadata(checkpoint, file_stem=Path(checkpoint_path).stem)

@@ -18,7 +18,7 @@ from yolox_sdk.models.variants import ModelSpec, make_spec
 from yolox_sdk.models.weights import TransferReport, load_matching_weights, read_state_dict, resolve_weights
 
 if TYPE_CHECKING:
-    from yolox_sdk.engine.checkpoint import Checkpoint
+    from yolox_sdk.checkpoints.format import Checkpoint
 
 log = logging.getLogger(__name__)
 

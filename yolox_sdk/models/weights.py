@@ -22,7 +22,7 @@ from torch import nn
 
 from yolox_sdk.assets.catalog import cache_home, find_in_mirrors, mirror_error
 from yolox_sdk.assets.download import download, verify_sha256
-from yolox_sdk.engine.torch_files import load_torch_file
+from yolox_sdk.checkpoints.torch_files import load_torch_file
 from yolox_sdk.errors import CheckpointError, WeightsError
 from yolox_sdk.models.variants import PRETRAINED
 
