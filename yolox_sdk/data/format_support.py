@@ -16,9 +16,12 @@ came from) and hands them to ``assemble_dataset``, which applies the common rule
   whoever can create a link there can already put any file there (and image folders linked to shared
   storage are common);
 * annotation text is UTF-8 (``read_text``, ``read_json``), and a file that is not, or a JSON nested too
-  deeply to parse, is a ``DatasetError`` naming the file rather than a crash.
+  deeply to parse, is a ``DatasetError`` naming the file rather than a crash;
+* ``detect`` says how specific its match is (``DETECT_*``), so that ``format: auto`` picks the format that
+  checked the most and two formats can recognise overlapping files (a JSON list) without a clash.
 
-Third-party format plugins can use these helpers too; they are part of the public API.
+Third-party format plugins use these helpers through ``yolox_sdk.data.formats``, which re-exports the
+stable ones (see CONTRIBUTING.md, "Writing a dataset format").
 """
 
 from __future__ import annotations
@@ -52,6 +55,20 @@ BOX_NOT_FINITE = "box with non-finite coordinates dropped"
 IMAGE_CORRUPT = "corrupt or truncated image skipped"
 SIZE_MISMATCH = "annotated image size differs from the file (file size used)"
 CLIP_TOLERANCE_PX = 0.01
+
+# What ``DatasetFormat.detect`` returns: how much of the format it checked. ``format: auto`` picks the one
+# format with the highest score, so a detector that checks more wins over one that only saw a file name.
+DETECT_NONE = 0.0
+"""Not this format."""
+DETECT_GENERIC = 0.25
+"""A guess from names alone (a ``.json`` suffix); also what ``True`` from a bool-returning detector counts as."""
+DETECT_LAYOUT = 0.5
+"""The folder layout fits (``Annotations/`` beside ``JPEGImages/``), or a marker word appears in the text."""
+DETECT_SCHEMA = 0.75
+"""The file's content was checked against the format's schema: keys and value types of its first entries."""
+DETECT_DECLARED = 1.0
+"""The file names its format itself (a format or version field only this format writes)."""
+JSON_HEAD_BYTES = 64 << 10
 
 
 def _float_boxes(value: Any) -> np.ndarray:
@@ -295,6 +312,36 @@ def read_json(path: Path) -> Any:
             "levels of lists or objects); no annotation format nests that deep. The file is damaged or "
             "not an annotation file: re-export it."
         ) from error
+
+
+def json_list_head(path: Path, max_bytes: int = JSON_HEAD_BYTES) -> list[Any] | None:
+    """The entries of a JSON list file that lie whole in its first ``max_bytes``; for cheap detection.
+
+    Returns ``None`` when the file is not a JSON list (or cannot be read), and an empty list when it is one
+    whose first entry does not fit in the head (or an empty list file). Detectors check the schema of these
+    entries instead of looking for key names anywhere in the text, which other formats' files contain too.
+    """
+    try:
+        with open(path, encoding="utf-8", errors="replace") as handle:
+            head = handle.read(max_bytes)
+    except OSError:
+        return None
+    text = head.lstrip().removeprefix("\ufeff").lstrip()
+    if not text.startswith("["):
+        return None
+    decoder = json.JSONDecoder()
+    entries: list[Any] = []
+    position = 1
+    while True:
+        while position < len(text) and text[position] in " \t\r\n,":
+            position += 1
+        if position >= len(text) or text[position] == "]":
+            return entries
+        try:
+            entry, position = decoder.raw_decode(text, position)
+        except (ValueError, RecursionError):
+            return entries  # cut off by the head (or malformed): judge on what was whole
+        entries.append(entry)
 
 
 def read_xml(path: Path) -> ET.Element:

@@ -8,6 +8,7 @@ for, or auto-detection) and structures the format's options from the config befo
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ import attrs
 
 from yolox_sdk.assets.datasets import known_dataset_names, locate_dataset
 from yolox_sdk.config.plugin_options import resolve_options
+from yolox_sdk.data.format_support import DETECT_DECLARED, DETECT_GENERIC, DETECT_NONE
 from yolox_sdk.data.records import DetectionDataset
 from yolox_sdk.errors import DatasetError
 from yolox_sdk.plugins.interfaces import DatasetFormat
@@ -36,42 +38,69 @@ def _default_instance(entry: PluginEntry) -> DatasetFormat | None:
         return None
 
 
-def _detects(entry: PluginEntry, path: Path) -> bool:
+def detection_score(value: Any) -> float:
+    """A ``detect`` result as a score in ``[0, 1]`` (see ``DETECT_*``).
+
+    ``True`` (what detectors written before scores existed return) counts as ``DETECT_GENERIC``: a format
+    that checked its schema wins over it, and two such formats on one path still clash. A number outside
+    ``[0, 1]`` is clipped; NaN counts as no match.
+    """
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return DETECT_GENERIC if value else DETECT_NONE
+    score = float(value)
+    return min(max(score, DETECT_NONE), DETECT_DECLARED) if math.isfinite(score) else DETECT_NONE
+
+
+def _score(entry: PluginEntry, path: Path) -> float:
     instance = _default_instance(entry)
     if instance is None:
-        return False
+        return DETECT_NONE
     try:
-        return bool(instance.detect(path))
+        return detection_score(instance.detect(path))
     except Exception as error:  # noqa: BLE001 - detection is a guess; a crash counts as "no"
         log.warning("Dataset format '%s' (%s) failed to detect %s: %s", entry.name, entry.origin, path, error)
-        return False
+        return DETECT_NONE
+
+
+def detection_scores(path: Path, registry: Registry) -> dict[str, float]:
+    """Every registered dataset format that recognises ``path``, with its score, highest first."""
+    scores = {entry.name: _score(entry, Path(path)) for entry in registry.entries(KIND)}
+    matches = {name: score for name, score in scores.items() if score > DETECT_NONE}
+    return dict(sorted(matches.items(), key=lambda item: (-item[1], item[0])))
 
 
 def detecting_formats(path: Path, registry: Registry) -> list[str]:
-    """The names of every registered dataset format whose ``detect`` recognises ``path``."""
-    return [entry.name for entry in registry.entries(KIND) if _detects(entry, Path(path))]
+    """The names of every registered dataset format whose ``detect`` recognises ``path``, best first."""
+    return list(detection_scores(path, registry))
 
 
 def detect_format(path: Path, registry: Registry) -> str:
-    """The name of the one registered dataset format that recognises ``path``.
+    """The name of the registered dataset format that recognises ``path`` most specifically.
+
+    Each format's ``detect`` scores how much of its format it checked (``DETECT_*``); the single highest
+    score wins, so a format that checked a JSON file's schema beats one that saw a JSON list.
 
     Raises:
-        DatasetError: no format, or more than one, recognises ``path``.
+        DatasetError: no format recognises ``path``, or several share the highest score.
     """
-    entries = registry.entries(KIND)
-    matches = detecting_formats(path, registry)
-    if len(matches) == 1:
-        return matches[0]
-    if not matches:
-        expected = "\n".join(f"  - {entry.name}: {entry.description}" for entry in entries)
+    scores = detection_scores(path, registry)
+    if not scores:
+        expected = "\n".join(f"  - {entry.name}: {entry.description}" for entry in registry.entries(KIND))
         raise DatasetError(
             f"{path} does not look like any dataset format. The installed formats expect:\n{expected}\n"
             "Fix the layout, or set data.format to the format it is in to get a precise error."
         )
-    raise DatasetError(
-        f"{path} looks like more than one dataset format: {', '.join(matches)}. Set data.format to the one "
-        "to use."
-    )
+    best = max(scores.values())
+    winners = [name for name, score in scores.items() if score == best]
+    if len(winners) > 1:
+        raise DatasetError(
+            f"{path} looks like more than one dataset format: {', '.join(sorted(winners))}. Set data.format "
+            "to the one to use."
+        )
+    others = [f"{name} ({score:g})" for name, score in scores.items() if score < best]
+    if others:
+        log.debug("%s: picked %s (%g) over %s", path, winners[0], best, ", ".join(others))
+    return winners[0]
 
 
 def resolve_dataset_path(path: str | Path) -> tuple[Path, str | None]:

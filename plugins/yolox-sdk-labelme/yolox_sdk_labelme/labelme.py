@@ -37,6 +37,8 @@ import attrs
 import numpy as np
 
 from yolox_sdk.data.format_support import (
+    DETECT_NONE,
+    DETECT_SCHEMA,
     RawImage,
     assemble_dataset,
     export_image,
@@ -84,23 +86,24 @@ class LabelmeFormat:
     def __init__(self, options: LabelmeOptions) -> None:
         self.options = options
 
-    def detect(self, path: Path) -> bool:
-        """True when ``path`` is a LabelMe ``.json`` file or a folder holding some (reads at most three)."""
+    def detect(self, path: Path) -> float:
+        """``DETECT_SCHEMA`` when ``path`` is a LabelMe ``.json`` file or a folder holding some (reads at
+        most three): the parsed object has LabelMe's ``shapes`` list and ``imagePath``."""
         path = Path(path)
         if path.is_file():
             candidates = [path] if path.suffix.lower() == ".json" else []
         elif path.is_dir():
             candidates = _json_files(path)[:3]
         else:
-            return False
+            return DETECT_NONE
         for candidate in candidates:
             try:
                 data = json.loads(candidate.read_text(encoding="utf-8"))
-            except (OSError, ValueError):
+            except (OSError, ValueError, RecursionError):
                 continue
             if is_labelme_document(data):
-                return True
-        return False
+                return DETECT_SCHEMA
+        return DETECT_NONE
 
     def load(self, path: Path, split: str | None = None) -> DetectionDataset:
         """Read the LabelMe files in folder ``path`` (or its subfolder ``split``), or the one file ``path``."""

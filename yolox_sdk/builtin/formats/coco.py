@@ -30,6 +30,9 @@ import attrs
 import numpy as np
 
 from yolox_sdk.data.format_support import (
+    DETECT_LAYOUT,
+    DETECT_NONE,
+    DETECT_SCHEMA,
     RawImage,
     assemble_dataset,
     export_image,
@@ -62,18 +65,27 @@ class CocoOptions:
     image_dir: str | None = None
 
 
-def _looks_like_coco(path: Path) -> bool:
+def _looks_like_coco(path: Path) -> float:
+    """An object whose head names both ``images`` and ``annotations`` scores ``DETECT_SCHEMA``; one naming
+    either is still taken, at ``DETECT_LAYOUT`` (a COCO file's keys may come in any order)."""
     try:
         with open(path, encoding="utf-8", errors="replace") as handle:
             head = handle.read(HEAD_BYTES)
     except OSError:
-        return False
-    return head.lstrip().startswith("{") and ('"images"' in head or '"annotations"' in head)
+        return DETECT_NONE
+    if not head.lstrip().startswith("{"):
+        return DETECT_NONE
+    found = [key in head for key in ('"images"', '"annotations"')]
+    return DETECT_SCHEMA if all(found) else DETECT_LAYOUT if any(found) else DETECT_NONE
+
+
+def _folder_jsons(folder: Path) -> list[Path]:
+    found = sorted(folder.glob("*.json")) + sorted((folder / "annotations").glob("*.json"))
+    return [path for path in found if path.is_file()]
 
 
 def _candidate_jsons(folder: Path) -> list[Path]:
-    found = sorted(folder.glob("*.json")) + sorted((folder / "annotations").glob("*.json"))
-    return [path for path in found if path.is_file() and _looks_like_coco(path)]
+    return [path for path in _folder_jsons(folder) if _looks_like_coco(path)]
 
 
 def find_annotation_file(path: Path, split: str | None) -> Path:
@@ -426,12 +438,14 @@ class CocoFormat:
     def __init__(self, options: CocoOptions | None = None) -> None:
         self.options = options or CocoOptions()
 
-    def detect(self, path: Path) -> bool:
-        """True for a COCO JSON file or a folder holding one (only the file's head is read)."""
+    def detect(self, path: Path) -> float:
+        """How surely ``path`` is a COCO JSON file or a folder holding one (only the file's head is read)."""
         path = Path(path)
         if path.is_file():
-            return path.suffix.lower() == ".json" and _looks_like_coco(path)
-        return path.is_dir() and bool(_candidate_jsons(path))
+            return _looks_like_coco(path) if path.suffix.lower() == ".json" else DETECT_NONE
+        if not path.is_dir():
+            return DETECT_NONE
+        return max((_looks_like_coco(p) for p in _folder_jsons(path)), default=DETECT_NONE)
 
     def load(self, path: Path, split: str | None = None) -> DetectionDataset:
         """Read the COCO JSON that ``path`` and ``split`` designate."""

@@ -32,6 +32,9 @@ from typing import Any
 import attrs
 
 from yolox_sdk.data.format_support import (
+    DETECT_LAYOUT,
+    DETECT_NONE,
+    DETECT_SCHEMA,
     RawImage,
     assemble_dataset,
     choose_class_names,
@@ -39,6 +42,7 @@ from yolox_sdk.data.format_support import (
     find_split_file,
     image_ids,
     image_in_folder,
+    json_list_head,
     names_only_warnings,
     read_json,
 )
@@ -86,8 +90,53 @@ class CreatemlEntry:
     where: str
 
 
+def _is_createml_annotation(annotation: Any) -> bool:
+    coordinates = annotation.get("coordinates") if isinstance(annotation, dict) else None
+    return (
+        isinstance(annotation, dict)
+        and isinstance(annotation.get("label"), str)
+        and isinstance(coordinates, dict)
+        and all(_number(coordinates.get(key)) for key in ("x", "y", "width", "height"))
+    )
+
+
+def _is_createml_entry(entry: Any) -> bool:
+    return (
+        isinstance(entry, dict)
+        and isinstance(entry.get("image"), str)
+        and isinstance(entry.get("annotations"), list)
+        and all(_is_createml_annotation(annotation) for annotation in entry["annotations"])
+    )
+
+
+def createml_score(path: Path) -> float:
+    """How surely ``path`` is a CreateML JSON, from the entries in its first 64 KiB (see ``DETECT_*``).
+
+    Every whole entry in the head must have CreateML's schema: an ``image`` string and an ``annotations``
+    list of ``{label, coordinates: {x, y, width, height}}``. Other JSON lists of images (Label Studio's
+    tasks: ``data.image`` and ``annotations[].result``) have the words but not the schema. A first entry
+    too long for the head is judged by CreateML's ``"coordinates"`` key alone.
+    """
+    entries = json_list_head(path, HEAD_BYTES)
+    if entries is None:
+        return DETECT_NONE
+    if entries:
+        return DETECT_SCHEMA if all(_is_createml_entry(entry) for entry in entries) else DETECT_NONE
+    try:
+        with open(path, encoding="utf-8", errors="replace") as handle:
+            head = handle.read(HEAD_BYTES)
+    except OSError:
+        return DETECT_NONE
+    words = ('"image"', '"annotations"', '"coordinates"')
+    return DETECT_LAYOUT if all(word in head for word in words) else DETECT_NONE
+
+
 def looks_like_createml(path: Path) -> bool:
-    """True when the head of ``path`` is a JSON list of CreateML entries (cheap: reads 64 KiB at most)."""
+    """True when the head of ``path`` is a JSON list mentioning ``image`` and ``annotations``.
+
+    The loose test that picks the file to read in a folder once the format is known (so a damaged file is
+    read and its error reported, rather than skipped); detection uses ``createml_score``.
+    """
     try:
         with open(path, encoding="utf-8", errors="replace") as handle:
             head = handle.read(HEAD_BYTES)
@@ -213,12 +262,15 @@ class CreatemlFormat:
     def __init__(self, options: CreatemlOptions | None = None) -> None:
         self.options = options or CreatemlOptions()
 
-    def detect(self, path: Path) -> bool:
-        """True for a CreateML JSON file or a folder holding one (only the file's head is read)."""
+    def detect(self, path: Path) -> float:
+        """How surely ``path`` is a CreateML JSON file or a folder holding one; see ``createml_score``."""
         path = Path(path)
         if path.is_file():
-            return path.suffix.lower() == ".json" and looks_like_createml(path)
-        return path.is_dir() and bool(_candidate_files(path))
+            return createml_score(path) if path.suffix.lower() == ".json" else DETECT_NONE
+        if not path.is_dir():
+            return DETECT_NONE
+        scores = (createml_score(p) for p in sorted(path.glob("*.json")) if p.is_file())
+        return max(scores, default=DETECT_NONE)
 
     def load(self, path: Path, split: str | None = None) -> DetectionDataset:
         """Read the CreateML JSON that ``path`` and ``split`` designate; see ``load_createml``."""

@@ -36,6 +36,8 @@ from pathlib import Path
 import attrs
 
 from yolox_sdk.data.format_support import (
+    DETECT_NONE,
+    DETECT_SCHEMA,
     RawImage,
     assemble_dataset,
     choose_class_names,
@@ -249,12 +251,15 @@ class CsvFormat:
     def __init__(self, options: CsvOptions | None = None) -> None:
         self.options = options or CsvOptions()
 
-    def detect(self, path: Path) -> bool:
-        """True for a box CSV file or a folder holding one (only the header line is read)."""
+    def detect(self, path: Path) -> float:
+        """``DETECT_SCHEMA`` for a box CSV file or a folder holding one: its header names a known set of
+        columns (only the header line is read)."""
         path = Path(path)
         if path.is_file():
-            return path.suffix.lower() == ".csv" and looks_like_csv_dataset(path)
-        return path.is_dir() and bool(_candidate_files(path))
+            found = path.suffix.lower() == ".csv" and looks_like_csv_dataset(path)
+        else:
+            found = path.is_dir() and bool(_candidate_files(path))
+        return DETECT_SCHEMA if found else DETECT_NONE
 
     def load(self, path: Path, split: str | None = None) -> DetectionDataset:
         """Read the CSV that ``path`` and ``split`` designate; see ``load_csv``."""

@@ -43,6 +43,8 @@ from pathlib import Path
 import attrs
 
 from yolox_sdk.data.format_support import (
+    DETECT_NONE,
+    DETECT_SCHEMA,
     RawImage,
     assemble_dataset,
     export_image,
@@ -367,16 +369,19 @@ class CvatFormat:
     def __init__(self, options: CvatOptions | None = None) -> None:
         self.options = options or CvatOptions()
 
-    def detect(self, path: Path) -> bool:
-        """True for a CVAT XML file or a folder holding one (only the file's head is read)."""
+    def detect(self, path: Path) -> float:
+        """``DETECT_SCHEMA`` for a CVAT XML file or a folder holding one: its head opens CVAT's own
+        ``<annotations>`` root (VOC's is ``<annotation>``) with CVAT's first elements."""
         path = Path(path)
         if path.is_file():
-            return path.suffix.lower() == ".xml" and looks_like_cvat(path)
-        if not path.is_dir():
-            return False
-        if (path / ANNOTATION_FILE).is_file():
-            return looks_like_cvat(path / ANNOTATION_FILE)
-        return any(looks_like_cvat(p) for p in sorted(path.glob("*.xml"))[:3])
+            found = path.suffix.lower() == ".xml" and looks_like_cvat(path)
+        elif not path.is_dir():
+            found = False
+        elif (path / ANNOTATION_FILE).is_file():
+            found = looks_like_cvat(path / ANNOTATION_FILE)
+        else:
+            found = any(looks_like_cvat(p) for p in sorted(path.glob("*.xml"))[:3])
+        return DETECT_SCHEMA if found else DETECT_NONE
 
     def load(self, path: Path, split: str | None = None) -> DetectionDataset:
         """Read the CVAT XML that ``path`` designates; ``split`` selects a ``subset``; see ``load_cvat``."""

@@ -28,6 +28,9 @@ from pathlib import Path
 import attrs
 
 from yolox_sdk.data.format_support import (
+    DETECT_LAYOUT,
+    DETECT_NONE,
+    DETECT_SCHEMA,
     RawImage,
     assemble_dataset,
     choose_class_names,
@@ -92,24 +95,26 @@ def _looks_like_label_line(line: str) -> bool:
     return False
 
 
-def looks_like_kitti(root: Path) -> bool:
-    """True for a folder with image and label folders whose first label lines have KITTI's 15 fields.
+def looks_like_kitti(root: Path) -> float:
+    """How surely ``root`` is a KITTI folder: image and label folders whose first label line has KITTI's
+    15 fields (``DETECT_SCHEMA``).
 
     Only the first lines of a few label files are read. A folder of empty label files is recognised only
-    when it uses KITTI's own ``label_2`` name, since ``labels/`` alone is also YOLO's layout.
+    when it uses KITTI's own ``label_2`` name (``DETECT_LAYOUT``), since ``labels/`` alone is also YOLO's
+    layout.
     """
     labels = _first_folder(root, LABEL_FOLDERS)
     if labels is None or _first_folder(root, IMAGE_FOLDERS) is None:
-        return False
+        return DETECT_NONE
     for label_file in sorted(labels.glob("*.txt"))[:SNIFF_FILES]:
         try:
             with open(label_file, encoding="utf-8", errors="replace") as handle:
                 line = next((line for line in handle if line.strip()), None)
         except OSError:
-            return False
+            return DETECT_NONE
         if line is not None:
-            return _looks_like_label_line(line)
-    return labels.name == "label_2" and any(labels.glob("*.txt"))
+            return DETECT_SCHEMA if _looks_like_label_line(line) else DETECT_NONE
+    return DETECT_LAYOUT if labels.name == "label_2" and any(labels.glob("*.txt")) else DETECT_NONE
 
 
 def read_kitti_label_file(label_file: Path, report: LoadReport) -> list[KittiObject]:
@@ -228,10 +233,10 @@ class KittiFormat:
     def __init__(self, options: KittiOptions | None = None) -> None:
         self.options = options or KittiOptions()
 
-    def detect(self, path: Path) -> bool:
-        """True for a KITTI folder; see ``looks_like_kitti``."""
+    def detect(self, path: Path) -> float:
+        """How surely ``path`` is a KITTI folder; see ``looks_like_kitti``."""
         path = Path(path)
-        return path.is_dir() and looks_like_kitti(path)
+        return looks_like_kitti(path) if path.is_dir() else DETECT_NONE
 
     def load(self, path: Path, split: str | None = None) -> DetectionDataset:
         """Read the KITTI dataset at ``path``; see ``load_kitti``."""

@@ -31,6 +31,8 @@ from pathlib import Path
 import attrs
 
 from yolox_sdk.data.format_support import (
+    DETECT_LAYOUT,
+    DETECT_NONE,
     RawImage,
     assemble_dataset,
     export_image,
@@ -318,10 +320,11 @@ class VocFormat:
     def __init__(self, options: VocOptions | None = None) -> None:
         self.options = options or VocOptions()
 
-    def detect(self, path: Path) -> bool:
-        """True for a folder holding ``Annotations/`` and ``JPEGImages/``."""
+    def detect(self, path: Path) -> float:
+        """``DETECT_LAYOUT`` for a folder holding ``Annotations/`` and ``JPEGImages/`` (no file is read)."""
         path = Path(path)
-        return (path / "Annotations").is_dir() and (path / "JPEGImages").is_dir()
+        found = (path / "Annotations").is_dir() and (path / "JPEGImages").is_dir()
+        return DETECT_LAYOUT if found else DETECT_NONE
 
     def load(self, path: Path, split: str | None = None) -> DetectionDataset:
         """Read the VOC dataset rooted at ``path``; see ``load_voc``."""

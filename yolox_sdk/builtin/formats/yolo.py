@@ -26,6 +26,8 @@ from typing import Any
 import yaml
 
 from yolox_sdk.data.format_support import (
+    DETECT_LAYOUT,
+    DETECT_NONE,
     RawImage,
     assemble_dataset,
     export_image,
@@ -256,16 +258,20 @@ class YoloFormat:
     def __init__(self, options: None = None) -> None:
         self.options = options
 
-    def detect(self, path: Path) -> bool:
-        """True for a data.yaml with ``names`` or a folder holding one or a ``classes.txt``."""
+    def detect(self, path: Path) -> float:
+        """``DETECT_LAYOUT`` for a data.yaml with ``names`` or a folder holding one or a ``classes.txt``.
+
+        A word in a YAML file or a file name is all it checks, hence the layout score.
+        """
         path = Path(path)
         yaml_path = find_yaml(path) if path.exists() else None
         if yaml_path is not None:
             try:
-                return "names" in yaml_path.read_text(encoding="utf-8", errors="replace")
+                text = yaml_path.read_text(encoding="utf-8", errors="replace")
             except OSError:
-                return False
-        return path.is_dir() and (path / CLASSES_FILE).is_file()
+                return DETECT_NONE
+            return DETECT_LAYOUT if "names" in text else DETECT_NONE
+        return DETECT_LAYOUT if path.is_dir() and (path / CLASSES_FILE).is_file() else DETECT_NONE
 
     def load(self, path: Path, split: str | None = None) -> DetectionDataset:
         """Read the YOLO dataset at ``path``; see ``load_yolo``."""
