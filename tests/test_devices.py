@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from yolox_sdk.config.schema import DeviceConfig
-from yolox_sdk.engine import devices
+from yolox_sdk.engine import devices, distributed
 from yolox_sdk.errors import ConfigError
 
 
@@ -66,3 +66,47 @@ def test_a_mistyped_device_option_is_a_config_error(text: str) -> None:
         ConfigError, match=rf"Unknown device '{text}': expected auto, cpu, mps, cuda or cuda:N"
     ):
         devices.resolve_device(text)
+
+
+@pytest.fixture
+def torchrun_process_without_cuda(monkeypatch: pytest.MonkeyPatch) -> distributed.DistributedContext:
+    """Process 1 of 2 started by torchrun on a machine where no CUDA device is visible."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 0)
+    for name, value in {"WORLD_SIZE": "2", "RANK": "1", "LOCAL_RANK": "1"}.items():
+        monkeypatch.setenv(name, value)
+    return distributed.context_from_environment()
+
+
+def test_under_torchrun_a_missing_gpu_falls_back_with_a_warning(
+    torchrun_process_without_cuda, caplog
+) -> None:
+    """``device.type: cuda`` without CUDA used to give the CPU silently under torchrun (README: never silently)."""
+    with caplog.at_level(logging.WARNING, logger="yolox_sdk"):
+        chosen = distributed.device_for_rank(torchrun_process_without_cuda, "cuda", None)
+    assert chosen == torch.device("cpu")
+    assert "falling back to the CPU" in caplog.text and "no CUDA device is visible" in caplog.text
+
+
+def test_under_torchrun_without_fallback_the_run_stops(torchrun_process_without_cuda) -> None:
+    with pytest.raises(ConfigError, match="device.fallback: true"):
+        distributed.device_for_rank(torchrun_process_without_cuda, DeviceConfig(type="cuda", fallback=False))
+
+
+def test_under_torchrun_auto_without_cuda_is_the_cpu_quietly(torchrun_process_without_cuda, caplog) -> None:
+    """``auto`` on a machine with no GPU at all is no fallback (and never MPS: torch.distributed has none)."""
+    with caplog.at_level(logging.WARNING, logger="yolox_sdk"):
+        assert distributed.device_for_rank(torchrun_process_without_cuda, "auto", None) == torch.device("cpu")
+    assert caplog.text == ""
+
+
+def test_under_torchrun_each_local_rank_takes_its_gpu(monkeypatch) -> None:
+    monkeypatch.setattr(devices, "_cuda_works", lambda index: None)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 4)
+    context = distributed.DistributedContext(rank=3, world_size=4, local_rank=1)
+    assert distributed.device_for_rank(context, DeviceConfig(type="cuda", gpu_ids=[2, 3])) == torch.device(
+        "cuda", 3
+    )
+    assert distributed.device_for_rank(context, "auto", None) == torch.device("cuda", 1)
+    with pytest.raises(ConfigError, match="device.gpu_ids lists 1 GPU"):
+        distributed.device_for_rank(context, DeviceConfig(type="cuda", gpu_ids=[0]))

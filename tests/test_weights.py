@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from yolox_sdk.assets.download import download
-from yolox_sdk.engine.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from yolox_sdk.checkpoints.format import Checkpoint, load_checkpoint, save_checkpoint
 from yolox_sdk.errors import CheckpointError, WeightsError
 from yolox_sdk.models import create_model, model_from_checkpoint
 from yolox_sdk.models.variants import PRETRAINED, PretrainedWeights
@@ -101,6 +101,24 @@ def test_class_count_surgery_on_real_checkpoint(nano_weights: Path) -> None:
     assert torch.equal(own["head.reg_preds.0.weight"], official["head.reg_preds.0.weight"])
     # new class biases use YOLOX's prior-probability init: sigmoid(bias) == 0.01
     assert torch.allclose(torch.sigmoid(own["head.cls_preds.0.bias"]), torch.full((3,), 0.01), atol=1e-6)
+
+
+@pytest.mark.parametrize("pretrained", [True, "yolox-nano"])
+def test_training_and_create_model_load_weights_the_same_way(pretrained: bool | str) -> None:
+    """One path for weights: a training run's ``model.pretrained`` and ``create_model`` give the same network."""
+    from yolox_sdk.config.schema import Config, ModelConfig
+    from yolox_sdk.engine.setup import build_training_model
+    from yolox_sdk.models.variants import make_spec
+
+    spec = make_spec("yolox-nano", 3, input_size=(160, 160))
+    config = Config(model=ModelConfig(name="yolox-nano", pretrained=pretrained, input_size=(160, 160)))
+    torch.manual_seed(0)
+    trained, training_report = build_training_model(config, spec)
+    torch.manual_seed(0)
+    created, _, created_report = create_model("yolox-nano", 3, pretrained=pretrained, input_size=(160, 160))
+    assert training_report == created_report and training_report.source is not None
+    own, other = trained.state_dict(), created.state_dict()
+    assert own.keys() == other.keys() and all(torch.equal(own[name], other[name]) for name in own)
 
 
 def test_weights_of_another_variant_are_refused(nano_weights: Path) -> None:

@@ -25,14 +25,23 @@ def _cuda_works(index: int) -> str | None:
         return f"CUDA failed to initialise: {error}"
 
 
-def resolve_device(setting: DeviceConfig | str) -> torch.device:
+def resolve_device(setting: DeviceConfig | str, local_rank: int | None = None) -> torch.device:
     """The torch device for ``setting`` (a ``DeviceConfig`` or a string such as ``auto``, ``cpu``, ``cuda:1``).
 
+    Args:
+        local_rank: this process's ``LOCAL_RANK`` under ``torchrun``: it takes GPU ``gpu_ids[local_rank]``
+            (or ``local_rank``), and never MPS, on which ``torch.distributed`` cannot train. ``None`` for a
+            single process, which takes ``gpu_ids[0]``. Either way a requested accelerator that cannot be
+            used falls back to the CPU with a warning, or stops the run when ``fallback`` is off.
+
     Raises:
-        ConfigError: when the requested accelerator cannot be used and ``fallback`` is off.
+        ConfigError: when the requested accelerator cannot be used and ``fallback`` is off, or when
+            ``gpu_ids`` lists fewer GPUs than ``torchrun`` started processes on this node.
     """
     config, index = _parse_device(setting) if isinstance(setting, str) else (setting, 0)
-    if config.gpu_ids:
+    if local_rank is not None:
+        index = _gpu_for_rank(config, local_rank)
+    elif config.gpu_ids:
         index = config.gpu_ids[0]
     if config.type == "cpu":
         return torch.device("cpu")
@@ -41,13 +50,36 @@ def resolve_device(setting: DeviceConfig | str) -> torch.device:
         if problem is None:
             return torch.device("cuda", index)
         if config.type == "auto" and not _cuda_visible():
-            return _mps_or_cpu()
+            return torch.device("cpu") if local_rank is not None else _mps_or_cpu()
         return _fallback("cuda", problem, config.fallback)
     if config.type == "mps":
+        if local_rank is not None:
+            return _fallback("mps", "torch.distributed cannot train on MPS", config.fallback)
         if torch.backends.mps.is_available():
             return torch.device("mps")
         return _fallback("mps", "MPS is not available on this machine", config.fallback)
     raise ConfigError(f"Invalid config: device.type: unknown device '{config.type}'.")
+
+
+def _gpu_for_rank(config: DeviceConfig, local_rank: int) -> int:
+    """The GPU index of process ``local_rank`` of a node: ``gpu_ids[local_rank]``, else ``local_rank``."""
+    if config.type not in ("auto", "cuda"):
+        return local_rank
+    ids = config.gpu_ids
+    if ids is None:
+        try:
+            ids = list(range(torch.cuda.device_count()))
+        except Exception:  # noqa: BLE001 - a broken driver: resolve_device falls back with the reason
+            ids = []
+        if not ids:
+            return local_rank  # no GPU: resolve_device falls back (or refuses) with the reason
+    if local_rank >= len(ids):
+        raise ConfigError(
+            f"Invalid config: device.gpu_ids lists {len(ids)} GPU(s) but torchrun started process "
+            f"{local_rank} on this node. Start as many processes per node as device.gpu_ids has entries "
+            "(torchrun --nproc_per_node)."
+        )
+    return ids[local_rank]
 
 
 def _parse_device(text: str) -> tuple[DeviceConfig, int]:

@@ -30,6 +30,8 @@ import attrs
 import torch
 import torch.distributed as dist
 
+from yolox_sdk.config.schema import DeviceConfig
+from yolox_sdk.engine.devices import resolve_device
 from yolox_sdk.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -67,19 +69,18 @@ def context_from_environment(environ: Mapping[str, str] | None = None) -> Distri
     return DistributedContext(int(env["RANK"]), world_size, int(env.get("LOCAL_RANK", env["RANK"])))
 
 
-def device_for_rank(context: DistributedContext, device_type: str, gpu_ids: list[int] | None) -> torch.device:
-    """CUDA device ``gpu_ids[local_rank]`` (or ``local_rank``) when CUDA is usable, else the CPU."""
-    wants_cuda = device_type in ("auto", "cuda") and torch.cuda.is_available()
-    if not wants_cuda:
-        return torch.device("cpu")
-    ids = gpu_ids or list(range(torch.cuda.device_count()))
-    if context.local_rank >= len(ids):
-        raise ConfigError(
-            f"Invalid config: device.gpu_ids lists {len(ids)} GPU(s) but torchrun started process "
-            f"{context.local_rank} on this node. Start as many processes per node as device.gpu_ids has "
-            "entries (torchrun --nproc_per_node)."
-        )
-    return torch.device("cuda", ids[context.local_rank])
+def device_for_rank(
+    context: DistributedContext, device: DeviceConfig | str, gpu_ids: list[int] | None = None
+) -> torch.device:
+    """This process's device: ``devices.resolve_device`` for its ``LOCAL_RANK``, so a requested GPU that
+    cannot be used falls back to the CPU with a warning (or stops the run without ``device.fallback``),
+    exactly as in a single process.
+
+    ``device`` is the run's ``DeviceConfig``; a device type string with ``gpu_ids`` is accepted too (then
+    ``device.fallback`` takes its default).
+    """
+    setting = device if isinstance(device, DeviceConfig) else DeviceConfig(type=device, gpu_ids=gpu_ids)
+    return resolve_device(setting, local_rank=context.local_rank)
 
 
 def init_distributed(context: DistributedContext, device: torch.device) -> None:

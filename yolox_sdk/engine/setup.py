@@ -20,7 +20,7 @@ from yolox_sdk.data.records import DetectionDataset, ImageRecord, LoadReport
 from yolox_sdk.errors import ConfigError, DatasetError
 from yolox_sdk.models.factory import build_model
 from yolox_sdk.models.variants import ModelSpec, make_spec
-from yolox_sdk.models.weights import TransferReport, load_matching_weights, read_state_dict, resolve_weights
+from yolox_sdk.models.weights import TransferReport, load_initial_weights
 from yolox_sdk.plugins.interfaces import ScheduleSettings
 from yolox_sdk.plugins.registry import Registry
 
@@ -134,16 +134,8 @@ def model_spec_from_config(config: Config, num_classes: int) -> ModelSpec:
 def build_training_model(config: Config, spec: ModelSpec) -> tuple[nn.Module, TransferReport | None]:
     """Build the network and load ``model.checkpoint`` or ``model.pretrained`` into it."""
     model = build_model(spec)
-    source: Any = config.model.checkpoint or config.model.pretrained
-    if source is False or source is None:
-        return model, None
-    if source is True:
-        source = spec.name
-    weights_path = resolve_weights(source, variant=spec.name)
-    state, _ = read_state_dict(weights_path)
-    report = attrs.evolve(load_matching_weights(model, state, strict_shapes=True), source=weights_path)
-    log.info("Initial weights %s: %s", source, report.summary())
-    return model, report
+    source = config.model.checkpoint or config.model.pretrained
+    return model, load_initial_weights(model, source, spec.name, strict_shapes=True)
 
 
 def accumulation_steps(config: Config) -> int:

@@ -7,7 +7,6 @@ experiment files apply (BatchNorm eps 1e-3 / momentum 0.03, prior-probability bi
 
 from __future__ import annotations
 
-import logging
 from typing import TYPE_CHECKING
 
 from torch import nn
@@ -15,12 +14,10 @@ from yolox.models import YoloPafpn, YoloxHead, YoloxModule
 
 from yolox_sdk.errors import CheckpointError
 from yolox_sdk.models.variants import ModelSpec, make_spec
-from yolox_sdk.models.weights import TransferReport, load_matching_weights, read_state_dict, resolve_weights
+from yolox_sdk.models.weights import TransferReport, load_initial_weights
 
 if TYPE_CHECKING:
     from yolox_sdk.checkpoints.format import Checkpoint
-
-log = logging.getLogger(__name__)
 
 PRIOR_PROBABILITY = 1e-2
 _IN_CHANNELS = [256, 512, 1024]
@@ -73,13 +70,7 @@ def create_model(
     """
     spec = make_spec(name, num_classes, depth, width, depthwise, input_size)
     model = build_model(spec)
-    if pretrained is False or pretrained is None:
-        return model, spec, None
-    source = spec.name if pretrained is True else pretrained
-    state, _ = read_state_dict(resolve_weights(source, variant=spec.name))
-    report = load_matching_weights(model, state, strict_shapes=strict_shapes)
-    log.info("Pretrained weights %s: %s", source, report.summary())
-    return model, spec, report
+    return model, spec, load_initial_weights(model, pretrained, spec.name, strict_shapes=strict_shapes)
 
 
 def model_from_checkpoint(checkpoint: Checkpoint, use_ema: bool = True) -> YoloxModule:

@@ -123,6 +123,30 @@ def _tensors_only(path: Path, state: Any) -> dict[str, torch.Tensor]:
     return dict(state)
 
 
+def load_initial_weights(
+    model: nn.Module, source: bool | str | Path | None, variant: str, strict_shapes: bool = True
+) -> TransferReport | None:
+    """Initialise ``model`` from ``source``: the one way weights get into a new network (``create_model``
+    and training's ``model.checkpoint``/``model.pretrained`` both come here).
+
+    Args:
+        source: ``True`` for ``variant``'s COCO weights; a weights name, path or URL (``resolve_weights``);
+            ``False`` or ``None`` for none.
+        strict_shapes: refuse weights of another variant (see ``load_matching_weights``).
+
+    Returns:
+        What was transferred, with the resolved file as ``source``; ``None`` when no weights were asked for.
+    """
+    if source is False or source is None:
+        return None
+    wanted = variant if source is True else source
+    path = resolve_weights(wanted, variant=variant)
+    state, _ = read_state_dict(path)
+    report = attrs.evolve(load_matching_weights(model, state, strict_shapes=strict_shapes), source=path)
+    log.info("Initial weights %s: %s", wanted, report.summary())
+    return report
+
+
 @attrs.frozen
 class TransferReport:
     """What ``load_matching_weights`` did; ``source`` is the weights file, when the caller knows it (the
