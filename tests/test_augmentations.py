@@ -338,3 +338,55 @@ def test_pipeline_appends_custom_plugins_and_checks_their_options() -> None:
     assert [type(step) for step in steps[:2]] == [HsvJitter, HorizontalFlip] and len(steps) == 3
     with pytest.raises(ConfigError, match=r"augmentation\.custom\[0\]"):
         build_augmentations(AugmentationConfig(custom=[{"name": "invert", "strenght": 3}]), registry)
+
+
+# --- the augmentation section is the plugins' own ---------------------------------------------------------
+
+# What `augmentation:` resolved to before the section read its defaults from the plugins' options classes.
+SECTION_DEFAULTS = {
+    "mosaic": True,
+    "mosaic_prob": 1.0,
+    "mixup": True,
+    "mixup_prob": 1.0,
+    "mixup_scale": (0.5, 1.5),
+    "hsv_aug": True,
+    "hsv_prob": 1.0,
+    "flip_prob": 0.5,
+    "degrees": 10.0,
+    "translate": 0.1,
+    "scale": (0.1, 2.0),
+    "shear": 2.0,
+    "custom": [],
+}
+
+
+def test_section_defaults_and_bounds_come_from_the_plugins_options_classes() -> None:
+    from yolox_sdk.builtin.augmentations import options
+
+    owners = {
+        "mosaic_prob": (options.MosaicOptions, "prob"),
+        "mixup_prob": (options.MixupOptions, "prob"),
+        "mixup_scale": (options.MixupOptions, "scale"),
+        "hsv_prob": (options.HsvOptions, "prob"),
+        "flip_prob": (options.FlipOptions, "prob"),
+        "degrees": (options.AffineOptions, "degrees"),
+        "translate": (options.AffineOptions, "translate"),
+        "scale": (options.AffineOptions, "scale"),
+        "shear": (options.AffineOptions, "shear"),
+    }
+    section = attrs.fields_dict(AugmentationConfig)
+    for key, (owner, option) in owners.items():
+        source = attrs.fields_dict(owner)[option]
+        assert (section[key].default, section[key].validator) == (source.default, source.validator), key
+    assert {key: getattr(AugmentationConfig(), key) for key in section} == SECTION_DEFAULTS
+    assert AugmentationConfig.__module__ == "yolox_sdk.builtin.augmentations.recipe"
+
+
+def test_section_keys_and_bounds_are_unchanged_for_users() -> None:
+    from yolox_sdk.config import load_config
+
+    config = load_config(None, ["augmentation.degrees=45", "augmentation.mixup_scale=[0.25,3]"])
+    assert (config.augmentation.degrees, config.augmentation.mixup_scale) == (45.0, (0.25, 3.0))
+    for bad in ("augmentation.scale=[0.1,11]", "augmentation.degrees=181", "augmentation.mosaic_prob=2"):
+        with pytest.raises(ConfigError, match=bad.split("=")[0].replace(".", r"\.")):
+            load_config(None, [bad])

@@ -4,7 +4,9 @@ Key names follow the product plan's example YAML (``model.name``, ``data.train_p
 ``training.epochs``, ``evaluation.eval_interval``, ``device.type``, ``monitoring.tensorboard``); defaults
 follow YOLOX's own training recipe (``yolox/exp/yolox_base.py``) unless a field says otherwise.
 Plugin options (``training.optimizer_options``, ``export.options.onnx``, ...) stay mappings here and are
-validated against the owning plugin's options class when the config is loaded.
+validated against the owning plugin's options class when the config is loaded. The ``augmentation``
+section is the built-in augmentation plugins' own class (``AugmentationConfig``, defined with them in
+``yolox_sdk.builtin.augmentations.recipe``): this module restates none of their options.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from typing import Any
 
 import attrs
 
+from yolox_sdk.builtin.augmentations.recipe import AugmentationRecipe as AugmentationConfig
 from yolox_sdk.config.validators import (
     boolean,
     freeze_entries,
@@ -20,7 +23,6 @@ from yolox_sdk.config.validators import (
     index_list,
     number,
     one_of,
-    ordered_pair,
     probability,
     unfreeze_schedule,
 )
@@ -107,30 +109,6 @@ class DataConfig:
     repeat_factor_threshold: float | None = attrs.field(
         default=None, validator=number(0.0, 1.0, low_inclusive=False, optional=True)
     )
-
-
-@attrs.frozen
-class AugmentationConfig:
-    """YOLOX's training augmentation recipe, step by step.
-
-    ``scale`` is the mosaic scale range; the random affine (``degrees``, ``translate``, ``shear``,
-    ``scale``) applies to mosaic canvases, as in YOLOX. ``custom`` appends third-party augmentation
-    plugins: a list of ``{name: <plugin>, <option>: <value>, ...}``.
-    """
-
-    mosaic: bool = True
-    mosaic_prob: float = attrs.field(default=1.0, validator=probability())
-    mixup: bool = True
-    mixup_prob: float = attrs.field(default=1.0, validator=probability())
-    mixup_scale: tuple[float, float] = attrs.field(default=(0.5, 1.5), validator=ordered_pair(0.0, 10.0))
-    hsv_aug: bool = True
-    hsv_prob: float = attrs.field(default=1.0, validator=probability())
-    flip_prob: float = attrs.field(default=0.5, validator=probability())
-    degrees: float = attrs.field(default=10.0, validator=number(0.0, 180.0))
-    translate: float = attrs.field(default=0.1, validator=number(0.0, 1.0))
-    scale: tuple[float, float] = attrs.field(default=(0.1, 2.0), validator=ordered_pair(0.0, 10.0))
-    shear: float = attrs.field(default=2.0, validator=number(0.0, 90.0))
-    custom: list[Any] = attrs.field(factory=list)
 
 
 @attrs.frozen

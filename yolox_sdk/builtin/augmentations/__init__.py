@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import yolox_sdk.config  # noqa: F401 - first: the config schema imports this package's recipe (recipe.py)
 from yolox_sdk.builtin.augmentations.options import (
     AffineOptions,
     FlipOptions,

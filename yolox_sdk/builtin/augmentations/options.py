@@ -2,7 +2,10 @@
 
 Kept apart from the implementations so registering the plugins (which happens for every CLI call,
 ``--help`` included) imports only attrs, never OpenCV or the ``yolox`` package. Defaults are YOLOX's
-generic recipe (``yolox/config.py``); ``yolox_sdk.data.pipeline`` fills them from ``augmentation.*``.
+generic recipe (``yolox/config.py``). These classes are the one source of the defaults and bounds of the
+config's ``augmentation`` section too (``recipe.py`` reads them), so ``augmentation.degrees`` and the
+``affine`` plugin's ``degrees`` cannot drift apart. Scale ranges are bounded at 10: the section always
+refused more, and a larger factor only makes empty or enormous images.
 """
 
 from __future__ import annotations
@@ -10,6 +13,8 @@ from __future__ import annotations
 import attrs
 
 from yolox_sdk.config.validators import number, ordered_pair, probability
+
+MAX_SCALE = 10.0
 
 
 @attrs.frozen
@@ -30,7 +35,7 @@ class AffineOptions:
 
     degrees: float = attrs.field(default=10.0, validator=number(0.0, 180.0))
     translate: float = attrs.field(default=0.1, validator=number(0.0, 1.0))
-    scale: tuple[float, float] = attrs.field(default=(0.1, 2.0), validator=ordered_pair(0.0))
+    scale: tuple[float, float] = attrs.field(default=(0.1, 2.0), validator=ordered_pair(0.0, MAX_SCALE))
     shear: float = attrs.field(default=2.0, validator=number(0.0, 90.0))
     only_mosaic: bool = True
 
@@ -40,7 +45,7 @@ class MixupOptions:
     """``prob``: chance to blend a mosaic with another image jittered by a factor drawn from ``scale``."""
 
     prob: float = attrs.field(default=1.0, validator=probability())
-    scale: tuple[float, float] = attrs.field(default=(0.5, 1.5), validator=ordered_pair(0.0))
+    scale: tuple[float, float] = attrs.field(default=(0.5, 1.5), validator=ordered_pair(0.0, MAX_SCALE))
 
 
 @attrs.frozen
