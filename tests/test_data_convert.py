@@ -70,3 +70,48 @@ def test_convert_refuses_unsafe_or_unknown_targets(coco8_dir: Path, tmp_path: Pa
     code, output = invoke("data", "convert", coco8_dir, "--to", "cocoo", tmp_path / "other")
     assert code == 2 and "cocoo" in output
     assert tree_hashes(coco8_dir) == before and not (coco8_dir / "converted").exists()
+
+
+class _RecordingWriter:
+    """A format whose ``save`` takes the split (the current interface) and notes what it was given."""
+
+    seen: list[str | None] = []
+
+    def __init__(self, options: object = None) -> None:
+        pass
+
+    def detect(self, path: Path) -> bool:
+        return False
+
+    def save(self, dataset: object, out_dir: Path, *, split: str | None = None) -> list[str]:
+        self.seen.append(split)
+        return []
+
+
+class _OldWriter(_RecordingWriter):
+    """A format written before the split was passed: ``save(dataset, out_dir)`` only."""
+
+    def save(self, dataset: object, out_dir: Path) -> list[str]:  # type: ignore[override]
+        self.seen.append("old")
+        return [f"wrote {len(dataset)} images"]  # type: ignore[arg-type]
+
+
+def test_convert_tells_the_writer_the_split(coco8_dir: Path, tmp_path: Path) -> None:
+    from types import SimpleNamespace
+
+    from yolox_sdk.data.conversion import convert_dataset
+    from yolox_sdk.plugins import hookimpl
+    from yolox_sdk.testing import plugin_registry
+
+    @hookimpl
+    def register_dataset_formats(register: object) -> None:
+        register("recording", _RecordingWriter)  # type: ignore[operator]
+        register("old", _OldWriter)  # type: ignore[operator]
+
+    registry = plugin_registry(("writers", SimpleNamespace(register_dataset_formats=register_dataset_formats)))
+    _RecordingWriter.seen = []
+    convert_dataset(coco8_dir, "recording", tmp_path / "val", split="val", registry=registry)
+    convert_dataset(coco8_dir, "recording", tmp_path / "all", registry=registry)
+    result = convert_dataset(coco8_dir, "old", tmp_path / "old", split="val", registry=registry)
+    assert _RecordingWriter.seen == ["val", None, "old"]
+    assert result.warnings == ["wrote 4 images"]

@@ -18,7 +18,13 @@ from pathlib import Path
 
 import attrs
 
-from yolox_sdk.data.formats import KIND, detecting_formats, load_dataset, resolve_dataset_path
+from yolox_sdk.data.formats import (
+    KIND,
+    detecting_formats,
+    load_dataset,
+    resolve_dataset_path,
+    save_with_format,
+)
 from yolox_sdk.data.image_check import IMAGE_SUFFIXES
 from yolox_sdk.data.records import DetectionDataset
 from yolox_sdk.errors import DatasetError
@@ -146,13 +152,20 @@ def mark_dataset_folder(out_dir: Path, format: str, source: Path | None) -> None
 
 
 def save_dataset(
-    dataset: DetectionDataset, format: str, out_dir: Path, registry: Registry | None = None
+    dataset: DetectionDataset,
+    format: str,
+    out_dir: Path,
+    registry: Registry | None = None,
+    split: str | None = None,
 ) -> list[str]:
-    """Write ``dataset`` in ``format`` into ``out_dir`` and return the writer's warnings."""
+    """Write ``dataset`` in ``format`` into ``out_dir`` and return the writer's warnings.
+
+    ``split`` (the subset ``dataset`` is) is passed to the format's ``save`` when it takes one.
+    """
     registry = registry or get_registry()
     writer = registry.get(KIND, format).factory(None)
     out_dir.mkdir(parents=True, exist_ok=True)
-    warnings = [str(warning) for warning in writer.save(dataset, out_dir) or []]
+    warnings = [str(warning) for warning in save_with_format(writer, dataset, out_dir, split)]
     mark_dataset_folder(out_dir, format, dataset.source)
     return warnings
 
@@ -185,5 +198,5 @@ def convert_dataset(
     if replace:
         check_holds_no_source_image(out_dir, dataset)
     removed = empty_folder(out_dir) if replace else 0
-    warnings = save_dataset(dataset, to, out_dir, registry)
+    warnings = save_dataset(dataset, to, out_dir, registry, split)
     return ConversionResult(dataset, out_dir, warnings, removed)

@@ -70,6 +70,12 @@ DETECT_DECLARED = 1.0
 """The file names its format itself (a format or version field only this format writes)."""
 JSON_HEAD_BYTES = 64 << 10
 
+# Problems a format's ``check_labels`` reports that ``data validate`` knows by name (with their severity).
+LABEL_MALFORMED = "malformed label line"
+LABEL_CLASS_OUT_OF_RANGE = "class id out of range"
+LABEL_FILE_ORPHAN = "label file without image"
+LABEL_FILE_UNREADABLE = "annotations cannot be read"
+
 
 def _float_boxes(value: Any) -> np.ndarray:
     return np.asarray(value, dtype=np.float64).reshape(-1, 4)
@@ -101,6 +107,38 @@ class RawImage:
     declared_size: tuple[int, int] | None = None
     normalized: bool = False
     image_id: str = ""
+
+
+@attrs.frozen
+class LabelProblem:
+    """One problem a format's ``check_labels`` found in its label files.
+
+    Attributes:
+        problem: what is wrong: one of the ``LABEL_*`` names (which ``data validate`` knows the severity
+            of), or the format's own wording.
+        where: the file and line (``labels/a.txt:3``), for the report.
+        severity: ``"error"`` or ``"warning"``; ``None`` takes the known name's, else ``"warning"``.
+        dropped: whether the cleaned copy leaves this line out (``--fix`` lists what it dropped).
+    """
+
+    problem: str
+    where: str
+    severity: str | None = None
+    dropped: bool = False
+
+
+@attrs.frozen
+class LabelCheck:
+    """What a format's ``check_labels`` found, and where the dataset can be read without those problems.
+
+    Attributes:
+        problems: every problem, in the order found (one bad line must not hide the others).
+        cleaned: a copy of the dataset folder without the lines the reader would stop at, laid out exactly
+            like the original (validation maps its paths back), or ``None`` when the original reads as is.
+    """
+
+    problems: tuple[LabelProblem, ...] = ()
+    cleaned: Path | None = None
 
 
 def clean_boxes(

@@ -7,6 +7,7 @@ for, or auto-detection) and structures the format's options from the config befo
 
 from __future__ import annotations
 
+import inspect
 import logging
 import math
 from collections.abc import Mapping
@@ -133,6 +134,40 @@ def _options(registry: Registry, name: str, options: Any) -> Any:
     return resolve_options(registry, KIND, name, dict(options or {}), OPTIONS_PATH)
 
 
+def create_format(name: str, registry: Registry | None = None, options: Any | None = None) -> DatasetFormat:
+    """The ``DatasetFormat`` registered as ``name``, built with ``options`` (a mapping or an instance of its
+    options class; its defaults when ``None``).
+
+    Raises:
+        PluginError: no format is registered as ``name``.
+        ConfigError: ``options`` do not fit the format's options class.
+    """
+    registry = registry or get_registry()
+    return registry.get(KIND, name).factory(_options(registry, name, options))
+
+
+def save_with_format(
+    writer: DatasetFormat, dataset: DetectionDataset, out_dir: Path, split: str | None = None
+) -> list[str]:
+    """``writer.save(dataset, out_dir, split=split)``, leaving ``split`` out for a format whose ``save``
+    does not take it (formats written before the split was passed keep working).
+
+    ``split`` names the subset ``dataset`` is (``"val"``), for formats that write one file or folder per
+    split; ``None`` when it is the whole dataset or unknown.
+    """
+    if split is not None and _takes_split(writer.save):
+        return list(writer.save(dataset, out_dir, split=split) or [])
+    return list(writer.save(dataset, out_dir) or [])
+
+
+def _takes_split(save: Any) -> bool:
+    try:
+        parameters = inspect.signature(save).parameters.values()
+    except (TypeError, ValueError):
+        return False
+    return any(p.name == "split" or p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters)
+
+
 def load_dataset(
     path: str | Path,
     split: str | None = None,
@@ -159,7 +194,7 @@ def load_dataset(
     name = format
     if name == "auto":
         name = catalog_format if catalog_format in registry.names(KIND) else detect_format(resolved, registry)
-    reader = registry.get(KIND, name).factory(_options(registry, name, options))
+    reader = create_format(name, registry, options)
     dataset = reader.load(resolved, split)
     dataset = _with_origin(dataset, resolved, name)
     for line in dataset.report.lines():

@@ -60,25 +60,33 @@ class LoadReport:
     """What a format reader changed or skipped, so users see label problems before training.
 
     ``counts`` maps a problem (``"box clipped to image"``) to how often it happened; ``examples`` keeps the
-    first few places (file and line) for each problem.
+    first few places (file and line) for each problem. ``severities`` holds the problems the reader marked
+    ``"error"`` for ``data validate`` and the trainer's pre-flight check (a split list naming a missing
+    file loads today but fails the day that split is used); the others count as warnings there unless
+    validation knows them by name.
     """
 
     counts: Counter = attrs.field(factory=Counter)
     examples: dict[str, list[str]] = attrs.field(factory=dict)
+    severities: dict[str, str] = attrs.field(factory=dict)
 
-    def add(self, problem: str, where: str, max_examples: int = 5) -> None:
-        """Count one occurrence of ``problem`` found at ``where``."""
+    def add(self, problem: str, where: str, max_examples: int = 5, *, severity: str | None = None) -> None:
+        """Count one occurrence of ``problem`` found at ``where``; ``severity`` (``"error"`` or
+        ``"warning"``) is how ``data validate`` should rate it, when it does not know the problem."""
         self.counts[problem] += 1
+        if severity is not None:
+            self.severities[problem] = severity
         places = self.examples.setdefault(problem, [])
         if len(places) < max_examples:
             places.append(where)
 
     def merge(self, other: LoadReport) -> None:
-        """Add every count and example of ``other`` to this report."""
+        """Add every count, example and severity of ``other`` to this report."""
         for problem, count in other.counts.items():
             self.counts[problem] += count
             places = self.examples.setdefault(problem, [])
             places.extend(other.examples.get(problem, [])[: max(0, 5 - len(places))])
+        self.severities.update(other.severities)
 
     def lines(self) -> list[str]:
         """Human-readable lines, one per problem, with an example location."""

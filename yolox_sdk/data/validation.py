@@ -22,6 +22,7 @@ import os
 import re
 import shutil
 import tempfile
+from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -31,11 +32,17 @@ import attrs
 import numpy as np
 from PIL import Image
 
-from yolox_sdk.builtin.formats import voc
 from yolox_sdk.data import format_support
 from yolox_sdk.data.conversion import check_holds_no_source_image, empty_folder, mark_dataset_folder
-from yolox_sdk.data.formats import KIND, detect_format, load_dataset, resolve_dataset_path
-from yolox_sdk.data.image_check import IMAGE_SUFFIXES, list_images, probe_image
+from yolox_sdk.data.formats import (
+    KIND,
+    create_format,
+    detect_format,
+    load_dataset,
+    resolve_dataset_path,
+    save_with_format,
+)
+from yolox_sdk.data.image_check import list_images, probe_image
 from yolox_sdk.data.records import DetectionDataset
 from yolox_sdk.errors import DatasetError
 from yolox_sdk.files import write_text_atomically
@@ -57,11 +64,11 @@ DUPLICATE_IMAGE = "duplicate image (same content)"
 DUPLICATE_BOX = "duplicate box"
 NO_LABELS = "image without labels"
 UNREFERENCED_IMAGE = "image not in the annotations"
-ORPHAN_LABEL = "label file without image"
-CLASS_OUT_OF_RANGE = "class id out of range"
-MALFORMED_LABEL = "malformed label line"
+ORPHAN_LABEL = format_support.LABEL_FILE_ORPHAN
+CLASS_OUT_OF_RANGE = format_support.LABEL_CLASS_OUT_OF_RANGE
+MALFORMED_LABEL = format_support.LABEL_MALFORMED
 UNKNOWN_CLASS = "class name not in the class list"
-UNREADABLE_ANNOTATIONS = "annotations cannot be read"
+UNREADABLE_ANNOTATIONS = format_support.LABEL_FILE_UNREADABLE
 CATEGORY_GAPS = "category ids have gaps"
 BOX_OUTSIDE = "box entirely outside the image"
 BOX_NOT_FINITE = "box with NaN or infinite coordinates"
@@ -93,9 +100,6 @@ SEVERITY: dict[str, str] = {
     BOX_ZERO_AREA: WARNING,
     BOX_CLIPPED: WARNING,
     SIZE_MISMATCH: WARNING,
-    # A split that cannot be loaded: an error here even though reading everything works (see voc.py).
-    voc.SPLIT_ID_MISSING: ERROR,
-    voc.SPLIT_LIST_UNREADABLE: ERROR,
 }
 
 # What the format readers count (format_support's names) mapped to this module's problems.
@@ -309,122 +313,6 @@ def _map(function: Callable[[Path], Any], paths: Sequence[Path], workers: int) -
         return list(pool.map(function, paths))
 
 
-# --- YOLO label files: read line by line so one bad line does not hide the others ---------------------
-
-
-@attrs.define
-class _YoloScan:
-    bad_lines: dict[Path, set[int]] = attrs.field(factory=dict)
-    unreadable: set[Path] = attrs.field(factory=set)  # not UTF-8 or not readable: staged as empty
-
-    def needs_stage(self) -> bool:
-        return bool(self.bad_lines or self.unreadable)
-
-
-def _yolo_class_ids(path: Path) -> list[int] | None:
-    from yolox_sdk.builtin.formats import yolo
-
-    yaml_path = yolo.find_yaml(path)
-    if yaml_path is not None:
-        try:
-            names = format_support.read_yaml(yaml_path).get("names")
-        except (DatasetError, AttributeError):
-            return None
-        if isinstance(names, list):
-            return list(range(len(names)))
-        if isinstance(names, dict):
-            return [key for key in names if isinstance(key, int)]
-        return None
-    classes = path / yolo.CLASSES_FILE
-    if classes.is_file():
-        try:
-            text = format_support.read_text(classes, "class list")
-        except DatasetError:
-            return None  # the reader reports it
-        return list(range(len([line for line in text.splitlines() if line.strip()])))
-    return None
-
-
-def _label_files(root: Path) -> list[Path]:
-    return sorted(
-        path
-        for path in root.rglob("*.txt")
-        if "labels" in path.relative_to(root).parts[:-1] and path.is_file()
-    )
-
-
-def _image_of_label(label_file: Path) -> Path | None:
-    parts = list(label_file.parts)
-    for index in range(len(parts) - 2, -1, -1):
-        if parts[index] == "labels":
-            parts[index] = "images"
-            stem = Path(*parts).with_suffix("")
-            for candidate in (stem.with_suffix(s) for s in sorted(IMAGE_SUFFIXES)):
-                if candidate.is_file():
-                    return candidate
-            for candidate in stem.parent.glob(f"{stem.name}.*") if stem.parent.is_dir() else ():
-                if candidate.suffix.lower() in IMAGE_SUFFIXES:
-                    return candidate
-            return None
-    return None
-
-
-def _scan_yolo_labels(root: Path, report: ValidationReport) -> _YoloScan:
-    scan = _YoloScan()
-    class_ids = _yolo_class_ids(root)
-    for label_file in _label_files(root):
-        if _image_of_label(label_file) is None:
-            report.add(ORPHAN_LABEL, str(label_file))
-        try:
-            lines = format_support.read_text(label_file, "YOLO label file").splitlines()
-        except DatasetError as error:
-            report.add(UNREADABLE_ANNOTATIONS, str(error))
-            scan.unreadable.add(label_file)
-            continue
-        for number, line in enumerate(lines, start=1):
-            fields = line.split()
-            if not fields:
-                continue
-            try:
-                values = [float(v) for v in fields]
-            except ValueError:
-                values = []
-            where = f"{label_file}:{number}"
-            if len(fields) != 5 or not values:
-                report.add(MALFORMED_LABEL, f"{where}: {line.strip()!r}")
-                scan.bad_lines.setdefault(label_file, set()).add(number)
-            elif class_ids is not None and (not values[0].is_integer() or int(values[0]) not in class_ids):
-                report.add(CLASS_OUT_OF_RANGE, f"{where}: class id {fields[0]}")
-                scan.bad_lines.setdefault(label_file, set()).add(number)
-    return scan
-
-
-def _staged_yolo_copy(root: Path, scan: _YoloScan, stage: Path) -> Path:
-    """A copy of the YOLO folder ``root`` under ``stage`` without the bad label lines; images are linked."""
-    for source in root.rglob("*"):
-        target = stage / source.relative_to(root)
-        if source.is_dir():
-            target.mkdir(parents=True, exist_ok=True)
-            continue
-        target.parent.mkdir(parents=True, exist_ok=True)
-        bad = scan.bad_lines.get(source)
-        if source in scan.unreadable:
-            target.write_text("", encoding="utf-8")
-        elif bad is not None:
-            lines = source.read_text(encoding="utf-8").splitlines()
-            kept = [line for number, line in enumerate(lines, start=1) if number not in bad]
-            target.write_text("".join(f"{line}\n" for line in kept), encoding="utf-8")
-        elif source.suffix.lower() in IMAGE_SUFFIXES:
-            # Images are only ever read from the stage, so a hard link is safe and costs no space.
-            try:
-                os.link(source, target)
-            except OSError:
-                shutil.copyfile(source, target)
-        else:
-            shutil.copyfile(source, target)
-    return stage
-
-
 # --- Loading ---------------------------------------------------------------------------------------------
 
 _ERROR_PATTERNS = (
@@ -447,6 +335,7 @@ class _Loaded:
     root: Path
     format: str
     stage: tempfile.TemporaryDirectory | None = None  # type: ignore[type-arg]
+    check: format_support.LabelCheck = attrs.field(factory=format_support.LabelCheck)
 
     def original_path(self, path: Path) -> Path:
         """Map a path inside the staged copy back to the input dataset."""
@@ -478,6 +367,31 @@ def _quiet_readers() -> Iterator[None]:
             logger.setLevel(level)
 
 
+def _check_labels(
+    reader: Any, root: Path
+) -> tuple[tempfile.TemporaryDirectory | None, format_support.LabelCheck]:  # type: ignore[type-arg]
+    """Run the format's own label checks (its optional ``check_labels``), keeping the cleaned copy it wrote."""
+    check_labels = getattr(reader, "check_labels", None)
+    if check_labels is None:
+        return None, format_support.LabelCheck()
+    stage = tempfile.TemporaryDirectory(prefix="yolox_sdk_validate_")
+    try:
+        check = check_labels(root, Path(stage.name))
+    except BaseException:
+        stage.cleanup()
+        raise
+    if check.cleaned is None:
+        stage.cleanup()
+        return None, check
+    if Path(check.cleaned).resolve() != Path(stage.name).resolve():
+        stage.cleanup()
+        raise DatasetError(
+            f"The dataset format's check_labels returned the cleaned copy {check.cleaned}, which is not the "
+            f"scratch folder it was given ({stage.name}). A format writes its cleaned copy into that folder."
+        )
+    return stage, check
+
+
 def _load_for_validation(
     path: str | Path, split: str | None, format_name: str, registry: Registry, report: ValidationReport
 ) -> _Loaded:
@@ -495,15 +409,13 @@ def _load_for_validation(
             report.add(UNREADABLE_ANNOTATIONS, str(error))
             return _Loaded(None, root, "")
     report.format = name
-    stage = None
+    stage, check = _check_labels(create_format(name, registry), root)
+    for problem in check.problems:
+        report.add(problem.problem, problem.where, problem.severity)
     target = resolved
-    if name == "yolo":
-        scan = _scan_yolo_labels(root, report)
-        if scan.needs_stage():
-            stage = tempfile.TemporaryDirectory(prefix="yolox_sdk_validate_")
-            _staged_yolo_copy(root, scan, Path(stage.name))
-            target = Path(stage.name) / resolved.relative_to(root) if resolved != root else Path(stage.name)
-    loaded = _Loaded(None, root, name, stage)
+    if stage is not None:
+        target = Path(stage.name) / resolved.relative_to(root) if resolved != root else Path(stage.name)
+    loaded = _Loaded(None, root, name, stage, check)
     try:
         with _quiet_readers():
             loaded.dataset = load_dataset(target, split=split, format=name, registry=registry)
@@ -513,6 +425,12 @@ def _load_for_validation(
 
 
 # --- The checks ----------------------------------------------------------------------------------------
+
+
+def _reader_severity(dataset: DetectionDataset, problem: str, mapped: str) -> str:
+    """The severity the reader gave ``problem`` (a split that cannot be loaded is an error even though
+    reading everything works), else the one this module knows, else a warning."""
+    return dataset.report.severities.get(problem) or SEVERITY.get(mapped, WARNING)
 
 
 def _add_reader_report(
@@ -528,7 +446,7 @@ def _add_reader_report(
             examples = remaining
         if count <= 0:
             continue
-        issue = report.issues.setdefault(mapped, Issue(mapped, SEVERITY.get(mapped, WARNING)))
+        issue = report.issues.setdefault(mapped, Issue(mapped, _reader_severity(dataset, problem, mapped)))
         issue.count += count
         issue.locations.extend(examples)
 
@@ -672,7 +590,7 @@ def fix_dataset(
                 f"first: {report.sorted_issues()[0].locations[0] if report.issues else 'unknown'}"
             )
         changes = _write_fixed(
-            loaded, report, Path(out_dir), workers or _default_workers(), registry, replace
+            loaded, report, Path(out_dir), workers or _default_workers(), registry, replace, split
         )
     finally:
         loaded.close()
@@ -680,14 +598,20 @@ def fix_dataset(
 
 
 def _write_fixed(
-    loaded: _Loaded, report: ValidationReport, out_dir: Path, workers: int, registry: Registry, replace: bool
+    loaded: _Loaded,
+    report: ValidationReport,
+    out_dir: Path,
+    workers: int,
+    registry: Registry,
+    replace: bool,
+    split: str | None,
 ) -> list[str]:
     dataset = loaded.dataset
     assert dataset is not None
     changes = []
-    for problem in (CLASS_OUT_OF_RANGE, MALFORMED_LABEL):
-        if report.count(problem):
-            changes.append(f"dropped {report.count(problem)} label line(s): {problem}")
+    dropped = Counter(problem.problem for problem in loaded.check.problems if problem.dropped)
+    for problem, count in sorted(dropped.items()):
+        changes.append(f"dropped {count} label line(s): {problem}")
     for problem, count in sorted(dataset.report.counts.items()):
         if READER_PROBLEMS.get(problem) == TRUNCATED:
             changes.append(f"left out images that cannot be decoded: {count}")
@@ -733,7 +657,7 @@ def _write_fixed(
             check_holds_no_source_image(out_dir, dataset)
             changes.append(f"deleted the earlier dataset in {out_dir}: {empty_folder(out_dir)} files")
         out_dir.mkdir(parents=True, exist_ok=True)
-        changes += [f"writer: {warning}" for warning in writer.save(fixed, out_dir)]
+        changes += [f"writer: {warning}" for warning in save_with_format(writer, fixed, out_dir, split)]
         mark_dataset_folder(out_dir, loaded.format, dataset.source)
     return changes
 
@@ -799,7 +723,7 @@ def quick_validate(dataset: DetectionDataset, cache_dir: str | Path) -> Validati
     report.images_checked = len(dataset.records)
     for problem, count in dataset.report.counts.items():
         mapped = READER_PROBLEMS.get(problem, problem)
-        issue = report.issues.setdefault(mapped, Issue(mapped, SEVERITY.get(mapped, WARNING)))
+        issue = report.issues.setdefault(mapped, Issue(mapped, _reader_severity(dataset, problem, mapped)))
         issue.count += count
         issue.locations.extend(dataset.report.examples.get(problem, []))
     merged = {**cache, **fresh}

@@ -175,11 +175,11 @@ def check_split_lists(root: Path, annotation_files: Sequence[Path], report: Load
         try:
             lines = _list_lines(list_file)
         except DatasetError as error:
-            report.add(SPLIT_LIST_UNREADABLE, str(error))
+            report.add(SPLIT_LIST_UNREADABLE, str(error), severity="error")
             continue
         for number, image_id in lines:
             if image_id not in known:
-                report.add(SPLIT_ID_MISSING, f"{list_file}:{number}: '{image_id}'")
+                report.add(SPLIT_ID_MISSING, f"{list_file}:{number}: '{image_id}'", severity="error")
 
 
 def _image_path(root: Path, annotation: VocAnnotation) -> Path:

@@ -28,6 +28,7 @@ import yaml
 from yolox_sdk.data.format_support import (
     DETECT_LAYOUT,
     DETECT_NONE,
+    LabelCheck,
     RawImage,
     assemble_dataset,
     export_image,
@@ -280,6 +281,12 @@ class YoloFormat:
     def save(self, dataset: DetectionDataset, out_dir: Path) -> list[str]:
         """Write ``dataset`` in YOLO layout; see ``save_yolo``."""
         return save_yolo(dataset, Path(out_dir))
+
+    def check_labels(self, root: Path, scratch: Path) -> LabelCheck:
+        """Every label line checked on its own, for ``data validate``; see ``yolo_checks``."""
+        from yolox_sdk.builtin.formats.yolo_checks import check_yolo_labels
+
+        return check_yolo_labels(Path(root), Path(scratch))
 
 
 @hookimpl
