@@ -16,6 +16,8 @@ from yolox_sdk.config.validators import short_repr
 from yolox_sdk.errors import ConfigError, PluginError
 from yolox_sdk.plugins.kinds import NAME_LIST, SINGLE, PluginKind
 
+LOGGER = "logger"
+
 if TYPE_CHECKING:
     from yolox_sdk.config.schema import Config
     from yolox_sdk.plugins.registry import Registry
@@ -89,11 +91,69 @@ def _at(config: Any, dotted: str) -> Any:
     return value
 
 
+def configured_loggers(config: Config, registry: Registry) -> list[tuple[str, Any, str]]:
+    """``(name, raw options, yaml path)`` of every logger a run opens, in this order: the loggers
+    registered ``always_on`` (metrics.csv), those whose ``enabled_by`` key is set
+    (``monitoring.tensorboard``), then ``monitoring.loggers`` with ``monitoring.logger_options.<name>``.
+
+    The loggers declare when they are on (``register(..., always_on=True)``, ``enabled_by=...``), so this
+    module names none of them.
+    """
+    m = config.monitoring
+    listed = [(name, m.logger_options.get(name, {}), _logger_options_path(name)) for name in m.loggers]
+    return _switched_loggers(config, registry) + listed
+
+
+def _switched_loggers(config: Config, registry: Registry) -> list[tuple[str, Any, str]]:
+    """The loggers on without being listed in ``monitoring.loggers``."""
+    chosen = []
+    for entry in registry.entries(LOGGER):
+        if entry.always_on:
+            chosen.append((entry.name, {}, _logger_options_path(entry.name)))
+        elif entry.enabled_by is not None:
+            switch = _switch(config, entry.enabled_by)
+            if switch is not None:
+                chosen.append((entry.name, *switch))
+    if config.monitoring.wandb.enabled:
+        wandb = config.monitoring.wandb
+        chosen.append(("wandb", {"project": wandb.project, "name": wandb.name}, "monitoring.wandb"))
+    return chosen
+
+
+def _logger_options_path(name: str) -> str:
+    return f"monitoring.logger_options.{name}"
+
+
+def _switch(config: Config, dotted: str) -> tuple[Any, str] | None:
+    """``(raw options, yaml path)`` when the switch at ``dotted`` is on, else ``None``.
+
+    A boolean switch carries no options; a mapping switch is on when its ``enabled`` is true and its other
+    keys are the options.
+
+    Raises:
+        ConfigError: ``dotted`` is not a key of the config (a plugin declared a switch that does not exist).
+    """
+    try:
+        value = _at(config, dotted)
+    except AttributeError:
+        raise ConfigError(
+            f"Invalid config: {dotted}: a plugin is switched on by this key, which the config does not have."
+        ) from None
+    if isinstance(value, Mapping):
+        if value.get("enabled") is not True:
+            return None
+        return {key: item for key, item in value.items() if key != "enabled"}, dotted
+    return ({}, dotted) if value is True else None
+
+
 def validate_plugin_options(config: Config, registry: Registry) -> list[str]:
     """Problems with plugin names and options in ``config``, as ``path: message`` strings."""
     problems = []
     try:
         uses = list(_plugin_uses(config, registry.kinds))
+        uses += [
+            (LOGGER, name, raw, where, where) for name, raw, where in _switched_loggers(config, registry)
+        ]
     except ConfigError as error:
         return [str(error).removeprefix("Invalid config: ")]
     for kind, name, raw, where, name_path in uses:

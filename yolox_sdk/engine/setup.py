@@ -14,7 +14,7 @@ import attrs
 import numpy as np
 from torch import nn
 
-from yolox_sdk.config.plugin_options import build_plugin, named_items
+from yolox_sdk.config.plugin_options import build_plugin, configured_loggers, named_items
 from yolox_sdk.config.schema import Config
 from yolox_sdk.data.records import DetectionDataset, ImageRecord, LoadReport
 from yolox_sdk.errors import ConfigError, DatasetError
@@ -208,17 +208,10 @@ def build_schedule(config: Config, iters_per_epoch: int, registry: Registry) -> 
 
 
 def build_loggers(config: Config, run_dir: Path, registry: Registry) -> list[Any]:
-    """metrics.csv always, TensorBoard and W&B when enabled, plus ``monitoring.loggers``."""
-    m = config.monitoring
-    wanted: list[tuple[str, dict[str, Any]]] = [("csv", {})]
-    if m.tensorboard:
-        wanted.append(("tensorboard", {}))
-    if m.wandb.enabled:
-        wanted.append(("wandb", {"project": m.wandb.project, "name": m.wandb.name}))
-    wanted.extend((name, m.logger_options.get(name, {})) for name in m.loggers)
+    """The loggers the config turns on (see ``configured_loggers``), each built from the registry."""
     return [
-        build_plugin(registry, "logger", name, options, f"monitoring.logger_options.{name}", run_dir)
-        for name, options in wanted
+        build_plugin(registry, "logger", name, options, where, run_dir)
+        for name, options, where in configured_loggers(config, registry)
     ]
 
 

@@ -41,10 +41,14 @@ Register = Callable[..., None]
 def register_dataset_formats(register: Register) -> None:
     """Register dataset formats (readers and writers of annotation files).
 
-    ``factory(options)`` returns a ``DatasetFormat``: ``detect(path)`` says whether a path looks like this
-    format, ``load(path, split)`` returns a ``DetectionDataset`` and ``save(dataset, out_dir)`` writes one.
-    Readers count problems they fix (clipped boxes, dropped zero-area boxes) in the dataset's report and
-    raise ``DatasetError`` naming the file and line for problems they cannot fix.
+    ``factory(options)`` returns a ``DatasetFormat``: ``detect(path)`` scores how surely a path is this
+    format (``DETECT_NONE`` .. ``DETECT_DECLARED``; ``format: auto`` takes the single highest),
+    ``load(path, split)`` returns a ``DetectionDataset`` and ``save(dataset, out_dir, split=...)`` writes
+    one; an optional ``check_labels(root, scratch)`` gives ``data validate`` and ``--fix`` the format's
+    line-by-line label checks. Readers count problems they fix (clipped boxes, dropped zero-area boxes) in
+    the dataset's report and raise ``DatasetError`` naming the file and line for problems they cannot fix.
+    The helpers and types a format uses are in ``yolox_sdk.data.formats``; ``yolox_sdk.testing`` checks
+    a format's round trip and detection.
     """
 
 
@@ -68,6 +72,12 @@ def register_loggers(register: Register) -> None:
     ``factory(options, run_dir)`` returns a ``Logger`` with ``log_hyperparameters(params)``,
     ``log_metrics(metrics, step)`` and ``close()``. A logger must never raise out of ``log_*`` for a
     transient failure (network down): warn and keep training.
+
+    A run opens the loggers listed in ``monitoring.loggers`` (options under
+    ``monitoring.logger_options.<name>``) and those that say when they are on when registering:
+    ``register(..., always_on=True)`` (``csv``) or ``register(..., enabled_by="monitoring.tensorboard")``,
+    a config key that is a boolean, or a mapping whose ``enabled`` switches the logger on and whose other
+    keys are its options (``monitoring.wandb``).
     """
 
 

@@ -43,6 +43,10 @@ class PluginEntry:
         options: attrs class of the feature's own options, or ``None`` when it takes none.
         description: one line for ``yolox-sdk plugins``.
         origin: the plugin and distribution that registered it.
+        always_on: used in every run without being named in the config (the ``csv`` logger).
+        enabled_by: dotted config key that switches the feature on without naming it in a list: a
+            boolean (``monitoring.tensorboard``) or a mapping whose ``enabled`` does and whose other keys
+            are the feature's options (``monitoring.wandb``).
     """
 
     kind: str
@@ -51,6 +55,8 @@ class PluginEntry:
     options: type | None
     description: str
     origin: PluginOrigin
+    always_on: bool = False
+    enabled_by: str | None = None
 
 
 @attrs.frozen
@@ -82,15 +88,22 @@ class Registry:
         factory: Callable[..., Any],
         options: type | None = None,
         description: str = "",
+        *,
+        always_on: bool = False,
+        enabled_by: str | None = None,
     ) -> None:
-        """Register ``factory`` as ``name`` of ``kind``; a second claim on a name is kept as a conflict."""
+        """Register ``factory`` as ``name`` of ``kind``; a second claim on a name is kept as a conflict.
+
+        ``always_on`` and ``enabled_by`` say how a config turns the feature on besides naming it (see
+        ``PluginEntry``); the config layer reads them, so the core names no plugin.
+        """
         self._check_kind(kind)
         if options is not None and not attrs.has(options):
             raise PluginError(
                 f"{origin} registered {kind} '{name}' with options {options!r}, which is not an attrs "
                 "class. Declare plugin options with @attrs.define so the SDK can validate them."
             )
-        entry = PluginEntry(kind, name, factory, options, description, origin)
+        entry = PluginEntry(kind, name, factory, options, description, origin, always_on, enabled_by)
         existing = self._entries[kind].get(name)
         if existing is not None and existing.origin != origin:
             self._conflicts.setdefault((kind, name), [existing]).append(entry)

@@ -17,7 +17,7 @@ from typing import Any
 
 import attrs
 
-from yolox_sdk.plugins.hookspecs import hookimpl
+from yolox_sdk.plugins.hookspecs import Register, hookimpl
 
 
 @attrs.frozen
@@ -84,5 +84,12 @@ def _read_rows(path: Path) -> list[dict[str, Any]]:
 
 
 @hookimpl
-def register_loggers(register) -> None:
-    register("csv", CsvLogger, options=CsvOptions, description="metrics.csv in the run directory (always on)")
+def register_loggers(register: Register) -> None:
+    """Register the ``csv`` logger, on in every run."""
+    register(
+        "csv",
+        CsvLogger,
+        options=CsvOptions,
+        description="metrics.csv in the run directory (always on)",
+        always_on=True,
+    )

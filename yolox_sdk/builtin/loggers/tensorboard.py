@@ -14,7 +14,7 @@ from typing import Any
 
 import attrs
 
-from yolox_sdk.plugins.hookspecs import hookimpl
+from yolox_sdk.plugins.hookspecs import Register, hookimpl
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +69,12 @@ def _hparam_value(value: Any) -> float | int | str:
 
 
 @hookimpl
-def register_loggers(register) -> None:
+def register_loggers(register: Register) -> None:
+    """Register the ``tensorboard`` logger, switched on by ``monitoring.tensorboard`` (the default)."""
     register(
-        "tensorboard", TensorboardLogger, options=TensorboardOptions, description="TensorBoard event files"
+        "tensorboard",
+        TensorboardLogger,
+        options=TensorboardOptions,
+        description="TensorBoard event files (monitoring.tensorboard)",
+        enabled_by="monitoring.tensorboard",
     )
