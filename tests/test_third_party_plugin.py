@@ -418,3 +418,27 @@ def test_options_are_checked_with_their_yaml_path(labelme: ModuleType) -> None:
         structure_options(labelme.LabelmeOptions, {"class_name": ["RBC"]}, "data.format_options")
     with pytest.raises(ConfigError, match=r"data\.format_options\.class_names: expected a non-empty list"):
         structure_options(labelme.LabelmeOptions, {"class_names": ["RBC", "RBC"]}, "data.format_options")
+
+
+def test_validate_on_a_relative_path_counts_each_image_once(
+    labelme: ModuleType, tmp_path: Path, bccd_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The reader used to make image paths absolute (``os.path.abspath``) while validation lists the images
+    under the path as given, so ``data validate labelme_dir`` counted every image twice (and called each a
+    duplicate of itself that no annotation references)."""
+    from yolox_sdk.data.validation import DUPLICATE_IMAGE, UNREFERENCED_IMAGE, validate_dataset
+    from yolox_sdk.testing import plugin_registry
+
+    for image in bccd_images(bccd_dir, [0, 1]):
+        write_labelme_file(tmp_path / "labelme", image, rectangles(image))
+    monkeypatch.chdir(tmp_path)
+    registry = plugin_registry(labelme)
+
+    dataset = labelme.create_labelme_format(None).load(Path("labelme"))
+    assert [record.image_path for record in dataset.records] == [
+        Path("labelme/BloodImage_00000.jpg"),
+        Path("labelme/BloodImage_00001.jpg"),
+    ]
+    report = validate_dataset("labelme", registry=registry)
+    assert report.format == "labelme" and report.images_checked == 2
+    assert UNREFERENCED_IMAGE not in report.issues and DUPLICATE_IMAGE not in report.issues

@@ -284,6 +284,11 @@ def image_in_folder(
     outside the dataset. ``name`` may be absolute when it lies inside ``folder``. Symbolic links are not
     resolved (see the module docstring).
 
+    This is the one image-path rule for every format: use the returned path as it is. It is relative when
+    ``folder`` is (the dataset path as the user gave it); making it absolute (``os.path.abspath``,
+    ``resolve()``) would make it differ from the paths the rest of the SDK lists under that folder (``data
+    validate`` then counted each image twice).
+
     Args:
         folder: the folder the image must be in: the dataset's (or the ``image_dir`` option's).
         name: the image path as the annotation writes it.

@@ -30,7 +30,9 @@ class ImageRecord:
     """One image and its ground truth boxes.
 
     Attributes:
-        image_path: absolute path of the image file.
+        image_path: path of the image file, as ``format_support.image_in_folder`` builds it: under the
+            dataset path as given (relative when that is), never resolved further, so every format's
+            records compare equal to the files validation lists there.
         width: image width in pixels (as stored on disk, before any EXIF rotation).
         height: image height in pixels.
         boxes: ``(N, 4)`` float32 absolute ``x1, y1, x2, y2``.

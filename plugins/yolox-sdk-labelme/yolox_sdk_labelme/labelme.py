@@ -28,7 +28,6 @@ Conventions (the common ones come from ``yolox_sdk.data.format_support``, like t
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -280,7 +279,9 @@ def _image_path(raw: Any, json_path: Path, image_root: str | None, dataset_root:
     base = Path(image_root) if image_root else json_path.parent
     folder = dataset_root if dataset_root is not None else base
     where = f"{json_path} (imagePath)"
-    return Path(os.path.abspath(image_in_folder(folder, relative, where, relative_to=base)))
+    # Kept as built (relative when the dataset path is): one rule for every format, so validation, which
+    # lists the images under the path as given, sees the same paths.
+    return image_in_folder(folder, relative, where, relative_to=base)
 
 
 def _declared_size(data: dict[str, Any], json_path: Path, report: LoadReport) -> tuple[int, int] | None:
