@@ -254,12 +254,12 @@ def test_export_option_accepts_an_exponent_float(tmp_path: Path, monkeypatch: py
 
     from yolox_sdk.cli.main import cli
     from yolox_sdk.config.plugin_options import resolve_options
-    from yolox_sdk.engine import pipeline
+    from yolox_sdk.engine import jobs
     from yolox_sdk.plugins import get_registry
 
     seen: dict = {}
     monkeypatch.setattr(
-        pipeline, "_export", lambda checkpoint, formats, options, *rest: seen.update(options) or []
+        jobs, "_export", lambda checkpoint, formats, options, *rest: seen.update(options) or []
     )
     checkpoint = tmp_path / "model.pt"
     checkpoint.write_bytes(b"not read: the export itself is replaced")

@@ -28,7 +28,7 @@ def run(config_path: Path, overrides: tuple[str, ...], resume_dir: Path | None) 
     OVERRIDES are section.key=value pairs, e.g. training.epochs=10 data.batch_size=8.
     """
     from yolox_sdk.config.loader import load_config
-    from yolox_sdk.engine.pipeline import run_pipeline
+    from yolox_sdk.engine.jobs import run_pipeline
     from yolox_sdk.errors import TrainingInterrupted
 
     try:
@@ -80,10 +80,27 @@ def train(
 @click.option("--data", "data_path", required=True, help="Dataset path or catalog name.")
 @click.option("--split", default=None, help="Split to evaluate (e.g. val).")
 @click.option("--format", "format_name", default="auto", show_default=True)
-@click.option("--batch-size", default=8, show_default=True, type=click.IntRange(1, 4096))
-@click.option("--conf", default=0.01, show_default=True, type=FiniteFloatRange(0, 1), help="Score threshold.")
 @click.option(
-    "--nms", default=0.65, show_default=True, type=FiniteFloatRange(0, 1), help="NMS IoU threshold."
+    "--batch-size",
+    type=click.IntRange(1, 4096),
+    help="Images per batch [default: the checkpoint's evaluation.batch_size, else 8].",
+)
+@click.option(
+    "--conf",
+    type=FiniteFloatRange(0, 1),
+    help="Score threshold [default: the checkpoint's evaluation.conf_threshold, else 0.01].",
+)
+@click.option(
+    "--nms",
+    type=FiniteFloatRange(0, 1),
+    help="NMS IoU threshold [default: the checkpoint's evaluation.nms_threshold, else 0.65].",
+)
+@click.option(
+    "--class-agnostic-nms/--per-class-nms",
+    "class_agnostic_nms",
+    default=None,
+    help="Suppress overlapping boxes across classes, or per class only "
+    "[default: the checkpoint's evaluation.class_agnostic_nms, else per class].",
 )
 @click.option("--device", default="auto", show_default=True)
 @click.option(
@@ -95,16 +112,23 @@ def evaluate(
     data_path: str,
     split: str | None,
     format_name: str,
-    batch_size: int,
-    conf: float,
-    nms: float,
+    batch_size: int | None,
+    conf: float | None,
+    nms: float | None,
+    class_agnostic_nms: bool | None,
     device: str,
     out_json: Path | None,
 ) -> None:
-    """Evaluate CHECKPOINT on a dataset with pycocotools and print the per-class table."""
-    from yolox_sdk.engine.pipeline import evaluate_checkpoint
+    """Evaluate CHECKPOINT on a dataset with pycocotools and print the per-class table.
 
-    result = evaluate_checkpoint(checkpoint, data_path, split, format_name, batch_size, conf, nms, device)
+    Thresholds and NMS default to the evaluation settings CHECKPOINT was trained with, so the numbers are
+    those its training measured; the options override them one by one.
+    """
+    from yolox_sdk.engine.jobs import evaluate_checkpoint
+
+    result = evaluate_checkpoint(
+        checkpoint, data_path, split, format_name, batch_size, conf, nms, device, class_agnostic_nms
+    )
     click.echo(result.table())
     out_json = out_json or checkpoint.with_name(f"{checkpoint.stem}_eval.json")
     result.to_json(out_json)
@@ -183,7 +207,7 @@ def export(
     samples: tuple[Path, ...],
 ) -> None:
     """Export CHECKPOINT (ONNX by default) and verify the exported model against PyTorch on real images."""
-    from yolox_sdk.engine.pipeline import export_from_cli
+    from yolox_sdk.engine.jobs import export_from_cli
 
     for result in export_from_cli(checkpoint, list(formats), out_dir, list(options), list(samples)):
         click.echo(

@@ -1,7 +1,9 @@
-"""The end-to-end job behind ``yolox-sdk run``: train, evaluate the best checkpoint, export it.
+"""The jobs behind the commands: ``yolox-sdk run`` (train, evaluate the best checkpoint, export it),
+``yolox-sdk eval`` and ``yolox-sdk export``.
 
-Also the checkpoint-only entry points behind ``yolox-sdk eval`` and ``yolox-sdk export``: everything they
-need (model spec, class names) comes from the checkpoint itself.
+``eval`` and ``export`` need nothing but a checkpoint (model spec, class names and the evaluation settings
+it was trained with are inside). Evaluation itself is ``yolox_sdk.evaluation.runner.evaluate_model``, the
+function training uses too, so ``eval_<split>.json`` and ``yolox-sdk eval`` measure what training did.
 """
 
 from __future__ import annotations
@@ -19,7 +21,11 @@ from yolox_sdk.engine import distributed, setup
 from yolox_sdk.engine.devices import resolve_device
 from yolox_sdk.engine.trainer import TrainResult, train
 from yolox_sdk.errors import ConfigError
-from yolox_sdk.models.factory import model_from_checkpoint
+from yolox_sdk.evaluation.runner import (
+    checkpoint_evaluation_settings,
+    evaluate_checkpoint_weights,
+    evaluation_settings,
+)
 
 log = logging.getLogger(__name__)
 
@@ -51,34 +57,14 @@ def run_pipeline(config: Config, resume_dir: Path | None = None) -> RunResult:
         )
     checkpoint = load_checkpoint(result.best_checkpoint)
     dataset = setup.align_classes(setup.load_split(config, which), checkpoint.class_names)
-    evaluation = _evaluate(
-        checkpoint,
-        dataset,
-        config.evaluation.batch_size or config.data.batch_size,
-        config.evaluation.conf_threshold,
-        config.evaluation.nms_threshold,
-        str(resolve_device(config.device)),
+    evaluation = evaluate_checkpoint_weights(
+        checkpoint, dataset, evaluation_settings(config), resolve_device(config.device)
     )
     evaluation.to_json(result.run_dir / f"eval_{which}.json")
     samples = [record.image_path for record in dataset.records[:EXPORT_SAMPLE_IMAGES]]
     out_dir = Path(config.export.output_dir) if config.export.output_dir else result.run_dir / "export"
     exports = _export(result.best_checkpoint, config.export.formats, config.export.options, out_dir, samples)
     return RunResult(result, evaluation, exports)
-
-
-def _evaluate(checkpoint: Any, dataset: Any, batch_size: int, conf: float, nms: float, device: str) -> Any:
-    from yolox_sdk.evaluation.coco_eval import evaluate
-
-    model = model_from_checkpoint(checkpoint).to(device)
-    return evaluate(
-        model,
-        dataset,
-        checkpoint.spec.input_size,
-        batch_size=batch_size,
-        conf_threshold=conf,
-        nms_threshold=nms,
-        device=device,
-    )
 
 
 def _export(
@@ -92,21 +78,30 @@ def _export(
 
 
 def evaluate_checkpoint(
-    checkpoint_path: Path,
+    checkpoint_path: Path | str,
     data: str,
-    split: str | None,
-    format_name: str,
-    batch_size: int,
-    conf: float,
-    nms: float,
-    device: str,
+    split: str | None = None,
+    format_name: str = "auto",
+    batch_size: int | None = None,
+    conf: float | None = None,
+    nms: float | None = None,
+    device: str = "auto",
+    class_agnostic_nms: bool | None = None,
 ) -> Any:
-    """Evaluate a checkpoint on a dataset (``yolox-sdk eval``)."""
+    """Evaluate a checkpoint on a dataset (``yolox-sdk eval``) with the evaluation settings it was trained
+    with; ``batch_size``, ``conf``, ``nms`` and ``class_agnostic_nms`` override them when not ``None``."""
     from yolox_sdk.data.formats import load_dataset
 
     checkpoint = load_checkpoint(checkpoint_path)
+    settings = checkpoint_evaluation_settings(
+        checkpoint,
+        batch_size=batch_size,
+        conf_threshold=conf,
+        nms_threshold=nms,
+        class_agnostic_nms=class_agnostic_nms,
+    )
     dataset = setup.align_classes(load_dataset(data, split=split, format=format_name), checkpoint.class_names)
-    return _evaluate(checkpoint, dataset, batch_size, conf, nms, str(resolve_device(device)))
+    return evaluate_checkpoint_weights(checkpoint, dataset, settings, resolve_device(device))
 
 
 def export_from_cli(

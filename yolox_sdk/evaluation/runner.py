@@ -1,0 +1,100 @@
+"""The one way a model is evaluated: training's val metrics, ``yolox-sdk run``'s ``eval_<split>.json`` and
+``yolox-sdk eval`` all call ``evaluate_model`` with an ``EvaluationConfig``.
+
+Why one function: the numbers a run reports after training must be the numbers that chose its best
+checkpoint. When each caller spelled out the thresholds itself, the run and eval paths dropped
+``evaluation.class_agnostic_nms`` and measured something else than training had. Here the whole
+evaluation section travels as one value; callers only choose where it comes from:
+
+- a run's config (``evaluation_settings``: training and ``yolox-sdk run``);
+- a checkpoint's saved config, with command-line flags overriding single fields
+  (``checkpoint_evaluation_settings``: ``yolox-sdk eval``).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+import attrs
+import torch
+
+from yolox_sdk.checkpoints.format import Checkpoint
+from yolox_sdk.config.schema import Config, EvaluationConfig
+from yolox_sdk.config.structure import structure_options
+from yolox_sdk.data.records import DetectionDataset
+from yolox_sdk.errors import ConfigError
+from yolox_sdk.evaluation.coco_eval import EvalResult, evaluate
+from yolox_sdk.models.factory import model_from_checkpoint
+
+log = logging.getLogger(__name__)
+
+# Images per batch when neither ``evaluation.batch_size`` nor a data batch size says otherwise.
+DEFAULT_BATCH_SIZE = 8
+
+
+def evaluation_settings(config: Config) -> EvaluationConfig:
+    """``config.evaluation`` with its batch size resolved (``null`` means ``data.batch_size``)."""
+    return attrs.evolve(config.evaluation, batch_size=config.evaluation.batch_size or config.data.batch_size)
+
+
+def checkpoint_evaluation_settings(checkpoint: Checkpoint, **overrides: Any) -> EvaluationConfig:
+    """The evaluation settings the checkpoint was trained with, with ``overrides`` (fields of
+    ``EvaluationConfig`` whose value is not ``None``: the command-line flags) taking precedence.
+
+    Keys the current schema does not know (an older or newer SDK wrote the file) are ignored; a saved
+    section that does not validate is replaced by the defaults with a warning, since the file's weights
+    are still good. ``batch_size`` left unset is ``DEFAULT_BATCH_SIZE``, not the training batch, which may
+    not fit the machine evaluating.
+    """
+    known = attrs.fields_dict(EvaluationConfig)
+    chosen = {key: value for key, value in overrides.items() if value is not None}
+    if set(chosen) - set(known):
+        raise TypeError(f"Not evaluation settings: {', '.join(sorted(set(chosen) - set(known)))}")
+    saved = checkpoint.config.get("evaluation")
+    if not isinstance(saved, Mapping):
+        saved = {}
+    saved = {key: value for key, value in saved.items() if key in known and key not in chosen}
+    try:
+        settings = structure_options(EvaluationConfig, saved, "evaluation", "the checkpoint's config")
+    except ConfigError as error:
+        log.warning("%s; evaluating with the default evaluation settings instead.", error)
+        settings = EvaluationConfig()
+    settings = attrs.evolve(settings, **chosen)
+    return settings if settings.batch_size else attrs.evolve(settings, batch_size=DEFAULT_BATCH_SIZE)
+
+
+def evaluate_model(
+    model: torch.nn.Module,
+    dataset: DetectionDataset,
+    input_size: tuple[int, int],
+    settings: EvaluationConfig,
+    device: torch.device | str,
+) -> EvalResult:
+    """COCO metrics of ``model`` on ``dataset`` at ``input_size`` (height, width), as ``settings`` say:
+    confidence and NMS thresholds, class-agnostic or per-class NMS, batch size.
+
+    The model is moved to ``device`` and left in the train/eval state it came in.
+    """
+    return evaluate(
+        model,
+        dataset,
+        input_size,
+        batch_size=settings.batch_size or DEFAULT_BATCH_SIZE,
+        conf_threshold=settings.conf_threshold,
+        nms_threshold=settings.nms_threshold,
+        class_agnostic=settings.class_agnostic_nms,
+        device=str(device),
+    )
+
+
+def evaluate_checkpoint_weights(
+    checkpoint: Checkpoint,
+    dataset: DetectionDataset,
+    settings: EvaluationConfig,
+    device: torch.device | str,
+) -> EvalResult:
+    """``evaluate_model`` on the checkpoint's network (EMA weights, the evaluated ones) at its input size."""
+    model = model_from_checkpoint(checkpoint).to(str(device))
+    return evaluate_model(model, dataset, checkpoint.spec.input_size, settings, device)
