@@ -14,8 +14,8 @@ import pytest
 import torch
 from test_training import bccd_overrides
 
+from yolox_sdk.checkpoints.format import load_checkpoint
 from yolox_sdk.config.loader import load_config
-from yolox_sdk.engine.checkpoint import load_checkpoint
 from yolox_sdk.engine.freezing import apply_freezing, count_trainable_parameters, plan_freezing
 from yolox_sdk.engine.trainer import train
 from yolox_sdk.errors import ConfigError

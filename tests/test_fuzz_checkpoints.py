@@ -22,8 +22,8 @@ import torch
 from click.testing import CliRunner
 from conftest import ASSETS
 
+from yolox_sdk.checkpoints.format import Checkpoint, save_checkpoint
 from yolox_sdk.cli.main import cli
-from yolox_sdk.engine.checkpoint import Checkpoint, save_checkpoint
 from yolox_sdk.models.factory import build_model
 from yolox_sdk.models.variants import make_spec
 

@@ -13,7 +13,7 @@ import torch
 import yaml
 from torchvision.ops import box_iou
 
-from yolox_sdk.engine.checkpoint import Checkpoint, save_checkpoint
+from yolox_sdk.checkpoints.format import Checkpoint, save_checkpoint
 from yolox_sdk.errors import ConfigError, DatasetError
 from yolox_sdk.evaluation.predict import Predictor, list_images, predict_to_folder
 from yolox_sdk.models import create_model

@@ -18,8 +18,8 @@ import yaml
 from click.testing import CliRunner
 from conftest import ASSETS
 
+from yolox_sdk.checkpoints.format import load_checkpoint, save_checkpoint
 from yolox_sdk.cli.main import cli
-from yolox_sdk.engine.checkpoint import load_checkpoint, save_checkpoint
 
 
 @pytest.fixture(scope="module")

@@ -15,10 +15,10 @@ from click.testing import CliRunner
 
 from yolox_sdk.builtin.loggers.csv import CsvLogger, CsvOptions
 from yolox_sdk.builtin.loggers.tensorboard import TensorboardLogger, TensorboardOptions
+from yolox_sdk.checkpoints.format import load_checkpoint
 from yolox_sdk.cli.main import cli
 from yolox_sdk.config.loader import config_to_dict, dump_config, flatten_dict, load_config
 from yolox_sdk.data.formats import load_dataset
-from yolox_sdk.engine.checkpoint import load_checkpoint
 from yolox_sdk.engine.lineage import LINEAGE_FILENAME, dataset_fingerprint, git_state
 from yolox_sdk.engine.run_dir import config_hash
 from yolox_sdk.engine.trainer import train

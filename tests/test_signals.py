@@ -187,7 +187,7 @@ def test_sigterm_during_eval_is_reported_and_exits_143(tmp_path: Path) -> None:
     """Outside the training loop SIGTERM used to end the process silently; now it unwinds like Ctrl-C."""
     from test_fault_tolerance import start_cli
 
-    from yolox_sdk.engine.checkpoint import Checkpoint, save_checkpoint
+    from yolox_sdk.checkpoints.format import Checkpoint, save_checkpoint
     from yolox_sdk.models.factory import build_model
     from yolox_sdk.models.variants import make_spec
 
