@@ -207,3 +207,57 @@ logger.close()
         "qq_val_ap",
     ):
         assert text.encode() in content, text
+
+
+# --- monitoring.wandb: the plan's section, checked by the plugin's own options class ----------------------
+
+
+@pytest.fixture
+def full_registry(wandb_plugin: ModuleType) -> Registry:
+    """The built-ins plus the wandb plugin: what a config load sees once the plugin is installed."""
+    return build_plugin_manager(extra_plugins=[("wandb", wandb_plugin)])[1]
+
+
+def test_plan_section_switches_the_logger_on_with_the_plugins_options(
+    full_registry: Registry, wandb_plugin: ModuleType
+) -> None:
+    from yolox_sdk.config import load_config
+    from yolox_sdk.config.plugin_options import configured_loggers
+
+    config = load_config(
+        None, ["monitoring.wandb={enabled: true, project: bccd, name: nano}"], registry=full_registry
+    )
+
+    assert configured_loggers(config, full_registry) == [
+        ("csv", {}, "monitoring.logger_options.csv"),
+        ("tensorboard", {}, "monitoring.tensorboard"),
+        ("wandb", {"project": "bccd", "name": "nano"}, "monitoring.wandb"),
+    ]
+    options = resolve_options(
+        full_registry, "logger", "wandb", {"project": "bccd", "name": "nano"}, "monitoring.wandb"
+    )
+    assert options == wandb_plugin.WandbOptions(project="bccd", name="nano")
+    off_by_default = configured_loggers(load_config(None, registry=full_registry), full_registry)
+    assert [name for name, _, _ in off_by_default] == ["csv", "tensorboard"]
+
+
+def test_plan_section_is_validated_by_the_plugin_even_when_disabled(full_registry: Registry) -> None:
+    from yolox_sdk.config import load_config
+
+    with pytest.raises(
+        ConfigError, match=r"unknown key 'monitoring\.wandb\.projct'. Did you mean 'project'\?"
+    ):
+        load_config(None, ["monitoring.wandb.projct=bccd"], registry=full_registry)
+    with pytest.raises(
+        ConfigError, match=r"monitoring\.wandb\.mode: expected one of online, offline, disabled"
+    ):
+        load_config(None, ["monitoring.wandb={enabled: true, mode: ofline}"], registry=full_registry)
+    with pytest.raises(ConfigError, match=r"monitoring\.wandb\.enabled: expected true or false"):
+        load_config(None, ["monitoring.wandb.enabled=yes please"], registry=full_registry)
+
+
+def test_the_core_schema_holds_no_wandb_options() -> None:
+    from yolox_sdk.config import schema
+
+    assert not hasattr(schema, "WandbConfig")
+    assert schema.MonitoringConfig().wandb == {"enabled": False, "project": "yolox-sdk", "name": None}

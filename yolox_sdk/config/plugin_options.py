@@ -8,8 +8,11 @@ typo in a core key.
 
 from __future__ import annotations
 
+import typing
 from collections.abc import Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
+
+import attrs
 
 from yolox_sdk.config.structure import structure_options
 from yolox_sdk.config.validators import short_repr
@@ -21,8 +24,6 @@ LOGGER = "logger"
 if TYPE_CHECKING:
     from yolox_sdk.config.schema import Config
     from yolox_sdk.plugins.registry import Registry
-
-WANDB_HINT = "install it with `pip install ./plugins/yolox-sdk-wandb` (or `pip install yolox-sdk-wandb`)"
 
 
 def resolve_options(registry: Registry, kind: str, name: str, raw: Any, path: str) -> Any:
@@ -93,30 +94,23 @@ def _at(config: Any, dotted: str) -> Any:
 
 def configured_loggers(config: Config, registry: Registry) -> list[tuple[str, Any, str]]:
     """``(name, raw options, yaml path)`` of every logger a run opens, in this order: the loggers
-    registered ``always_on`` (metrics.csv), those whose ``enabled_by`` key is set
-    (``monitoring.tensorboard``), then ``monitoring.loggers`` with ``monitoring.logger_options.<name>``.
+    registered ``always_on`` (metrics.csv), those whose ``enabled_by`` key is on
+    (``monitoring.tensorboard``, ``monitoring.wandb.enabled``), then ``monitoring.loggers`` with
+    ``monitoring.logger_options.<name>``.
 
     The loggers declare when they are on (``register(..., always_on=True)``, ``enabled_by=...``), so this
     module names none of them.
     """
-    m = config.monitoring
-    listed = [(name, m.logger_options.get(name, {}), _logger_options_path(name)) for name in m.loggers]
-    return _switched_loggers(config, registry) + listed
-
-
-def _switched_loggers(config: Config, registry: Registry) -> list[tuple[str, Any, str]]:
-    """The loggers on without being listed in ``monitoring.loggers``."""
     chosen = []
     for entry in registry.entries(LOGGER):
         if entry.always_on:
             chosen.append((entry.name, {}, _logger_options_path(entry.name)))
         elif entry.enabled_by is not None:
-            switch = _switch(config, entry.enabled_by)
-            if switch is not None:
-                chosen.append((entry.name, *switch))
-    if config.monitoring.wandb.enabled:
-        wandb = config.monitoring.wandb
-        chosen.append(("wandb", {"project": wandb.project, "name": wandb.name}, "monitoring.wandb"))
+            value = _switch_value(config, entry.enabled_by)
+            if value is True or (isinstance(value, Mapping) and value.get("enabled") is True):
+                chosen.append((entry.name, _switch_options(value), entry.enabled_by))
+    m = config.monitoring
+    chosen.extend((name, m.logger_options.get(name, {}), _logger_options_path(name)) for name in m.loggers)
     return chosen
 
 
@@ -124,36 +118,65 @@ def _logger_options_path(name: str) -> str:
     return f"monitoring.logger_options.{name}"
 
 
-def _switch(config: Config, dotted: str) -> tuple[Any, str] | None:
-    """``(raw options, yaml path)`` when the switch at ``dotted`` is on, else ``None``.
-
-    A boolean switch carries no options; a mapping switch is on when its ``enabled`` is true and its other
-    keys are the options.
+def _switch_value(config: Config, dotted: str) -> Any:
+    """The value of a plugin's switch key: a boolean, or a mapping with ``enabled`` and options.
 
     Raises:
         ConfigError: ``dotted`` is not a key of the config (a plugin declared a switch that does not exist).
     """
     try:
-        value = _at(config, dotted)
+        return _at(config, dotted)
     except AttributeError:
         raise ConfigError(
             f"Invalid config: {dotted}: a plugin is switched on by this key, which the config does not have."
         ) from None
-    if isinstance(value, Mapping):
-        if value.get("enabled") is not True:
-            return None
-        return {key: item for key, item in value.items() if key != "enabled"}, dotted
-    return ({}, dotted) if value is True else None
+
+
+def _switch_options(value: Any) -> dict[str, Any]:
+    """The options a switch carries: a mapping's keys besides ``enabled``; none for a boolean."""
+    if not isinstance(value, Mapping):
+        return {}
+    return {key: item for key, item in value.items() if key != "enabled"}
+
+
+def _switch_sections(config: Config, registry: Registry) -> Iterator[tuple[str, str, Any, str, str]]:
+    """Plugin uses (as ``_plugin_uses`` yields them) of the installed loggers switched by a mapping
+    section, on or off: their options are checked either way, so a typo in a disabled section is still
+    reported, as when the section was a class of the core schema."""
+    for entry in registry.entries(LOGGER):
+        if entry.enabled_by is not None:
+            value = _switch_value(config, entry.enabled_by)
+            if isinstance(value, Mapping):
+                yield LOGGER, entry.name, _switch_options(value), entry.enabled_by, entry.enabled_by
+
+
+def _unclaimed_switches(config: Config, registry: Registry) -> Iterator[str]:
+    """Switch sections (fields with ``plugin_switch`` metadata) set to ``enabled: true`` that no installed
+    plugin claims: the plugin is missing, and the schema's hint says how to install it."""
+    claimed = {entry.enabled_by for entry in registry.entries(LOGGER)}
+    for path, hint in _switch_fields(type(config)):
+        value = _at(config, path)
+        if path not in claimed and isinstance(value, Mapping) and value.get("enabled") is True:
+            yield f"{path}.enabled: {hint}."
+
+
+def _switch_fields(cls: type, prefix: str = "") -> Iterator[tuple[str, str]]:
+    """``(dotted path, install hint)`` of every config field marked as a plugin switch."""
+    if not attrs.has(cls):
+        return
+    hints = typing.get_type_hints(cls)
+    for field in attrs.fields(cls):
+        if "plugin_switch" in field.metadata:
+            yield f"{prefix}{field.name}", field.metadata["plugin_switch"]
+        elif isinstance(hints.get(field.name), type):
+            yield from _switch_fields(hints[field.name], f"{prefix}{field.name}.")
 
 
 def validate_plugin_options(config: Config, registry: Registry) -> list[str]:
     """Problems with plugin names and options in ``config``, as ``path: message`` strings."""
     problems = []
     try:
-        uses = list(_plugin_uses(config, registry.kinds))
-        uses += [
-            (LOGGER, name, raw, where, where) for name, raw, where in _switched_loggers(config, registry)
-        ]
+        uses = [*_plugin_uses(config, registry.kinds), *_switch_sections(config, registry)]
     except ConfigError as error:
         return [str(error).removeprefix("Invalid config: ")]
     for kind, name, raw, where, name_path in uses:
@@ -163,8 +186,7 @@ def validate_plugin_options(config: Config, registry: Registry) -> list[str]:
             problems.append(f"{name_path}: {error}")
         except ConfigError as error:
             problems.append(str(error).split(": ", 1)[1])
-    if config.monitoring.wandb.enabled and "wandb" not in registry.names("logger"):
-        problems.append(f"monitoring.wandb.enabled: the W&B logger plugin is not installed; {WANDB_HINT}.")
+    problems.extend(_unclaimed_switches(config, registry))
     unused = set(config.export.options) - set(config.export.formats)
     for name in sorted(unused):
         problems.append(f"export.options.{name}: options for '{name}', which is not in export.formats.")

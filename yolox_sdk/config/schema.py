@@ -17,6 +17,7 @@ import attrs
 
 from yolox_sdk.builtin.augmentations.recipe import AugmentationRecipe as AugmentationConfig
 from yolox_sdk.config.validators import (
+    FieldError,
     boolean,
     freeze_entries,
     image_size,
@@ -198,13 +199,27 @@ class DeviceConfig:
     fallback: bool = True
 
 
-@attrs.frozen
-class WandbConfig:
-    """Weights & Biases logging (needs ``pip install ./plugins/yolox-sdk-wandb``)."""
+# ``monitoring.wandb`` as the product plan writes it. The keys besides ``enabled`` are options of the W&B
+# logger plugin (its ``WandbOptions`` checks them); they are spelled out here with W&B's defaults only so
+# that a saved config and its hyperparameters read as they always did.
+WANDB_SHORTHAND: dict[str, Any] = {"enabled": False, "project": "yolox-sdk", "name": None}
+WANDB_INSTALL = (
+    "the W&B logger plugin is not installed; install it with `pip install ./plugins/yolox-sdk-wandb` "
+    "(or `pip install yolox-sdk-wandb`)"
+)
 
-    enabled: bool = False
-    project: str = "yolox-sdk"
-    name: str | None = None
+
+def _switch_section(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
+    """A mapping whose ``enabled`` is ``true`` or ``false``; the plugin it switches on checks the rest."""
+    if not isinstance(value, dict) or not all(isinstance(key, str) for key in value):
+        raise FieldError(attribute.name, "a mapping of options", value)
+    if not isinstance(value.get("enabled"), bool):
+        raise FieldError(f"{attribute.name}.enabled", "true or false", value.get("enabled"))
+
+
+def _over_shorthand(value: Any) -> Any:
+    """The user's ``monitoring.wandb`` keys over ``WANDB_SHORTHAND``'s (a partial section keeps the rest)."""
+    return {**WANDB_SHORTHAND, **value} if isinstance(value, dict) else value
 
 
 @attrs.frozen
@@ -213,6 +228,9 @@ class MonitoringConfig:
 
     Runs go to ``<output_dir>/<run_name>``; an existing directory is never overwritten (a numeric suffix is
     added). ``loggers`` adds logger plugins by name, with their options under ``logger_options.<name>``.
+    ``tensorboard`` and ``wandb`` switch on the loggers that declare them as their switch
+    (``enabled_by``): ``wandb.enabled`` turns on the W&B plugin's logger and ``wandb``'s other keys are
+    that plugin's options (``project``, ``name``, also ``entity``, ``mode``, ``tags``), checked by it.
     ``save_interval`` keeps ``epoch_<N>.pt`` every N epochs (0: never); ``save_every_minutes`` also
     refreshes ``last.pt`` within an epoch that lasts longer (``null``: at epoch ends only), so a crash in a
     long epoch loses minutes of work and ``--resume`` continues at the next batch.
@@ -221,7 +239,12 @@ class MonitoringConfig:
     output_dir: str = "runs"
     run_name: str | None = None
     tensorboard: bool = True
-    wandb: WandbConfig = attrs.field(factory=WandbConfig)
+    wandb: dict[str, Any] = attrs.field(
+        factory=lambda: dict(WANDB_SHORTHAND),
+        converter=_over_shorthand,
+        validator=_switch_section,
+        metadata={"plugin_switch": WANDB_INSTALL},
+    )
     loggers: list[str] = attrs.field(factory=list)
     logger_options: dict[str, dict[str, Any]] = attrs.field(factory=dict)
     save_interval: int = attrs.field(default=10, validator=number(0, MAX_EPOCHS))

@@ -30,7 +30,11 @@ def _check_mode(instance: object, attribute: attrs.Attribute, value: str | None)
 
 @attrs.frozen
 class WandbOptions:
-    """Options of the ``wandb`` logger (``monitoring.logger_options.wandb`` in the YAML).
+    """Options of the ``wandb`` logger.
+
+    They are written either in ``monitoring.wandb`` next to ``enabled: true`` (the product plan's
+    section, which switches the logger on) or, with ``monitoring.loggers: [wandb]``, under
+    ``monitoring.logger_options.wandb``. This class is the one that checks them in both places.
 
     Attributes:
         project: the W&B project the run is logged to.
@@ -57,10 +61,11 @@ def create_wandb_logger(options: WandbOptions | None, run_dir: Path) -> WandbLog
 
 @hookimpl
 def register_loggers(register: Register) -> None:
-    """Register the ``wandb`` logger."""
+    """Register the ``wandb`` logger, switched on by ``monitoring.wandb.enabled``."""
     register(
         "wandb",
         create_wandb_logger,
         options=WandbOptions,
         description="Weights & Biases: hyperparameters and metrics of each run",
+        enabled_by="monitoring.wandb",
     )
