@@ -8,6 +8,7 @@ NMS changes mAP; training itself is replaced by that checkpoint, since only what
 from __future__ import annotations
 
 import json
+import logging
 import types
 from pathlib import Path
 
@@ -17,12 +18,10 @@ from click.testing import CliRunner
 from yolox_sdk.checkpoints.format import Checkpoint, load_checkpoint, save_checkpoint
 from yolox_sdk.cli.main import cli
 from yolox_sdk.config.loader import config_to_dict, load_config
-from yolox_sdk.config.schema import Config
+from yolox_sdk.config.schema import Config, EvaluationConfig
 from yolox_sdk.engine import jobs, setup
-from yolox_sdk.evaluation.runner import evaluate_model, evaluation_settings
+from yolox_sdk.evaluation.runner import checkpoint_evaluation_settings, evaluate_model, evaluation_settings
 from yolox_sdk.models import create_model, model_from_checkpoint
-
-pytestmark = pytest.mark.slow
 
 
 def coco8_config(output_dir: Path, class_agnostic: bool) -> Config:
@@ -80,6 +79,7 @@ def metrics_from_eval_command(checkpoint_path: Path, *options: str) -> dict:
     return json.loads(out.read_text())["metrics"]
 
 
+@pytest.mark.slow
 def test_class_agnostic_nms_changes_runs_numbers_as_it_changes_trainings(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -95,6 +95,7 @@ def test_class_agnostic_nms_changes_runs_numbers_as_it_changes_trainings(
     assert measured[True]["mAP"] != measured[False]["mAP"]  # the setting matters on this data
 
 
+@pytest.mark.slow
 def test_one_checkpoint_gives_identical_numbers_through_training_run_and_eval(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -108,3 +109,41 @@ def test_one_checkpoint_gives_identical_numbers_through_training_run_and_eval(
         checkpoint, coco8_config(tmp_path / "runs", class_agnostic=False)
     )
     assert metrics_from_eval_command(checkpoint, "--per-class-nms") == per_class != training
+
+
+def checkpoint_with_config(config: dict) -> Checkpoint:
+    from yolox_sdk.models.variants import make_spec
+
+    return Checkpoint({}, make_spec("yolox-nano", 1, input_size=(160, 160)), ("a",), config=config)
+
+
+@pytest.mark.parametrize(
+    "saved, overrides, expected",
+    [
+        ({}, {}, EvaluationConfig(batch_size=8)),
+        (
+            {"evaluation": {"conf_threshold": 0.2, "class_agnostic_nms": True, "batch_size": 4}},
+            {"conf_threshold": None, "nms_threshold": 0.5},
+            EvaluationConfig(conf_threshold=0.2, nms_threshold=0.5, class_agnostic_nms=True, batch_size=4),
+        ),
+        (
+            {"evaluation": {"class_agnostic_nms": True, "a_key_of_another_version": 1}},
+            {"class_agnostic_nms": False},
+            EvaluationConfig(batch_size=8),
+        ),
+        ({"evaluation": "not a mapping"}, {}, EvaluationConfig(batch_size=8)),
+    ],
+)
+def test_eval_settings_come_from_the_checkpoint_and_flags_override_them(
+    saved: dict, overrides: dict, expected: EvaluationConfig
+) -> None:
+    assert checkpoint_evaluation_settings(checkpoint_with_config(saved), **overrides) == expected
+
+
+def test_unusable_saved_settings_fall_back_to_the_defaults_with_a_warning(caplog) -> None:
+    with caplog.at_level(logging.WARNING, logger="yolox_sdk"):
+        settings = checkpoint_evaluation_settings(
+            checkpoint_with_config({"evaluation": {"nms_threshold": 7}})
+        )
+    assert settings == EvaluationConfig(batch_size=8)
+    assert "evaluation.nms_threshold" in caplog.text and "default evaluation settings" in caplog.text

@@ -1,1 +1,1 @@
-"""export."""
+"""Exporting a checkpoint through the exporter plugins (``runner.export_checkpoint``); imports no engine module."""
