@@ -34,7 +34,7 @@ from yolox_sdk.data.records import DetectionDataset, ImageRecord
 from yolox_sdk.errors import DatasetError
 from yolox_sdk.plugins import hookimpl
 from yolox_sdk.plugins.registry import Registry
-from yolox_sdk.testing import import_plugin, plugin_registry
+from yolox_sdk.testing import check_detection, import_plugin, plugin_registry, sample_exports
 
 LABEL_STUDIO = "labelstudio"
 IMAGE_IDS = ("BloodImage_00000", "BloodImage_00001", "BloodImage_00002")
@@ -142,17 +142,7 @@ def exports(
     registry: Registry, tiny_bccd: DetectionDataset, tmp_path_factory: pytest.TempPathFactory
 ) -> dict:
     """Every registered format's export of ``tiny_bccd``: its folder and each annotation file at its top."""
-    root = tmp_path_factory.mktemp("exports")
-    samples: dict[Path, str] = {}
-    for entry in registry.entries("dataset_format"):
-        folder = root / entry.name
-        folder.mkdir()
-        entry.factory(entry.options() if entry.options else None).save(tiny_bccd, folder)
-        samples[folder] = entry.name
-        for file in sorted(folder.iterdir()):
-            if file.suffix in {".json", ".xml", ".csv", ".yaml"}:
-                samples[file] = entry.name
-    return samples
+    return sample_exports(registry, tiny_bccd, tmp_path_factory.mktemp("exports"))
 
 
 def test_every_export_has_exactly_one_winner_the_right_one(
@@ -253,3 +243,18 @@ def test_export_folders_load_back_with_auto(
     shutil.copytree(tasks_dir, copy)
     dataset = load_dataset(copy, registry=registry)
     assert dataset.format == LABEL_STUDIO and len(dataset) == len(IMAGE_IDS)
+
+
+@pytest.mark.parametrize(
+    "name", ["coco", "createml", "csv", "cvat", "kitti", "labelme", "voc", "yolo", LABEL_STUDIO]
+)
+def test_each_format_passes_the_kits_detection_check(
+    registry: Registry, exports: dict[Path, str], bccd_dir: Path, coco8_dir: Path, name: str
+) -> None:
+    check_detection(registry, name, {**exports, bccd_dir: "voc", coco8_dir: "yolo"})
+
+
+def test_the_detection_check_names_a_format_that_claims_others(exports: dict[Path, str]) -> None:
+    registry = plugin_registry(("anyjson", _any_json_plugin("anyjson")))
+    with pytest.raises(AssertionError, match=r"Detection clashes:\n.*anyjson claims it with 0\.25"):
+        check_detection(registry, "anyjson", {**exports, Path(__file__): "anyjson"})

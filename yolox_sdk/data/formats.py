@@ -1,8 +1,17 @@
-"""Loading a dataset from a path or a name, in whatever format a plugin reads.
+"""Dataset formats: loading a dataset in whatever format a plugin reads, and the kit for writing one.
 
 ``load_dataset`` is the one entry point the trainer, the evaluator and the CLI use: it turns a dataset
 name (``bccd``) into a folder through the asset catalog, picks the format (the catalog's, the one asked
-for, or auto-detection) and structures the format's options from the config before reading.
+for, or auto-detection: the single highest ``detect`` score) and structures the format's options from the
+config before reading.
+
+This module is also the public, stable API for dataset format plugins (``__all__``, documented in
+CONTRIBUTING.md, "Writing a dataset format"): the record types a reader returns, ``RawImage`` +
+``assemble_dataset`` (the common rules every format applies: missing and corrupt images, sizes from the
+file header, box clipping via ``clean_boxes``), the image-path rule ``image_in_folder``, UTF-8 readers that
+raise ``DatasetError`` naming the file, the ``DETECT_*`` scores ``detect`` returns and the ``LabelCheck``
+types of the optional ``check_labels``. Built-in formats use the same functions from
+``yolox_sdk.data.format_support``, where they are defined; import them from here.
 """
 
 from __future__ import annotations
@@ -18,12 +27,102 @@ import attrs
 
 from yolox_sdk.assets.datasets import known_dataset_names, locate_dataset
 from yolox_sdk.config.plugin_options import resolve_options
-from yolox_sdk.data.format_support import DETECT_DECLARED, DETECT_GENERIC, DETECT_NONE
-from yolox_sdk.data.records import DetectionDataset
+from yolox_sdk.data.format_support import (
+    BOX_CLIPPED,
+    BOX_NOT_FINITE,
+    BOX_OUTSIDE,
+    BOX_ZERO_AREA,
+    DETECT_DECLARED,
+    DETECT_GENERIC,
+    DETECT_LAYOUT,
+    DETECT_NONE,
+    DETECT_SCHEMA,
+    IMAGE_CORRUPT,
+    LABEL_CLASS_OUT_OF_RANGE,
+    LABEL_FILE_ORPHAN,
+    LABEL_FILE_UNREADABLE,
+    LABEL_MALFORMED,
+    SIZE_MISMATCH,
+    LabelCheck,
+    LabelProblem,
+    RawImage,
+    assemble_dataset,
+    choose_class_names,
+    clean_boxes,
+    export_image,
+    find_split_file,
+    format_coordinate,
+    image_ids,
+    image_in_folder,
+    json_list_head,
+    missing_images_error,
+    names_only_warnings,
+    no_images_error,
+    read_json,
+    read_text,
+    read_xml,
+    read_yaml,
+)
+from yolox_sdk.data.records import DetectionDataset, ImageRecord, LoadReport
 from yolox_sdk.errors import DatasetError
 from yolox_sdk.plugins.interfaces import DatasetFormat
 from yolox_sdk.plugins.manager import get_registry
 from yolox_sdk.plugins.registry import PluginEntry, Registry
+
+__all__ = [
+    # records
+    "DetectionDataset",
+    "ImageRecord",
+    "LoadReport",
+    "DatasetError",
+    "DatasetFormat",
+    # reading: the common rules
+    "RawImage",
+    "assemble_dataset",
+    "clean_boxes",
+    "image_in_folder",
+    "image_ids",
+    "choose_class_names",
+    "find_split_file",
+    "missing_images_error",
+    "no_images_error",
+    "read_json",
+    "read_text",
+    "read_xml",
+    "read_yaml",
+    "json_list_head",
+    "BOX_CLIPPED",
+    "BOX_NOT_FINITE",
+    "BOX_OUTSIDE",
+    "BOX_ZERO_AREA",
+    "IMAGE_CORRUPT",
+    "SIZE_MISMATCH",
+    # writing
+    "export_image",
+    "format_coordinate",
+    "names_only_warnings",
+    "save_with_format",
+    # detection
+    "DETECT_NONE",
+    "DETECT_GENERIC",
+    "DETECT_LAYOUT",
+    "DETECT_SCHEMA",
+    "DETECT_DECLARED",
+    "detect_format",
+    "detection_score",
+    "detection_scores",
+    # label checks for data validate
+    "LabelCheck",
+    "LabelProblem",
+    "LABEL_MALFORMED",
+    "LABEL_CLASS_OUT_OF_RANGE",
+    "LABEL_FILE_ORPHAN",
+    "LABEL_FILE_UNREADABLE",
+    # using formats
+    "create_format",
+    "load_dataset",
+    "resolve_dataset_path",
+]
 
 KIND = "dataset_format"
 OPTIONS_PATH = "data.format_options"

@@ -4,17 +4,25 @@ YOLOX weights were trained on letterboxed BGR images: resized keeping the aspect
 the input, placed at the top-left corner, the rest filled with 114, values 0..255 as float, no mean/std
 normalisation, channels first. Evaluation, prediction, export checks and the last step of training
 augmentation all go through ``letterbox`` so pretrained weights see exactly what they were trained on.
+
+``letterbox``, ``read_image`` and ``PAD_VALUE`` are public and stable: an exporter or runtime plugin
+preprocesses its sample images with them (``letterbox(read_image(path), input_size)``) rather than
+re-implementing the recipe, and maps boxes back by dividing by the returned ratio. Importing this module
+does not import torch; only ``images_to_batch`` needs it.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
-import torch
 
 from yolox_sdk.errors import DatasetError
+
+if TYPE_CHECKING:
+    import torch
 
 PAD_VALUE = 114
 
@@ -53,5 +61,7 @@ def images_to_batch(
     images: list[np.ndarray], input_size: tuple[int, int]
 ) -> tuple[torch.Tensor, list[float]]:
     """Letterbox a list of BGR images into one ``(N, 3, h, w)`` float tensor plus their scale factors."""
+    import torch
+
     arrays, ratios = zip(*(letterbox(image, input_size) for image in images), strict=True)
     return torch.from_numpy(np.stack(arrays)), list(ratios)

@@ -121,7 +121,9 @@ def register_exporters(register: Register) -> None:
 
     ``factory(options)`` returns an ``Exporter``: ``export(model, metadata, out_dir, sample_images)``
     writes the file(s), checks the exported model against PyTorch on the sample images, and returns an
-    ``ExportResult``. An exporter whose output disagrees with PyTorch must raise ``ExportError``.
+    ``ExportResult``. An exporter whose output disagrees with PyTorch must raise ``ExportError``. The
+    model's mode and device, the ``metadata`` keys (``interfaces.METADATA_*``) and how sample images are
+    chosen are documented on ``interfaces.Exporter``; preprocess with ``yolox_sdk.data.preprocess.letterbox``.
     """
 
 

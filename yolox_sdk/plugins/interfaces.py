@@ -21,18 +21,38 @@ if TYPE_CHECKING:
 
 @runtime_checkable
 class DatasetFormat(Protocol):
-    """Reads (and optionally writes) one annotation format."""
+    """Reads (and optionally writes) one annotation format.
 
-    def detect(self, path: Path) -> bool:
-        """True when ``path`` (file or folder) looks like this format. Must be cheap: no full parse."""
+    The helpers a format needs (record types, ``RawImage`` + ``assemble_dataset``, box cleaning, the
+    image-path rule, UTF-8 readers, the ``DETECT_*`` scores) are in ``yolox_sdk.data.formats``.
+
+    Optional, found by name: ``check_labels(root, scratch) -> LabelCheck`` checks the label files of the
+    dataset folder ``root`` line by line for ``data validate`` (every problem listed, one bad line not
+    hiding the others) and, when the reader would stop at some of them, writes a copy of the dataset
+    without them into the empty folder ``scratch`` (laid out like ``root``) and returns it as
+    ``LabelCheck.cleaned``: validation then reads that copy, and ``--fix`` writes the cleaned dataset.
+    """
+
+    def detect(self, path: Path) -> float:
+        """How surely ``path`` (file or folder) is this format: ``DETECT_NONE`` (0) when it is not, up to
+        ``DETECT_DECLARED`` (1). Say how much was checked (``DETECT_LAYOUT``: folder names,
+        ``DETECT_SCHEMA``: the keys and types of the first entries), so that ``format: auto`` picks the
+        most specific of several formats that recognise a path; a tie at the top is an error naming
+        them. ``True``/``False`` (detectors written before scores) count as ``DETECT_GENERIC``/none.
+        Must be cheap: read the head of a file, not all of it; a crash counts as no match."""
         ...
 
     def load(self, path: Path, split: str | None = None) -> DetectionDataset:
         """Read the dataset at ``path``; ``split`` selects a subset where the format has splits."""
         ...
 
-    def save(self, dataset: DetectionDataset, out_dir: Path) -> list[str]:
-        """Write ``dataset`` under ``out_dir``; return warnings about what the format cannot hold."""
+    def save(self, dataset: DetectionDataset, out_dir: Path, *, split: str | None = None) -> list[str]:
+        """Write ``dataset`` under ``out_dir``; return warnings about what the format cannot hold.
+
+        ``split`` names the subset ``dataset`` is (``data convert --split val``, ``data split --copy``),
+        for formats that name their files after it; ``None`` for a whole dataset. It is passed only to a
+        ``save`` that declares it, so formats written without it keep working.
+        """
         ...
 
 
@@ -75,7 +95,22 @@ class Augmentation(Protocol):
 
 
 class Logger(Protocol):
-    """Receives hyperparameters once and metrics as training goes."""
+    """Receives hyperparameters once and metrics as training goes; must never raise for a transient failure
+    (warn and keep training: ``yolox_sdk.testing.check_logger`` checks it).
+
+    **What** ``step`` **means** depends on the metric names, which come in two families:
+
+    * per-iteration metrics, named ``iter/<name>`` (``iter/total_loss``, ``iter/lr``), every
+      ``monitoring.log_interval`` batches: ``step`` is the global iteration, batches trained since the
+      run began (resumed runs continue the count);
+    * per-epoch metrics (``train/...`` losses, ``val/mAP`` and the other evaluation metrics, ``lr``):
+      ``step`` is the number of epochs completed (1 after the first epoch), the ``epoch`` column of
+      ``metrics.csv``.
+
+    Plot the two families on separate axes. The same epoch row can arrive twice with the same ``step``
+    (a callback adding metrics to it, or a resumed run re-sending the row a kill cut off): the later call
+    holds the complete row and supersedes the earlier one.
+    """
 
     def log_hyperparameters(self, params: Mapping[str, Any]) -> None: ...
 
@@ -153,8 +188,50 @@ class ExportResult:
     notes: tuple[str, ...] = ()
 
 
+# The keys of the ``metadata`` mapping every exporter receives (built by ``export.runner.export_metadata``
+# from the checkpoint), enough to use the exported file without the checkpoint.
+METADATA_CLASS_NAMES = "class_names"
+"""``list[str]``: class names in label-index order (output column ``5 + i`` is class ``i``)."""
+METADATA_INPUT_SIZE = "input_size"
+"""``[height, width]``: the network input, which sample images are letterboxed to."""
+METADATA_MODEL_NAME = "model_name"
+"""``str``: the variant (``yolox-nano``); ``depth``, ``width``, ``depthwise``, ``num_classes`` and ``act``
+(the rest of the model spec) are keys of their own."""
+METADATA_SDK_VERSION = "sdk_version"
+"""``str``: the yolox-sdk version exporting."""
+METADATA_TRAINED_WITH = "trained_with_sdk_version"
+"""``str``: the yolox-sdk version that trained the checkpoint."""
+METADATA_FILE_STEM = "file_stem"
+"""``str``: the name to give the exported file(s), without suffix (the checkpoint's: ``best``)."""
+METADATA_KEYS = (
+    METADATA_CLASS_NAMES,
+    METADATA_INPUT_SIZE,
+    METADATA_MODEL_NAME,
+    METADATA_SDK_VERSION,
+    METADATA_TRAINED_WITH,
+    METADATA_FILE_STEM,
+)
+
+
 class Exporter(Protocol):
-    """Writes a model to a deployment format and verifies it."""
+    """Writes a model to a deployment format and verifies it.
+
+    ``export(model, metadata, out_dir, sample_images)`` is called with:
+
+    * ``model``: the checkpoint's network (EMA weights when it has them) in eval mode, float32, on the
+      CPU. Copy it before changing it (fusing, casting, moving): the same object goes to every exporter
+      of the run.
+    * ``metadata``: the ``METADATA_*`` keys above plus the model spec's fields; a copy per exporter.
+    * ``out_dir``: the folder for the file(s), created by the exporter if missing; name them
+      ``metadata["file_stem"]`` plus the format's suffix.
+    * ``sample_images``: real images to compare the export with PyTorch on: the ``--sample`` images given,
+      else the first four images of the checkpoint's validation data (its training data when it has
+      none); possibly empty when called from the API. Preprocess them with
+      ``yolox_sdk.data.preprocess.letterbox`` (what the model was trained on), and fall back on a
+      synthetic image, saying so in ``ExportResult.notes``, when there are none.
+
+    ``yolox_sdk.testing.check_exporter`` runs an exporter on a tiny model and checks this contract.
+    """
 
     def export(
         self,

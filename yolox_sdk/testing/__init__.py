@@ -2,21 +2,35 @@
 checks a plugin's own tests call.
 
 The checks are plain functions that raise ``AssertionError`` with a message saying what the plugin did
-wrong, so they work under pytest, unittest or a script. Nothing here imports torch until an exporter is
-checked.
+wrong, so they work under pytest, unittest or a script. Importing this package does not import torch;
+``check_exporter`` does, when called.
 
 Example, in a format plugin's tests::
 
-    from yolox_sdk.testing import plugin_registry, check_format_round_trip, check_detection
+    import my_plugin
+    from yolox_sdk.testing import check_detection, check_round_trip, plugin_registry, sample_exports
 
     def test_my_format(tmp_path, tiny_dataset):
-        registry = plugin_registry(my_plugin)
-        check_format_round_trip(registry, "my_format", tiny_dataset, tmp_path)
-        check_detection(registry, "my_format", tmp_path / "samples", tiny_dataset)
+        registry = plugin_registry(my_plugin)          # the built-ins plus my_plugin, no pip
+        check_round_trip(registry, "my_format", tiny_dataset, tmp_path / "round_trip")
+        samples = sample_exports(registry, tiny_dataset, tmp_path / "exports")
+        check_detection(registry, "my_format", samples)
 """
 
 from __future__ import annotations
 
+from yolox_sdk.testing.exporters import check_exporter, tiny_model_and_metadata
+from yolox_sdk.testing.formats import check_detection, check_round_trip, sample_exports
+from yolox_sdk.testing.loggers import check_logger
 from yolox_sdk.testing.plugins import import_plugin, plugin_registry
 
-__all__ = ["import_plugin", "plugin_registry"]
+__all__ = [
+    "check_detection",
+    "check_exporter",
+    "check_logger",
+    "check_round_trip",
+    "import_plugin",
+    "plugin_registry",
+    "sample_exports",
+    "tiny_model_and_metadata",
+]

@@ -9,7 +9,7 @@ LabelMe saves one JSON file per image, usually next to it::
 
 A rectangle is two opposite corners, a polygon its vertices, in pixels from the image's top-left corner.
 
-Conventions (the common ones come from ``yolox_sdk.data.format_support``, like the built-in formats):
+Conventions (the common ones come from ``yolox_sdk.data.formats``, the plugin kit the built-ins use too):
 
 * Shapes. Detection needs boxes, so a polygon becomes its bounding box; points, lines, circles and masks are
   skipped. Both are counted in the dataset's report. A shape without ``shape_type`` (LabelMe 3) is a polygon.
@@ -35,16 +35,18 @@ from typing import TYPE_CHECKING, Any
 import attrs
 import numpy as np
 
-from yolox_sdk.data.format_support import (
+from yolox_sdk.data.formats import (
     DETECT_NONE,
     DETECT_SCHEMA,
+    DetectionDataset,
+    ImageRecord,
+    LoadReport,
     RawImage,
     assemble_dataset,
     export_image,
     image_in_folder,
     read_json,
 )
-from yolox_sdk.data.records import DetectionDataset, ImageRecord, LoadReport
 from yolox_sdk.errors import DatasetError, did_you_mean
 
 if TYPE_CHECKING:

@@ -34,7 +34,7 @@ import numpy as np
 from yolox_sdk.config.validators import number
 from yolox_sdk.errors import ExportError
 from yolox_sdk.plugins.hookspecs import Register, hookimpl
-from yolox_sdk.plugins.interfaces import ExportResult
+from yolox_sdk.plugins.interfaces import METADATA_FILE_STEM, METADATA_INPUT_SIZE, ExportResult
 
 if TYPE_CHECKING:
     import torch
@@ -103,12 +103,12 @@ class OnnxExporter:
             ExportError: when export, simplification or the check fails, or the outputs differ by more
                 than ``tolerance`` (the file is then renamed ``<stem>.failed.onnx``).
         """
-        if "input_size" not in metadata:
+        if METADATA_INPUT_SIZE not in metadata:
             raise ExportError("The ONNX exporter needs metadata['input_size'] = (height, width).")
-        input_size = (int(metadata["input_size"][0]), int(metadata["input_size"][1]))
+        input_size = (int(metadata[METADATA_INPUT_SIZE][0]), int(metadata[METADATA_INPUT_SIZE][1]))
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
-        path = out_dir / f"{metadata.get('file_stem') or 'model'}.onnx"
+        path = out_dir / f"{metadata.get(METADATA_FILE_STEM) or 'model'}.onnx"
         path.with_name(f"{path.stem}.failed.onnx").unlink(missing_ok=True)  # from an earlier failed run
         network = _prepare(model, self.options.decode_in_graph)
         batch, notes = _sample_batch(sample_images, input_size)
@@ -253,7 +253,7 @@ def _write_metadata(path: Path, metadata: Mapping[str, Any], options: OnnxOption
     import onnx
 
     graph = onnx.load(str(path))
-    entries = {key: value for key, value in metadata.items() if key != "file_stem"}
+    entries = {key: value for key, value in metadata.items() if key != METADATA_FILE_STEM}
     entries["decoded"] = options.decode_in_graph
     entries["output_layout"] = (
         "cx,cy,w,h,objectness,class probabilities (input pixels)"
