@@ -103,3 +103,33 @@ def test_a_kind_added_to_the_table_is_registered_looked_up_and_option_checked() 
 def test_a_row_without_a_hook_spec_is_refused() -> None:
     with pytest.raises(PluginError, match="'register_metrics', which has no hook spec"):
         build_plugin_manager(kinds=(*PLUGIN_KINDS, METRIC))
+
+
+def test_the_config_layer_checks_options_and_builds_nothing() -> None:
+    """Factories are called by ``yolox_sdk.plugins.building``; ``config/`` only structures options."""
+    import ast
+    from pathlib import Path
+
+    from yolox_sdk.plugins.building import build_plugin
+    from yolox_sdk.plugins.manager import get_registry
+
+    config_dir = Path(__file__).resolve().parents[1] / "yolox_sdk" / "config"
+    for module in config_dir.glob("*.py"):
+        calls = [
+            node
+            for node in ast.walk(ast.parse(module.read_text()))
+            if isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+            and node.func.attr == "factory"
+        ]
+        assert calls == [], f"{module.name} calls a plugin factory"
+    schedule = build_plugin(
+        get_registry(), "scheduler", "yolox_cosine", {}, "training.scheduler_options", _settings()
+    )
+    assert 0.0 < schedule.lr_at(0) < 0.01  # in the warm-up
+
+
+def _settings():
+    from yolox_sdk.plugins.interfaces import ScheduleSettings
+
+    return ScheduleSettings(0.01, 10, 5, 1.0, 0.0, 0.05, 1)

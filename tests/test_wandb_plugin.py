@@ -152,8 +152,8 @@ if sys.argv[3]:
     sys.path.append(sys.argv[3])  # after site-packages: wandb's dependencies never replace the venv's
 sys.path.insert(0, sys.argv[1])
 import yolox_sdk_wandb
-from yolox_sdk.config.plugin_options import build_plugin
 from yolox_sdk.plugins import build_plugin_manager
+from yolox_sdk.plugins.building import build_plugin
 
 _, registry = build_plugin_manager(extra_plugins=[("wandb", yolox_sdk_wandb)])
 raw = {"project": "yolox-sdk-tests", "name": "offline-check", "mode": "offline", "tags": ["bccd"]}

@@ -1,4 +1,5 @@
-"""Plugin names and plugin options inside the config, checked against the registry.
+"""Plugin names and plugin options inside the config, checked against the registry (building the
+plugins' objects is ``yolox_sdk.plugins.building``'s job).
 
 The config keeps plugin options as plain mappings (``training.optimizer_options``,
 ``export.options.onnx``); the plugin that owns them declares an attrs options class, and this module
@@ -42,9 +43,11 @@ def resolve_options(registry: Registry, kind: str, name: str, raw: Any, path: st
 
 
 def build_plugin(registry: Registry, kind: str, name: str, raw: Any, path: str, *args: Any) -> Any:
-    """Look up plugin ``name``, structure its options and call its factory with ``(options, *args)``."""
-    options = resolve_options(registry, kind, name, raw, path)
-    return registry.get(kind, name).factory(options, *args)
+    """Moved to ``yolox_sdk.plugins.building.build_plugin`` (building objects is not the config's job);
+    kept here for the callers not yet moved."""
+    from yolox_sdk.plugins.building import build_plugin as build
+
+    return build(registry, kind, name, raw, path, *args)
 
 
 def named_items(items: list[Any], path: str) -> Iterator[tuple[str, dict[str, Any], str]]:

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from yolox_sdk.config.plugin_options import build_plugin, named_items
+from yolox_sdk.config.plugin_options import named_items
+from yolox_sdk.plugins.building import build_plugin
 
 if TYPE_CHECKING:
     from yolox_sdk.config.schema import AugmentationConfig

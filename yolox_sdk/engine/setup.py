@@ -209,8 +209,10 @@ def build_schedule(config: Config, iters_per_epoch: int, registry: Registry) -> 
 
 def build_loggers(config: Config, run_dir: Path, registry: Registry) -> list[Any]:
     """The loggers the config turns on (see ``configured_loggers``), each built from the registry."""
+    from yolox_sdk.plugins.building import build_plugin as build
+
     return [
-        build_plugin(registry, "logger", name, options, where, run_dir)
+        build(registry, "logger", name, options, where, run_dir)
         for name, options, where in configured_loggers(config, registry)
     ]
 
@@ -221,6 +223,11 @@ def build_callbacks(config: Config, registry: Registry) -> list[Any]:
         build_plugin(registry, "callback", name, options, where)
         for name, options, where in named_items(config.training.callbacks, "training.callbacks")
     ]
+
+
+def callback_names(config: Config) -> list[str]:
+    """The names in ``training.callbacks``, in order (the keys their states are saved under)."""
+    return [name for name, _, _ in named_items(config.training.callbacks, "training.callbacks")]
 
 
 def stop_loader_workers(loader: Any) -> None:
