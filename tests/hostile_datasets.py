@@ -22,6 +22,7 @@ from yolox_sdk.cli.main import cli
 from yolox_sdk.data.formats import load_dataset
 from yolox_sdk.plugins import manager
 from yolox_sdk.plugins.registry import Registry
+from yolox_sdk.testing import use_registry
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 LABELME_SOURCE = REPO_ROOT / "plugins" / "yolox-sdk-labelme"
@@ -62,12 +63,8 @@ def registry_with_labelme() -> Registry:
 @contextmanager
 def process_registry(registry: Registry) -> Iterator[None]:
     """Make ``registry`` the process-wide one (what the CLI uses) for the duration of the block."""
-    saved = manager._cached
-    manager._cached = (manager.get_plugin_manager(), registry)
-    try:
+    with use_registry(registry):
         yield
-    finally:
-        manager._cached = saved
 
 
 def write_small_datasets(bccd_dir: Path, out: Path, registry: Registry) -> dict[str, Path]:

@@ -34,7 +34,13 @@ from yolox_sdk.data.records import DetectionDataset, ImageRecord
 from yolox_sdk.errors import DatasetError
 from yolox_sdk.plugins import hookimpl
 from yolox_sdk.plugins.registry import Registry
-from yolox_sdk.testing import check_detection, import_plugin, plugin_registry, sample_exports
+from yolox_sdk.testing import (
+    check_detection,
+    import_plugin,
+    plugin_registry,
+    registry_fixture,
+    sample_exports,
+)
 
 LABEL_STUDIO = "labelstudio"
 IMAGE_IDS = ("BloodImage_00000", "BloodImage_00001", "BloodImage_00002")
@@ -258,3 +264,19 @@ def test_the_detection_check_names_a_format_that_claims_others(exports: dict[Pat
     registry = plugin_registry(("anyjson", _any_json_plugin("anyjson")))
     with pytest.raises(AssertionError, match=r"Detection clashes:\n.*anyjson claims it with 0\.25"):
         check_detection(registry, "anyjson", {**exports, Path(__file__): "anyjson"})
+
+
+registry_with_label_studio = registry_fixture((LABEL_STUDIO, LABEL_STUDIO_PLUGIN))
+
+
+def test_registry_fixture_lets_the_cli_use_the_plugin(
+    registry_with_label_studio: Registry, exports: dict[Path, str]
+) -> None:
+    from click.testing import CliRunner
+
+    from yolox_sdk.cli.main import cli
+
+    tasks_dir = next(path for path, name in exports.items() if name == LABEL_STUDIO and path.is_dir())
+    result = CliRunner().invoke(cli, ["data", "info", str(tasks_dir)])
+    assert result.exit_code == 0, result.output
+    assert LABEL_STUDIO in result.output

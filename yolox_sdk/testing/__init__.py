@@ -22,7 +22,7 @@ from __future__ import annotations
 from yolox_sdk.testing.exporters import check_exporter, tiny_model_and_metadata
 from yolox_sdk.testing.formats import check_detection, check_round_trip, sample_exports
 from yolox_sdk.testing.loggers import check_logger
-from yolox_sdk.testing.plugins import import_plugin, plugin_registry
+from yolox_sdk.testing.plugins import import_plugin, plugin_registry, registry_fixture, use_registry
 
 __all__ = [
     "check_detection",
@@ -31,6 +31,8 @@ __all__ = [
     "check_round_trip",
     "import_plugin",
     "plugin_registry",
+    "registry_fixture",
     "sample_exports",
     "tiny_model_and_metadata",
+    "use_registry",
 ]

@@ -1,4 +1,5 @@
-"""Loading a plugin for a test: from its source folder, into a registry of its own, without pip."""
+"""Loading a plugin for a test: from its source folder, into a registry of its own, without pip; making that
+registry the one the CLI and ``load_dataset`` use for a while."""
 
 from __future__ import annotations
 
@@ -9,7 +10,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
+from yolox_sdk.plugins import manager
 from yolox_sdk.plugins.manager import PLUGINS_ENV, build_plugin_manager
 from yolox_sdk.plugins.registry import Registry
 
@@ -82,3 +85,33 @@ def plugin_registry(*plugins: object | tuple[str, object], installed: bool = Tru
     if failures:
         raise AssertionError("Plugin failed to register: " + "; ".join(failures))
     return registry
+
+
+@contextmanager
+def use_registry(registry: Registry) -> Iterator[Registry]:
+    """Make ``registry`` the process-wide one for the block: what ``yolox-sdk`` commands (click's
+    ``CliRunner``), ``load_dataset`` and the trainer find when not handed a registry."""
+    saved = manager._cached
+    manager._cached = (manager.get_plugin_manager(), registry)
+    try:
+        yield registry
+    finally:
+        manager._cached = saved
+
+
+def registry_fixture(
+    *plugins: object | tuple[str, object], installed: bool = True, scope: str = "function"
+) -> Any:
+    """A pytest fixture giving ``plugin_registry(*plugins)``, made the process-wide registry while it lives.
+
+    In a plugin's ``conftest.py``: ``registry = registry_fixture(my_plugin)``; a test then takes
+    ``registry`` and can run the CLI on the plugin as if it were installed.
+    """
+    import pytest
+
+    @pytest.fixture(scope=scope)
+    def fixture() -> Iterator[Registry]:
+        with use_registry(plugin_registry(*plugins, installed=installed)) as registry:
+            yield registry
+
+    return fixture
