@@ -108,7 +108,9 @@ def test_convert_tells_the_writer_the_split(coco8_dir: Path, tmp_path: Path) -> 
         register("recording", _RecordingWriter)  # type: ignore[operator]
         register("old", _OldWriter)  # type: ignore[operator]
 
-    registry = plugin_registry(("writers", SimpleNamespace(register_dataset_formats=register_dataset_formats)))
+    registry = plugin_registry(
+        ("writers", SimpleNamespace(register_dataset_formats=register_dataset_formats))
+    )
     _RecordingWriter.seen = []
     convert_dataset(coco8_dir, "recording", tmp_path / "val", split="val", registry=registry)
     convert_dataset(coco8_dir, "recording", tmp_path / "all", registry=registry)

@@ -134,3 +134,19 @@ def test_exporter_check_catches_an_exporter_that_changes_the_model(tmp_path: Pat
 
     with pytest.raises(AssertionError, match=r"Careless left the model in training mode"):
         check_exporter(Careless(), tmp_path)
+
+
+def test_documented_metadata_keys_are_what_the_runner_sends() -> None:
+    from types import SimpleNamespace
+
+    from yolox_sdk.export.runner import export_metadata
+    from yolox_sdk.models.variants import make_spec
+    from yolox_sdk.plugins.interfaces import METADATA_KEYS
+    from yolox_sdk.testing import tiny_model_and_metadata
+
+    checkpoint = SimpleNamespace(
+        spec=make_spec("yolox-nano", num_classes=2), class_names=("a", "b"), sdk_version="0"
+    )
+    sent = export_metadata(checkpoint, file_stem="best")  # type: ignore[arg-type]
+    assert set(METADATA_KEYS) <= set(sent)
+    assert set(tiny_model_and_metadata()[1]) == set(sent)
