@@ -71,7 +71,8 @@ def register_loggers(register: Register) -> None:
 
     ``factory(options, run_dir)`` returns a ``Logger`` with ``log_hyperparameters(params)``,
     ``log_metrics(metrics, step)`` and ``close()``. A logger must never raise out of ``log_*`` for a
-    transient failure (network down): warn and keep training.
+    transient failure (network down): warn and keep training. ``step`` is the global iteration for
+    ``iter/...`` metrics and the number of epochs completed for epoch rows (see ``interfaces.Logger``).
 
     A run opens the loggers listed in ``monitoring.loggers`` (options under
     ``monitoring.logger_options.<name>``) and those that say when they are on when registering:
