@@ -35,7 +35,7 @@ from yolox_sdk.config.loader import config_to_dict, dump_config, flatten_dict, l
 from yolox_sdk.config.schema import Config
 from yolox_sdk.errors import YoloxSdkError
 from yolox_sdk.plugins import get_registry
-from yolox_sdk.plugins.registry import KINDS
+from yolox_sdk.plugins.kinds import KINDS, NAME_LIST, PLUGIN_KINDS, SINGLE
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CASE_SECONDS = 5.0  # generous: a case takes milliseconds; this only catches hangs
@@ -127,32 +127,25 @@ def leaf_keys(cls: type = Config, prefix: str = "") -> list[str]:
 
 def plugin_option_overrides() -> list[tuple[str, str, list[str]]]:
     """``(plugin, option, overrides with RAW standing for the value)`` for every installed plugin option."""
-    selectors = {
-        "optimizer": lambda name, key: [
-            f"training.optimizer={name}",
-            f"training.optimizer_options={{{key}: RAW}}",
-        ],
-        "scheduler": lambda name, key: [
-            f"training.scheduler={name}",
-            f"training.scheduler_options={{{key}: RAW}}",
-        ],
-        "exporter": lambda name, key: [f"export.formats=[{name}]", f"export.options.{name}={{{key}: RAW}}"],
-        "callback": lambda name, key: [f"training.callbacks=[{{name: {name}, {key}: RAW}}]"],
-        "augmentation": lambda name, key: [f"augmentation.custom=[{{name: {name}, {key}: RAW}}]"],
-        "logger": lambda name, key: [
-            f"monitoring.loggers=[{name}]",
-            f"monitoring.logger_options.{name}={{{key}: RAW}}",
-        ],
-        "dataset_format": lambda name, key: [f"data.format={name}", f"data.format_options={{{key}: RAW}}"],
-    }
     registry = get_registry()
     found = []
     for kind in KINDS:
         for name in registry.names(kind):
             options = registry.get(kind, name).options
             for field in attrs.fields(options) if options is not None else ():
-                found.append((f"{kind}:{name}", field.name, selectors[kind](name, field.name)))
+                found.append((f"{kind}:{name}", field.name, option_overrides(kind, name, field.name)))
     return found
+
+
+def option_overrides(kind: str, name: str, key: str) -> list[str]:
+    """Overrides that select plugin ``name`` and set its option ``key`` to RAW, where the kinds table says
+    the config names plugins of ``kind``."""
+    slot = next(row for row in PLUGIN_KINDS if row.name == kind).config
+    if slot.shape == SINGLE:
+        return [f"{slot.names}={name}", f"{slot.options}={{{key}: RAW}}"]
+    if slot.shape == NAME_LIST:
+        return [f"{slot.names}=[{name}]", f"{slot.options}.{name}={{{key}: RAW}}"]
+    return [f"{slot.names}=[{{name: {name}, {key}: RAW}}]"]
 
 
 def nested_text(dotted: str, raw: str) -> str:
