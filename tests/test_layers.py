@@ -34,3 +34,11 @@ def _engine_modules_after_importing(module: str) -> list[str]:
 )
 def test_models_evaluation_and_export_do_not_import_the_engine(module: str) -> None:
     assert _engine_modules_after_importing(module) == []
+
+
+def test_every_name_of_the_public_api_resolves() -> None:
+    """The lazy table in ``yolox_sdk/__init__.py`` names modules by path: a moved module must not break it."""
+    import yolox_sdk
+
+    missing = [name for name in yolox_sdk.__all__ if getattr(yolox_sdk, name, None) is None]
+    assert missing == []
