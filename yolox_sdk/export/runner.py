@@ -14,10 +14,10 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from yolox_sdk.checkpoints.format import load_checkpoint
-from yolox_sdk.config.plugin_options import build_plugin
 from yolox_sdk.errors import ConfigError
 from yolox_sdk.evaluation.predict import list_images
 from yolox_sdk.models import model_from_checkpoint
+from yolox_sdk.plugins.building import build_plugin
 from yolox_sdk.plugins.interfaces import ExportResult
 from yolox_sdk.plugins.registry import Registry
 
