@@ -280,3 +280,13 @@ def test_registry_fixture_lets_the_cli_use_the_plugin(
     result = CliRunner().invoke(cli, ["data", "info", str(tasks_dir)])
     assert result.exit_code == 0, result.output
     assert LABEL_STUDIO in result.output
+
+
+def test_plugin_registry_takes_a_plugin_that_is_installed_too() -> None:
+    """A plugin's tests pass its module whether or not it is pip-installed in that environment."""
+    from yolox_sdk.builtin.formats import coco
+
+    registry = plugin_registry(coco)  # also an installed entry point
+    assert registry.get("dataset_format", "coco").origin.distribution == "yolox-sdk"
+    alone = plugin_registry(coco, installed=False)
+    assert alone.names("dataset_format") == ["coco"]

@@ -8,12 +8,13 @@ import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from importlib import metadata
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 from yolox_sdk.plugins import manager
-from yolox_sdk.plugins.manager import PLUGINS_ENV, build_plugin_manager
+from yolox_sdk.plugins.manager import ENTRY_POINT_GROUP, PLUGINS_ENV, build_plugin_manager
 from yolox_sdk.plugins.registry import Registry
 
 
@@ -74,6 +75,13 @@ def plugin_registry(*plugins: object | tuple[str, object], installed: bool = Tru
         AssertionError: one of ``plugins`` failed to register (the registry would report it as broken).
     """
     named = [_named(plugin) for plugin in plugins]
+    if installed:
+        # A plugin that is also installed would be registered twice (pluggy refuses); its entry point
+        # loads the same module (``import_plugin`` put the source copy in ``sys.modules``).
+        loaded = {
+            entry_point.value.split(":")[0] for entry_point in metadata.entry_points(group=ENTRY_POINT_GROUP)
+        }
+        named = [(name, plugin) for name, plugin in named if getattr(plugin, "__name__", None) not in loaded]
     with _only_plugins(None if installed else ""):
         _, registry = build_plugin_manager(extra_plugins=named)
     ours = {name for name, _ in named}
