@@ -17,6 +17,8 @@ from typing import Any
 import numpy as np
 import pytest
 from conftest import BCCD_CLASSES, REPO_ROOT, read_bccd_boxes
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from yolox_sdk.data.format_support import (
     DETECT_GENERIC,
@@ -290,3 +292,32 @@ def test_plugin_registry_takes_a_plugin_that_is_installed_too() -> None:
     assert registry.get("dataset_format", "coco").origin.distribution == "yolox-sdk"
     alone = plugin_registry(coco, installed=False)
     assert alone.names("dataset_format") == ["coco"]
+
+
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.floats() | st.integers() | st.text(max_size=8),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4)
+    ),
+    max_leaves=20,
+)
+
+
+@settings(derandomize=True, max_examples=150, deadline=None, database=None)
+@given(document=JSON_VALUES, cut=st.floats(0.0, 1.0))
+def test_json_detectors_never_raise_on_any_json(document: Any, cut: float) -> None:
+    """Whole or cut short, any JSON gets a score, never an exception, from the JSON-reading detectors."""
+    import tempfile
+
+    from yolox_sdk.builtin.formats.coco import CocoFormat
+    from yolox_sdk.builtin.formats.createml import createml_score
+
+    text = json.dumps({"image": "a.jpg", "annotations": [document]} if cut < 0.5 else [document, document])
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "sample.json"
+        path.write_text(text[: max(1, int(len(text) * cut))] if cut < 0.9 else text)
+        head = json_list_head(path)
+        assert head is None or isinstance(head, list)
+        for score in (createml_score(path), CocoFormat().detect(path)):
+            assert DETECT_NONE <= score <= 1.0
+        assert isinstance(LabelStudioFormat().detect(path), bool)
