@@ -109,6 +109,9 @@ def _overrides(data_root: Path, output_dir: Path, run_name: str) -> list[str]:
         # Frozen BatchNorm of the reconstructed nano weights is an identity (see weights/README.md), so the
         # net trains unnormalised and diverges at YOLOX's default rate.
         "training.lr=0.0005",
+        # swa_lr (about the schedule's own rate, 3.1e-6: faster diverges) from the first step: every
+        # process must train at it, or the second step's all-reduced gradient differs from one process's.
+        "training.callbacks=[{name: swa, start_epoch: 1, swa_lr: 0.000003, anneal_epochs: 0}]",
         "evaluation.eval_interval=1",
         "monitoring.progress_bar=false",
         "monitoring.tensorboard=false",
@@ -125,7 +128,8 @@ def _metrics(run_dir: Path) -> list[dict[str, str]]:
 
 @pytest.mark.slow
 def test_two_gloo_processes_match_one_process(tmp_path: Path, bccd_dir: Path) -> None:
-    """2 epochs of one 8-image step, the second without mosaic and with the L1 loss.
+    """2 epochs of one 8-image step, the second without mosaic and with the L1 loss, with SWA at its own
+    learning rate (callbacks run in every process, so ``swa_lr`` works under torchrun).
 
     Only a few steps: SimOTA's label assignment is discrete and this net trains unnormalised (frozen
     identity BatchNorm), so float rounding (conv kernels differ between batches of 4 and 8) grows about
@@ -167,3 +171,7 @@ def test_two_gloo_processes_match_one_process(tmp_path: Path, bccd_dir: Path) ->
     for a, b in zip(rows_one, rows_two, strict=True):
         assert float(b["train/total_loss"]) == pytest.approx(float(a["train/total_loss"]), rel=1e-5)
         assert float(b["val/mAP"]) == pytest.approx(float(a["val/mAP"]), abs=1e-4)
+        assert float(b["lr"]) == float(a["lr"]) == pytest.approx(0.000003)
+    swa_one, swa_two = load_checkpoint(single.run_dir / "swa.pt"), load_checkpoint(ddp_dir / "swa.pt")
+    for key, value in swa_one.model.items():
+        torch.testing.assert_close(swa_two.model[key], value, rtol=1e-4, atol=1e-6, msg=key)

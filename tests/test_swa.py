@@ -36,14 +36,9 @@ from yolox_sdk.models import create_model, model_from_checkpoint
 SIZE = (160, 160)
 
 
-def _stand_in_trainer(model: nn.Module, run_dir: Path, epochs: int, done: int) -> SimpleNamespace:
-    """What the callback reads from a trainer before train end: model, run dir, epoch count, progress."""
-    return SimpleNamespace(
-        model=model,
-        run_dir=run_dir,
-        config=SimpleNamespace(training=SimpleNamespace(epochs=epochs)),
-        state=SimpleNamespace(epoch=done),
-    )
+def _stand_in_view(model: nn.Module, run_dir: Path, epochs: int, done: int) -> SimpleNamespace:
+    """What the callback reads from its training view before train end: model, run dir, progress."""
+    return SimpleNamespace(model=model, run_dir=run_dir, epochs=epochs, epoch=done, is_main=True)
 
 
 def _train_an_epoch(model: nn.Module, epoch: int) -> dict[str, torch.Tensor]:
@@ -63,32 +58,50 @@ def _assert_average_of(averaged: nn.Module, snapshots: list[dict[str, torch.Tens
 
 def test_average_is_the_mean_of_the_window_snapshots_and_survives_a_resume(tmp_path: Path) -> None:
     model, _, _ = create_model("yolox-nano", num_classes=3, input_size=SIZE)
-    trainer = _stand_in_trainer(model, tmp_path, epochs=4, done=0)
+    view = _stand_in_view(model, tmp_path, epochs=4, done=0)
     swa = SwaCallback(SwaOptions(start_epoch=2))
-    swa.on_train_start(trainer)
+    swa.on_train_start(view)
     snapshots = []
     for epoch in range(3):  # epochs 1-3 (1-based); the window starts at 2
         snapshot = _train_an_epoch(model, epoch)
         if epoch + 1 >= 2:
             snapshots.append(snapshot)
-        swa.on_epoch_end(trainer, epoch, {})
+        swa.on_epoch_end(view, epoch, {})
     assert swa.epochs == [2, 3] and int(swa.averaged.n_averaged) == 2
     _assert_average_of(swa.averaged.module, snapshots)
+    assert not (tmp_path / SWA_STATE).exists()  # the average travels in the checkpoints now
 
-    # A resumed run (3 epochs done) reloads swa_state.pt and keeps averaging.
+    # A resumed run (3 epochs done) gets the state back through a checkpoint-safe file and keeps averaging.
+    torch.save(swa.state_dict(), tmp_path / "state.pt")
     resumed = SwaCallback(SwaOptions(start_epoch=2))
-    resumed.on_train_start(_stand_in_trainer(model, tmp_path, epochs=4, done=3))
+    resumed.load_state_dict(torch.load(tmp_path / "state.pt", weights_only=True))
+    resumed.on_train_start(_stand_in_view(model, tmp_path, epochs=4, done=3))
     _assert_average_of(resumed.averaged.module, snapshots)
     snapshots.append(_train_an_epoch(model, 3))
-    resumed.on_epoch_end(trainer, 3, {})
+    resumed.on_epoch_end(view, 3, {})
     assert resumed.epochs == [2, 3, 4] and int(resumed.averaged.n_averaged) == 3
     _assert_average_of(resumed.averaged.module, snapshots)
 
-    # Rolled back to epoch 2 (--from-best): the saved average holds later epochs and is not reused.
+
+def test_a_run_started_before_callback_states_reads_its_swa_state_file(tmp_path: Path) -> None:
+    """Older runs kept the average in swa_state.pt: a checkpoint without SWA state falls back to it,
+    unless it holds epochs the run has rolled back (--from-best)."""
+    model, _, _ = create_model("yolox-nano", num_classes=3, input_size=SIZE)
+    _train_an_epoch(model, 0)
+    average, snapshots = new_average(model), []
+    for epoch in (1, 2):  # what the older callback averaged: epochs 2 and 3
+        snapshots.append(_train_an_epoch(model, epoch))
+        average.update_parameters(model)
+    torch.save({"averaged": average.state_dict(), "epochs": [2, 3]}, tmp_path / SWA_STATE)
+
+    resumed = SwaCallback(SwaOptions(start_epoch=2))
+    resumed.on_train_start(_stand_in_view(model, tmp_path, epochs=4, done=3))
+    assert resumed.epochs == [2, 3]
+    _assert_average_of(resumed.averaged.module, snapshots)
+
     rolled_back = SwaCallback(SwaOptions(start_epoch=2))
-    rolled_back.on_train_start(_stand_in_trainer(model, tmp_path, epochs=4, done=2))
+    rolled_back.on_train_start(_stand_in_view(model, tmp_path, epochs=4, done=2))
     assert rolled_back.averaged is None and rolled_back.epochs == []
-    assert (tmp_path / SWA_STATE).is_file()
 
 
 def test_the_average_of_a_sync_batchnorm_model_has_plain_batchnorm() -> None:
@@ -107,7 +120,7 @@ def test_default_window_and_a_start_after_the_last_epoch() -> None:
     assert [default_start_epoch(epochs) for epochs in (1, 3, 4, 10, 300)] == [1, 3, 4, 8, 226]
     swa = SwaCallback(SwaOptions(start_epoch=6))
     with pytest.raises(ConfigError, match=r"start_epoch is 6 but training.epochs is 5"):
-        swa.on_train_start(_stand_in_trainer(nn.Linear(1, 1), Path("unused"), epochs=5, done=0))
+        swa.on_train_start(_stand_in_view(nn.Linear(1, 1), Path("unused"), epochs=5, done=0))
 
 
 @pytest.mark.parametrize("strategy", ["cos", "linear"])

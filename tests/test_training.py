@@ -72,8 +72,8 @@ def test_finetune_raises_map_above_the_untrained_head(tmp_path: Path) -> None:
 
 
 class _StopAfterFirstEpoch(Callback):
-    def on_epoch_end(self, trainer, epoch, metrics) -> None:
-        trainer.should_stop = True
+    def on_epoch_end(self, view, epoch, metrics) -> None:
+        view.request_stop("the test stops after one epoch")
 
 
 class _StopPlugin:
@@ -105,13 +105,11 @@ def test_resume_continues_exactly(tmp_path: Path) -> None:
     )
     assert stopped.epochs_completed == 1
     interrupted_config = load_config(stopped.run_dir / "config.yaml", registry=registry)
-    # the resumed run must finish without the stopping callback: resume a copy of the config without it
-    (stopped.run_dir / "config.yaml").write_text(
-        (stopped.run_dir / "config.yaml")
-        .read_text()
-        .replace("- stop_after_first_epoch", "")
-        .replace("callbacks:\n", "callbacks: []\n")
-    )
+    # A stopped run stays stopped while the callback that stopped it is configured; without it (the
+    # run's config edited) it trains on.
+    saved_config = (stopped.run_dir / "config.yaml").read_text()
+    assert "callbacks: [stop_after_first_epoch]" in saved_config
+    (stopped.run_dir / "config.yaml").write_text(saved_config.replace("[stop_after_first_epoch]", "[]"))
     assert interrupted_config.training.callbacks
     resumed = train(
         load_config(stopped.run_dir / "config.yaml", registry=registry),

@@ -83,22 +83,40 @@ def test_optimizers_train_a_real_model(name: str) -> None:
     restored.load_state_dict(optimizer.state_dict())
 
 
-class _Trainer:
-    should_stop = False
+class _View:
+    """The one request early stopping makes of its training view."""
+
+    def __init__(self) -> None:
+        self.stop_reasons: list[str] = []
+
+    def request_stop(self, reason: str = "") -> None:
+        self.stop_reasons.append(reason)
 
 
 def test_early_stopping_patience_and_min_delta() -> None:
     stopper = EarlyStopping(EarlyStoppingOptions(metric="val/mAP", patience=2, min_delta=0.01))
-    trainer = _Trainer()
+    view = _View()
     for epoch, value in enumerate([0.30, 0.35, 0.355, 0.358]):
-        stopper.on_epoch_end(trainer, epoch, {"val/mAP": value})
-    assert trainer.should_stop
+        stopper.on_epoch_end(view, epoch, {"val/mAP": value})
+    assert view.stop_reasons == ["val/mAP has not improved on 0.3500 for 2 observations"]
     loss_watch = EarlyStopping(EarlyStoppingOptions(metric="train/total_loss", mode="min", patience=1))
-    trainer = _Trainer()
-    loss_watch.on_epoch_end(trainer, 0, {"train/total_loss": 5.0})
-    loss_watch.on_epoch_end(trainer, 1, {"epoch": 2})
-    loss_watch.on_epoch_end(trainer, 2, {"train/total_loss": 4.0})
-    assert not trainer.should_stop
+    view = _View()
+    loss_watch.on_epoch_end(view, 0, {"train/total_loss": 5.0})
+    loss_watch.on_epoch_end(view, 1, {"epoch": 2})
+    loss_watch.on_epoch_end(view, 2, {"train/total_loss": 4.0})
+    assert not view.stop_reasons
+
+
+def test_early_stopping_state_round_trips() -> None:
+    stopper = EarlyStopping(EarlyStoppingOptions(metric="val/mAP", patience=3))
+    for epoch, value in enumerate([0.4, 0.3, 0.2]):
+        stopper.on_epoch_end(_View(), epoch, {"val/mAP": value})
+    resumed = EarlyStopping(EarlyStoppingOptions(metric="val/mAP", patience=3))
+    resumed.load_state_dict(stopper.state_dict())
+    assert (resumed.best, resumed.stale) == (0.4, 2)
+    view = _View()
+    resumed.on_epoch_end(view, 3, {"val/mAP": 0.1})
+    assert len(view.stop_reasons) == 1
 
 
 def test_nominal_batch_size_sets_accumulation_and_scales_weight_decay() -> None:

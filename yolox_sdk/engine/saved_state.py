@@ -63,7 +63,25 @@ def _state_problem(saved: Mapping[str, Any]) -> str | None:
             isinstance(k, str) and _finite(v) for k, v in values.items()
         ):
             return f"has '{name}' that is not a mapping of names to numbers"
-    return _optimizer_problem(saved.get("optimizer")) or _rng_problem(saved.get("rng"))
+    for name in ("stopped_by", "stop_reason"):
+        value = progress.get(name)
+        if value is not None and not isinstance(value, str):
+            return f"has '{name}' = {value!r:.60}, expected a string"
+    return (
+        _optimizer_problem(saved.get("optimizer"))
+        or _rng_problem(saved.get("rng"))
+        or _callbacks_problem(saved.get("callbacks", {}))
+    )
+
+
+def _callbacks_problem(callbacks: Any) -> str | None:
+    """Callback states (``engine.callbacks``): a mapping of callback keys to mappings; what is inside
+    each is the callback's own business (``load_state_dict`` refuses what does not fit)."""
+    if not isinstance(callbacks, Mapping) or not all(
+        isinstance(key, str) and isinstance(state, Mapping) for key, state in callbacks.items()
+    ):
+        return "has callback states ('callbacks') that are not a mapping of callback names to mappings"
+    return None
 
 
 def _optimizer_problem(optimizer: Any) -> str | None:

@@ -30,6 +30,16 @@ class TrainState:
     batch_in_epoch: int = 0
     epoch_loss_sums: dict[str, float] = attrs.field(factory=dict)
     epoch_batches: int = 0
+    # A callback's stop request (``TrainingView.request_stop``): its key and reason. A resumed run that
+    # had stopped stops again while that callback is still configured.
+    stopped_by: str | None = None
+    stop_reason: str = ""
+
+    def best_summary(self, metric: str) -> str:
+        """``best mAP 0.4321 at epoch 7``, for the last log line of a run."""
+        if self.best_value is None:
+            return f"no {metric} was measured (no validation data), best.pt is the last epoch"
+        return f"best {metric} {abs(self.best_value):.4f} at epoch {self.best_epoch}"
 
 
 @attrs.frozen
@@ -43,6 +53,20 @@ class TrainResult:
     train_images_per_second: float
     wall_seconds: float
     epochs_completed: int
+
+    @classmethod
+    def of_run(cls, run_dir: Path, state: TrainState, wall_seconds: float) -> TrainResult:
+        """The result of the run in ``run_dir`` as ``state`` leaves it (``best.pt`` falls back to ``last.pt``)."""
+        best = run_dir / "best.pt"
+        return cls(
+            run_dir=run_dir,
+            best_checkpoint=best if best.exists() else run_dir / "last.pt",
+            last_checkpoint=run_dir / "last.pt",
+            metrics=dict(state.metrics),
+            train_images_per_second=state.images_seen / max(state.train_seconds, 1e-9),
+            wall_seconds=wall_seconds,
+            epochs_completed=state.epoch,
+        )
 
 
 def seed_everything(seed: int, deterministic: bool) -> None:

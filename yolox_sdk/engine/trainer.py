@@ -27,6 +27,7 @@ from yolox.utils.ema import ModelEMA
 from yolox_sdk.config.loader import config_to_dict, flatten_dict, load_config
 from yolox_sdk.config.schema import Config
 from yolox_sdk.engine import distributed, freezing, setup
+from yolox_sdk.engine.callbacks import CallbackList, callback_keys
 from yolox_sdk.engine.checkpoint import Checkpoint, save_checkpoint
 from yolox_sdk.engine.devices import resolve_device
 from yolox_sdk.engine.interruption import SignalReceived, StopOnSignal, interrupted_error, saved_position
@@ -46,6 +47,7 @@ from yolox_sdk.engine.resume import (
 from yolox_sdk.engine.run_dir import CONFIG_FILENAME, new_run_dir, write_run_config
 from yolox_sdk.engine.run_lock import RunLock
 from yolox_sdk.engine.train_state import TrainResult, TrainState, restore_rng, rng_state, seed_everything
+from yolox_sdk.engine.training_view import CallbackRequests, TrainingView
 from yolox_sdk.errors import CheckpointError, TrainingError, TrainingInterrupted
 from yolox_sdk.plugins.manager import get_registry
 from yolox_sdk.plugins.registry import Registry
@@ -65,7 +67,7 @@ def _scalar(value: torch.Tensor | float) -> float:
 
 
 class Trainer:
-    """Trains one run; ``fit()`` does the work. Callbacks may set ``should_stop``."""
+    """Trains one run; ``fit()`` does the work. Callbacks see it through a ``TrainingView``."""
 
     def __init__(
         self,
@@ -84,7 +86,8 @@ class Trainer:
         self.resume_point: ResumePoint | None = None
         self.config = self._resumed_config(config) if self.resume_dir else config
         self.state = TrainState()
-        self.should_stop = False
+        self.requests = CallbackRequests()
+        self.step = 0
         self.run_dir: Path | None = None
         self._non_finite = 0
         self.dist = distributed.context_from_environment()
@@ -162,7 +165,9 @@ class Trainer:
         )
         self.loggers = setup.build_loggers(c, self.run_dir, self.registry) if self.dist.is_main else []
         self.lineage = self._record_lineage() if self.dist.is_main else {}
-        self.callbacks = setup.build_callbacks(c, self.registry)
+        built = setup.build_callbacks(c, self.registry)
+        keys = callback_keys(setup.callback_names(c), built)
+        self.callbacks = CallbackList(keys, built, TrainingView(self))
         # Under torchrun, _wrap_for_ddp builds (and compiles) the DDP wrapper at the first epoch instead.
         self.train_module = (
             self.model
@@ -173,6 +178,7 @@ class Trainer:
         if self.resume_point is not None:
             self._restore(self.resume_point)
             self.resume_point = None
+            self._check_saved_stop()
             # A kill between saving last.pt and logging leaves metrics.csv one row short: write it again.
             if self.state.metrics:
                 self.log_metrics(self.state.metrics, self.state.epoch)
@@ -265,6 +271,8 @@ class Trainer:
                 "checkpoint of the run, or start a new run from its weights with model.checkpoint."
             ) from None
         self.state = attrs.evolve(point.state)
+        self.step = self.state.epoch * self.steps_per_epoch
+        self.callbacks.load_state_dict(saved.get("callbacks", {}), point.path)
         restore_rng(saved["rng"])
         if self.precision.scaler is not None and saved.get("grad_scaler"):
             self.precision.scaler.load_state_dict(saved["grad_scaler"])  # fp16: resume at the learned scale
@@ -281,12 +289,56 @@ class Trainer:
 
     # ----- events -----------------------------------------------------------------------------------------
 
-    def fire(self, event: str, *args: Any) -> None:
-        """Call ``event`` on every callback (on rank 0 only in multi-process training)."""
-        if not self.dist.is_main:
+    def _check_saved_stop(self) -> None:
+        """A run a callback had stopped stays stopped, unless that callback is no longer configured."""
+        by = self.state.stopped_by
+        if by is None:
             return
-        for callback in self.callbacks:
-            getattr(callback, event)(self, *args)
+        if by in self.callbacks.keys:
+            log.info(
+                "Run %s was stopped after epoch %d by callback %s (%s); nothing to train, returning its result.",
+                self.run_dir,
+                self.state.epoch,
+                by,
+                self.state.stop_reason or "no reason given",
+            )
+            return
+        log.info(
+            "Run %s was stopped by callback %s, which is no longer configured: training goes on.",
+            self.run_dir,
+            by,
+        )
+        self.state.stopped_by, self.state.stop_reason = None, ""
+
+    def fire(self, event: str, *args: Any) -> None:
+        """Call ``event`` on every callback (in every process), then apply a schedule one asked for."""
+        self.callbacks.fire(event, *args)
+        if self.requests.schedule is not None:
+            self.schedule, self.requests.schedule = self.requests.schedule, None
+
+    def _agree_on_stop(self) -> None:
+        """Record a callback's stop request; under torchrun one process asking stops every process."""
+        asked = self.requests.stop_by is not None
+        if (
+            self.dist.enabled
+            and distributed.average_metrics({"stop": float(asked)})["stop"] > 0
+            and not asked
+        ):
+            self.requests.stop_by = "a callback in another process"
+        if self.requests.stop_by is not None and self.state.stopped_by is None:
+            self.state.stopped_by, self.state.stop_reason = self.requests.stop_by, self.requests.stop_reason
+            log.info(
+                "Stopping after epoch %d: callback %s asked to (%s).",
+                self.state.epoch,
+                self.state.stopped_by,
+                self.state.stop_reason or "no reason given",
+            )
+
+    def add_metrics(self, metrics: dict[str, float]) -> None:
+        """Join ``metrics`` to the last epoch's row and send the row to the loggers again."""
+        self.state.metrics.update(metrics)
+        if self.dist.is_main:
+            self.log_metrics(dict(self.state.metrics), self.state.epoch)
 
     def log_metrics(self, metrics: dict[str, float], step: int) -> None:
         """Send metrics to every logger."""
@@ -329,7 +381,7 @@ class Trainer:
         """The epochs; a signal that came during one (in its evaluation, say) stops training once the
         epoch's checkpoints are saved."""
         try:
-            while self.state.epoch < self.config.training.epochs and not self.should_stop:
+            while self.state.epoch < self.config.training.epochs and self.state.stopped_by is None:
                 with self._signals.deferred():
                     self._run_epoch(self.state.epoch)
                 if self._signals.requested_on_any_process(self.dist.enabled):
@@ -382,14 +434,15 @@ class Trainer:
             "lr": self.optimizer.param_groups[0]["lr"],
             "trainable_params": freezing.count_trainable_parameters(self.model),
         }
+        if self._evaluation_due(epoch, no_aug):
+            metrics.update(self._evaluate(epoch))
+        self.state.metrics = metrics
+        # Before the save: what callbacks record for this epoch (and a stop) is in its checkpoints.
+        self.fire("on_epoch_end", epoch, metrics)
+        self._agree_on_stop()
         if self.dist.is_main:
-            if self._evaluation_due(epoch, no_aug):
-                metrics.update(self._evaluate(epoch))
-            self.state.metrics = metrics
             self._save_checkpoints(epoch, metrics)
             self.log_metrics(metrics, self.state.epoch)
-            self.fire("on_epoch_end", epoch, metrics)
-        self.should_stop = distributed.broadcast_object(self.should_stop)
 
     def _apply_freezing(self, epoch: int) -> None:
         """Freeze what ``model.freeze``/``model.unfreeze_schedule`` say for this epoch; train mode otherwise.
@@ -419,6 +472,7 @@ class Trainer:
             input_size = self._input_size(step)
             images, targets = resize_batch(images, targets, input_size)
             steps_now = (batch_index + 1) % accumulate == 0 or batch_index + 1 == self.batches_per_epoch
+            self.step = step
             step_losses = self._train_step(images, targets, step, steps_now)
             self.state.iteration += 1
             self.state.images_seen += len(images) * self.dist.world_size
@@ -442,6 +496,7 @@ class Trainer:
         stop = self._signals.requested_on_any_process(self.dist.enabled)
         minutes = self.config.monitoring.save_every_minutes
         due = minutes is not None and time.monotonic() - self._last_save >= minutes * 60
+        due = due or self.requests.checkpoint
         if (stop or due) and self.dist.is_main:
             self.state.batch_in_epoch, self.state.epoch_loss_sums = batches_done, dict(sums)
             self._write_checkpoint(LAST, self._checkpoint(), "last")
@@ -583,19 +638,22 @@ class Trainer:
         )
 
     def _evaluate(self, epoch: int) -> dict[str, float]:
-        start = time.perf_counter()
-        result = self.evaluate_model(self.eval_model())
-        self.model.train()
-        metrics = {f"val/{key}": value for key, value in result.metrics.items()}
-        log.info(
-            "Epoch %d: mAP %.4f, mAP50 %.4f (eval %.1fs)",
-            epoch + 1,
-            result.metrics["mAP"],
-            result.metrics["mAP50"],
-            time.perf_counter() - start,
-        )
-        self.fire("on_eval_end", epoch, result.metrics)
-        return metrics
+        """Evaluate in the main process; every process gets the metrics (its callbacks decide on them)."""
+        found = None
+        if self.dist.is_main:
+            start = time.perf_counter()
+            found = dict(self.evaluate_model(self.eval_model()).metrics)
+            self.model.train()
+            log.info(
+                "Epoch %d: mAP %.4f, mAP50 %.4f (eval %.1fs)",
+                epoch + 1,
+                found["mAP"],
+                found["mAP50"],
+                time.perf_counter() - start,
+            )
+        found = distributed.broadcast_object(found)
+        self.fire("on_eval_end", epoch, found)
+        return {f"val/{key}": value for key, value in found.items()}
 
     def _best_value(self, metrics: dict[str, float]) -> float | None:
         name = self.config.evaluation.save_best_metric
@@ -617,6 +675,7 @@ class Trainer:
                 "state": attrs.asdict(self.state),
                 "rng": rng_state(),
                 "grad_scaler": self.precision.scaler.state_dict() if self.precision.scaler else None,
+                "callbacks": self.callbacks.state_dict(),
             },
         )
 
@@ -644,6 +703,7 @@ class Trainer:
         path = save_checkpoint(self.run_dir / filename, checkpoint, keep_previous=keep)
         if filename == LAST:
             self._last_save = time.monotonic()
+            self.requests.checkpoint = False
             self._saved_at = saved_position(path, self.state)
         self.fire("on_checkpoint", path, kind)
 

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     import torch
 
     from yolox_sdk.data.records import DetectionDataset
+    from yolox_sdk.engine.training_view import TrainingView
 
 
 @runtime_checkable
@@ -148,34 +149,74 @@ class LrSchedule(Protocol):
 
 
 class Callback:
-    """Base class for trainer callbacks; override the events you need.
+    """Base class for trainer callbacks: override the events you need (the others do nothing).
 
-    ``trainer`` is the running ``yolox_sdk.engine.trainer.Trainer``; read its ``state`` (epoch, iteration,
-    metrics) and set ``trainer.should_stop = True`` to end training after the current epoch.
+    **What a callback receives.** Every event gets ``view``, a ``yolox_sdk.engine.training_view.TrainingView``:
+    a read-only window on the run, read live. Progress: ``epoch`` (epochs completed), ``epochs``,
+    ``iteration`` (batches so far), ``step`` (optimizer steps, the schedule's unit), ``steps_per_epoch``,
+    ``metrics`` (the last epoch's metrics.csv row), ``best_value``/``best_epoch``. The run: ``config``,
+    ``run_dir``, ``is_main``, ``rank``, ``world_size``, ``device``, ``class_names``, ``spec``, ``lineage``.
+    The models: ``model`` (raw weights), ``ema_model`` (``None`` without EMA), ``eval_model``,
+    ``optimizer``, ``lr_schedule``, and the helpers ``evaluate(model)`` (COCO metrics as the trainer
+    computes them), ``autocast()``, ``training_batches(limit)`` (images without mosaic) and
+    ``save_model_checkpoint(model, filename, extra)``. Assigning an attribute of the view is an error.
+
+    **What a callback may ask for** (instead of changing the trainer): ``view.request_stop(reason)`` ends
+    training after the current epoch; ``view.request_checkpoint()`` saves ``last.pt`` at the next
+    optimizer-step boundary; ``view.set_lr_schedule(schedule)`` replaces the learning-rate schedule
+    (``lr_at(step)``, a pure function of the step); ``view.add_metrics(metrics)`` adds to the last
+    epoch's row; ``view.notify_checkpoint(path, kind)`` tells the other callbacks about a file it wrote.
+
+    **Processes.** Under torchrun every process runs every callback, with the same metrics (evaluation
+    runs in the main process and its results are shared). Anything that changes training (a schedule, a
+    stop) must therefore be decided the same way everywhere; files and log lines come from the main
+    process only: check ``view.is_main`` before writing.
+
+    **State.** ``state_dict()`` returns what the callback must carry across ``--resume`` and
+    ``training.auto_resume``; it is saved in every checkpoint (``training_state["callbacks"][name]``) and
+    handed back to ``load_state_dict()`` before ``on_train_start`` when a run resumes. A state holds only
+    tensors and plain data (dicts, lists, tuples, numbers, strings, ``None``): checkpoints are read with
+    ``torch.load(weights_only=True)``. A stop requested with ``request_stop`` is saved with the run too, so
+    a resumed run that had stopped stops again (unless the callback that asked is no longer configured).
+
+    **Order of events in an epoch.** ``on_epoch_start``; ``on_iteration_end`` after each trained batch;
+    ``on_eval_end`` when it evaluated; ``on_epoch_end`` (callback states are then saved with the epoch's
+    checkpoints, so what it records there survives a kill); ``on_checkpoint`` for each file written.
+    Callbacks written for ``trainer: Any`` keep working for these events; the old
+    ``trainer.should_stop = True`` still stops, with a ``DeprecationWarning``.
     """
 
-    def on_train_start(self, trainer: Any) -> None:
-        """Called once, after the model, data and optimizer are built and before the first epoch."""
+    def on_train_start(self, view: TrainingView) -> None:
+        """Called once per process start (again on resume, after ``load_state_dict``), after the model,
+        data and optimizer are built and before the first epoch."""
 
-    def on_epoch_start(self, trainer: Any, epoch: int) -> None:
+    def on_epoch_start(self, view: TrainingView, epoch: int) -> None:
         """Called before the first iteration of ``epoch`` (0-based)."""
 
-    def on_iteration_end(self, trainer: Any, iteration: int, losses: Mapping[str, float]) -> None:
-        """Called after each optimizer step with the detached loss components."""
+    def on_iteration_end(self, view: TrainingView, iteration: int, losses: Mapping[str, float]) -> None:
+        """Called after each trained batch with its detached loss components and ``lr``."""
 
-    def on_epoch_end(self, trainer: Any, epoch: int, metrics: Mapping[str, float]) -> None:
-        """Called after each epoch with its mean losses (and evaluation metrics if it evaluated)."""
+    def on_epoch_end(self, view: TrainingView, epoch: int, metrics: Mapping[str, float]) -> None:
+        """Called after each epoch with its metrics.csv row (mean losses, evaluation metrics if it
+        evaluated), before the epoch's checkpoints are written."""
 
-    def on_eval_end(self, trainer: Any, epoch: int, metrics: Mapping[str, float]) -> None:
-        """Called after each evaluation with the COCO metrics."""
+    def on_eval_end(self, view: TrainingView, epoch: int, metrics: Mapping[str, float]) -> None:
+        """Called after each evaluation with the COCO metrics (on every process)."""
 
-    def on_checkpoint(self, trainer: Any, path: Path, kind: str) -> None:
-        """Called after a checkpoint was written atomically; ``kind`` is ``"last"``, ``"best"``, ``"epoch"``
-        (``monitoring.save_interval``) or ``"swa"`` (the ``swa`` callback's ``swa.pt``)."""
+    def on_checkpoint(self, view: TrainingView, path: Path, kind: str) -> None:
+        """Called in the main process after a checkpoint was written atomically; ``kind`` is ``"last"``,
+        ``"best"``, ``"epoch"`` (``monitoring.save_interval``) or ``"swa"`` (the ``swa`` callback's)."""
 
-    def on_train_end(self, trainer: Any) -> None:
-        """Called once when training ends, normally or by ``should_stop``; the loggers are still open, so
-        final metrics can go through ``trainer.log_metrics``."""
+    def on_train_end(self, view: TrainingView) -> None:
+        """Called once when training ends, normally or by a stop request; the loggers are still open, so
+        final metrics can go through ``view.add_metrics``."""
+
+    def state_dict(self) -> dict[str, Any]:
+        """What ``--resume`` must restore (tensors and plain data only); ``{}`` for a stateless callback."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what ``state_dict`` returned (called before ``on_train_start`` on resume)."""
 
 
 @attrs.frozen

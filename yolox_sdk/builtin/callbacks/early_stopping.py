@@ -3,20 +3,24 @@
 The trainer logs ``val/<metric>`` after each evaluation and ``train/<loss>`` every epoch; this callback
 watches one of them and asks the trainer to stop when it has not improved by ``min_delta`` for
 ``patience`` consecutive observations. ``best.pt`` always holds the best checkpoint, so stopping loses
-nothing.
+nothing. The best value and the count of stale observations are saved in every checkpoint, and the stop
+itself with the run, so a resumed run goes on counting where it was (and a stopped run stays stopped).
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
 from yolox_sdk.config.validators import number, one_of
 from yolox_sdk.plugins.hookspecs import hookimpl
 from yolox_sdk.plugins.interfaces import Callback
+
+if TYPE_CHECKING:
+    from yolox_sdk.engine.training_view import TrainingView
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +49,7 @@ class EarlyStopping(Callback):
         delta = value - self.best if self.options.mode == "max" else self.best - value
         return delta > self.options.min_delta
 
-    def on_epoch_end(self, trainer: Any, epoch: int, metrics: Mapping[str, float]) -> None:
+    def on_epoch_end(self, view: TrainingView, epoch: int, metrics: Mapping[str, float]) -> None:
         """Compare this epoch's value (if the metric was logged) with the best so far."""
         value = metrics.get(self.options.metric)
         if value is None:
@@ -55,14 +59,18 @@ class EarlyStopping(Callback):
             return
         self.stale += 1
         if self.stale >= self.options.patience:
-            log.info(
-                "Early stopping after epoch %d: %s has not improved on %.4f for %d observations.",
-                epoch + 1,
-                self.options.metric,
-                self.best,
-                self.stale,
+            view.request_stop(
+                f"{self.options.metric} has not improved on {self.best:.4f} for {self.stale} observations"
             )
-            trainer.should_stop = True
+
+    def state_dict(self) -> dict[str, Any]:
+        """The best value so far and the stale observations since it."""
+        return {"best": self.best, "stale": self.stale}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        best = state["best"]
+        self.best = None if best is None else float(best)
+        self.stale = int(state["stale"])
 
 
 @hookimpl

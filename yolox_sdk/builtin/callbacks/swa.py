@@ -2,7 +2,7 @@
 
 SWA (Izmailov et al., 2018) averages the weights the optimizer visits at the end of several late epochs;
 the average usually sits in a flatter, better-generalising spot than any single snapshot. The average is
-``torch.optim.swa_utils.AveragedModel`` over ``trainer.model`` (the raw weights, not EMA: EMA is already
+``torch.optim.swa_utils.AveragedModel`` over ``view.model`` (the raw weights, not EMA: EMA is already
 an average, with a time constant of a few hundred iterations).
 
 * **Window.** Epochs ``start_epoch..training.epochs`` (1-based, as in metrics.csv). Left out, the last
@@ -12,7 +12,8 @@ an average, with a time constant of a few hundred iterations).
   linear, SWALR's two rules), then stays flat. ``SWALR`` itself is not used: the trainer asks its schedule
   for ``lr_at(step)`` every step and a resumed run must get the same rates, so the SWA rate is a pure
   function of the step wrapped around the run's schedule. Without ``swa_lr`` the schedule is untouched.
-  Callbacks run in the first process only, so ``swa_lr`` is refused in multi-process training.
+  Every process installs the same SWA schedule, so ``swa_lr`` works under torchrun too; the average is
+  kept, finished and written by the main process only (the others train the same weights).
 * **BatchNorm.** Averaged weights need their own BN statistics. At train end they are recomputed over the
   training data in no-aug mode (no mosaic, as the last YOLOX epochs): BN layers reset, switch to
   cumulative averaging (``momentum=None``, as ``torch.optim.swa_utils.update_bn``), and see the images
@@ -21,11 +22,14 @@ an average, with a time constant of a few hundred iterations).
 * **Results.** The average is evaluated like the trainer's own model, logged as ``val/swa_<metric>`` (in
   the last epoch's metrics.csv row), compared with the best checkpoint in the log, and saved as a regular
   checkpoint ``swa.pt`` (``eval``, ``predict``, ``export`` take it) plus a ``swa.json`` summary.
-* **Stopping early.** A run ended by ``should_stop`` (early stopping) finishes the average it has; one
+* **Stopping early.** A run ended by a stop request (early stopping) finishes the average it has; one
   that stopped before the window writes no ``swa.pt`` and says so.
-* **Resuming.** After each averaged epoch the average is written atomically to ``swa_state.pt`` in the
-  run directory; a resumed run reloads it (a resumed GPU run gave a ``swa.pt`` identical to a straight one). An average that holds epochs the run no longer has (after
-  ``--from-best``) is discarded with a warning rather than mixed with the retrained epochs.
+* **Resuming.** The average (its weights, count and epochs) is the callback's state, saved in every
+  checkpoint, so a resumed run (from ``last.pt``, a mid-epoch resume point or ``--from-best``'s
+  ``best.pt``) continues with exactly the average its checkpoint had. Runs started before callback
+  states existed kept the average in ``swa_state.pt``: when a checkpoint has no SWA state that file is
+  still read (an average holding epochs the run no longer has is discarded with a warning); new runs
+  no longer write it.
 """
 
 from __future__ import annotations
@@ -33,8 +37,7 @@ from __future__ import annotations
 import json
 import logging
 import math
-from collections.abc import Iterator, Mapping
-from pathlib import Path
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -46,15 +49,16 @@ from yolox_sdk.plugins.hookspecs import hookimpl
 from yolox_sdk.plugins.interfaces import Callback, LrSchedule
 
 if TYPE_CHECKING:  # torch is imported when the callback runs, so loading plugins stays fast
-    import torch
     from torch import nn
     from torch.optim.swa_utils import AveragedModel
+
+    from yolox_sdk.engine.training_view import TrainingView
 
 log = logging.getLogger(__name__)
 
 SWA_CHECKPOINT = "swa.pt"
 SWA_SUMMARY = "swa.json"
-SWA_STATE = "swa_state.pt"
+SWA_STATE = "swa_state.pt"  # read for runs started before callback states existed; no longer written
 DEFAULT_WINDOW_FRACTION = 0.25
 
 
@@ -113,19 +117,31 @@ def _finite_or_none(value: float) -> float | None:
 
 
 class SwaCallback(Callback):
-    """Averages ``trainer.model`` at the end of each epoch of the window; finishes the average at train end."""
+    """Averages ``view.model`` at the end of each epoch of the window; finishes the average at train end."""
 
     def __init__(self, options: SwaOptions) -> None:
         self.options = options
         self.start_epoch = options.start_epoch or 1
         self.averaged: AveragedModel | None = None
         self.epochs: list[int] = []
+        self._saved: dict[str, Any] | None = None  # a checkpoint's state, made an average at train start
+
+    # ----- state ----------------------------------------------------------------------------------------
+
+    def state_dict(self) -> dict[str, Any]:
+        """The average's weights and count (tensors) and the epochs it holds."""
+        if self.averaged is None:
+            return {"epochs": list(self.epochs)}
+        return {"averaged": self.averaged.state_dict(), "epochs": list(self.epochs)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self._saved = {"averaged": state.get("averaged"), "epochs": [int(n) for n in state["epochs"]]}
 
     # ----- training events ------------------------------------------------------------------------------
 
-    def on_train_start(self, trainer: Any) -> None:
-        """Fix the window, install the SWA learning rate, and reload a resumed run's average."""
-        epochs = trainer.config.training.epochs
+    def on_train_start(self, view: TrainingView) -> None:
+        """Fix the window, install the SWA learning rate, and restore a resumed run's average."""
+        epochs = view.epochs
         self.start_epoch = self.options.start_epoch or default_start_epoch(epochs)
         if self.start_epoch > epochs:
             raise ConfigError(
@@ -134,8 +150,9 @@ class SwaCallback(Callback):
                 f"{epochs}, or leave it out to average the last quarter of the epochs."
             )
         if self.options.swa_lr is not None:
-            trainer.schedule = self._swa_schedule(trainer)
-        self._reload(trainer)
+            view.set_lr_schedule(self._swa_schedule(view))
+        if view.is_main:
+            self._restore(view)
         log.info(
             "SWA: averaging the raw weights of epochs %d-%d%s.",
             self.start_epoch,
@@ -143,78 +160,83 @@ class SwaCallback(Callback):
             f" at lr {self.options.swa_lr:g}" if self.options.swa_lr is not None else "",
         )
 
-    def on_epoch_end(self, trainer: Any, epoch: int, metrics: Mapping[str, float]) -> None:
-        """Add this epoch's weights to the average when the epoch is in the window, and persist it."""
+    def on_epoch_end(self, view: TrainingView, epoch: int, metrics: Mapping[str, float]) -> None:
+        """Add this epoch's weights to the average when the epoch is in the window (main process)."""
         from yolox_sdk.engine.averaging import new_average
-        from yolox_sdk.engine.torch_files import atomic_torch_save
 
         number = epoch + 1
-        if number < self.start_epoch:
+        if number < self.start_epoch or not view.is_main:
             return
         if self.averaged is None:
-            self.averaged = new_average(trainer.model)
-        self.averaged.update_parameters(trainer.model)
+            self.averaged = new_average(view.model)
+        self.averaged.update_parameters(view.model)
         self.epochs.append(number)
-        atomic_torch_save(
-            {"averaged": self.averaged.state_dict(), "epochs": list(self.epochs)},
-            trainer.run_dir / SWA_STATE,
-        )
 
-    def on_train_end(self, trainer: Any) -> None:
+    def on_train_end(self, view: TrainingView) -> None:
         """Recompute BN statistics, evaluate, save ``swa.pt`` and ``swa.json``, log the comparison."""
+        if not view.is_main:
+            return
         if self.averaged is None:
             log.warning(
                 "SWA: training ended after epoch %d, before the first averaged epoch %d; no %s written.",
-                trainer.state.epoch,
+                view.epoch,
                 self.start_epoch,
                 SWA_CHECKPOINT,
             )
             return
         model = self.averaged.module
-        batches = self._recompute_batchnorm(trainer, model)
-        metrics = self._evaluate(trainer, model) if trainer.val_data is not None else {}
-        path = self._save_checkpoint(trainer, model)
-        comparison = self._comparison(trainer, metrics)
-        self._write_summary(trainer, metrics, comparison, batches)
+        batches = self._recompute_batchnorm(view, model)
+        metrics = self._evaluate(view, model) if view.has_val_data else {}
+        path = view.save_model_checkpoint(model, SWA_CHECKPOINT, {"swa": {"epochs": list(self.epochs)}})
+        comparison = self._comparison(view, metrics)
+        self._write_summary(view, metrics, comparison, batches)
         log.info("SWA: %s; saved %s", comparison["line"], path)
-        trainer.fire("on_checkpoint", path, "swa")
+        view.notify_checkpoint(path, "swa")
 
     # ----- pieces ---------------------------------------------------------------------------------------
 
-    def _swa_schedule(self, trainer: Any) -> SwaSchedule:
-        """The schedule counts optimizer steps (``trainer.steps_per_epoch`` of them per epoch)."""
-        dist = getattr(trainer, "dist", None)
-        if dist is not None and dist.world_size > 1:
-            raise ConfigError(
-                "Invalid config: training.callbacks: the swa callback's swa_lr cannot be used in multi-process "
-                f"training ({dist.world_size} processes): callbacks run in the first process only, so the "
-                "others would keep the old learning rate. Leave swa_lr out (the weights are still averaged "
-                "over the window), or train in one process."
-            )
-        steps_per_epoch = trainer.steps_per_epoch
+    def _swa_schedule(self, view: TrainingView) -> SwaSchedule:
+        """The schedule counts optimizer steps (``view.steps_per_epoch`` of them per epoch)."""
+        steps_per_epoch = view.steps_per_epoch
         return SwaSchedule(
-            base=trainer.schedule,
+            base=view.lr_schedule,
             start_iteration=(self.start_epoch - 1) * steps_per_epoch,
             anneal_iterations=self.options.anneal_epochs * steps_per_epoch,
             swa_lr=self.options.swa_lr,
             strategy=self.options.anneal_strategy,
         )
 
-    def _reload(self, trainer: Any) -> None:
-        """Reload the average a resumed run saved, unless it holds epochs the run has since rolled back."""
+    def _restore(self, view: TrainingView) -> None:
+        """The average the checkpoint carried, or for older runs the one in ``swa_state.pt``."""
         from yolox_sdk.engine.averaging import new_average
-        from yolox_sdk.engine.torch_files import load_torch_file
 
-        path = trainer.run_dir / SWA_STATE
-        if not path.is_file():
+        saved, self._saved = self._saved, None
+        if saved is None:
+            saved = self._legacy_state(view)
+        if saved is None or saved.get("averaged") is None:
             return
+        self.averaged = new_average(view.model)
+        self.averaged.load_state_dict(saved["averaged"])
+        self.epochs = list(saved["epochs"])
+        missing = sorted(set(range(self.start_epoch, view.epoch + 1)) - set(self.epochs))
+        if missing:
+            log.warning("SWA: the average lacks epochs %s (interrupted before they were added).", missing)
+        log.info("SWA: resumed the average of epochs %s.", self.epochs)
+
+    def _legacy_state(self, view: TrainingView) -> dict[str, Any] | None:
+        """``swa_state.pt`` of a run started before callback states, unless it holds rolled-back epochs."""
+        from yolox_sdk.checkpoints.torch_files import load_torch_file
+
+        path = view.run_dir / SWA_STATE
+        if not path.is_file():
+            return None
         saved = load_torch_file(path)
         if not isinstance(saved, Mapping) or not {"averaged", "epochs"} <= set(saved):
             raise CheckpointError(
                 f"{path} is not an SWA state written by the swa callback. Delete it to restart the average "
                 "from the next epoch of the window."
             )
-        done = trainer.state.epoch
+        done = view.epoch
         epochs = [int(number) for number in saved["epochs"]]
         if any(number > done for number in epochs):
             log.warning(
@@ -224,81 +246,44 @@ class SwaCallback(Callback):
                 max(epochs),
                 done,
             )
-            return
-        self.averaged = new_average(trainer.model)
-        self.averaged.load_state_dict(saved["averaged"])
-        self.epochs = epochs
-        missing = sorted(set(range(self.start_epoch, done + 1)) - set(epochs))
-        if missing:
-            log.warning("SWA: the average lacks epochs %s (interrupted before they were added).", missing)
-        log.info("SWA: resumed the average of epochs %s from %s.", epochs, path)
+            return None
+        log.info("SWA: reading the average of a run started before callback states from %s.", path)
+        return {"averaged": saved["averaged"], "epochs": epochs}
 
-    def _recompute_batchnorm(self, trainer: Any, model: nn.Module) -> int:
+    def _recompute_batchnorm(self, view: TrainingView, model: nn.Module) -> int:
         """Recompute the statistics training let move: not those of frozen layers, none with freeze_bn."""
         from yolox_sdk.engine.averaging import batchnorm_layers, recompute_batchnorm
         from yolox_sdk.engine.freezing import batchnorm_is_frozen
 
-        layers = batchnorm_layers(trainer.model)
-        freeze_bn = trainer.config.model.freeze_bn
+        layers = batchnorm_layers(view.model)
+        freeze_bn = view.config.model.freeze_bn
         frozen = {name for name, layer in layers.items() if batchnorm_is_frozen(layer, freeze_bn)}
         if len(frozen) == len(layers):
             log.info("SWA: BatchNorm statistics kept as they are (every BatchNorm layer is frozen).")
             return 0
-        trainer.train_dataset.set_no_aug(True)
-        with trainer.precision.autocast():
-            seen = recompute_batchnorm(model, self._training_images(trainer), keep=frozen)
+        with view.autocast():
+            seen = recompute_batchnorm(model, view.training_batches(self.options.bn_batches), keep=frozen)
         log.info("SWA: recomputed BatchNorm statistics over %d training batches (no-aug mode).", seen)
         return seen
 
-    def _training_images(self, trainer: Any) -> Iterator[torch.Tensor]:
-        from yolox_sdk.data.loader import resize_batch, set_loader_epoch
-
-        set_loader_epoch(trainer.loader, trainer.state.epoch)
-        limit = self.options.bn_batches
-        for index, (images, targets) in enumerate(trainer.loader):
-            if limit is not None and index >= limit:
-                return
-            images, _ = resize_batch(images, targets, trainer.spec.input_size)
-            yield images.to(trainer.device, non_blocking=True).contiguous(memory_format=trainer.memory_format)
-
-    def _evaluate(self, trainer: Any, model: nn.Module) -> dict[str, float]:
+    def _evaluate(self, view: TrainingView, model: nn.Module) -> dict[str, float]:
         """Evaluate like the trainer; the metrics join the last epoch's row (metrics.csv keeps one per epoch)."""
-        result = trainer.evaluate_model(model)
+        result = view.evaluate(model)
         metrics = {f"val/swa_{key}": value for key, value in result.metrics.items()}
-        trainer.state.metrics.update(metrics)
-        trainer.log_metrics(dict(trainer.state.metrics), trainer.state.epoch)
+        view.add_metrics(metrics)
         return metrics
 
-    def _save_checkpoint(self, trainer: Any, model: nn.Module) -> Path:
-        from yolox_sdk.config.loader import config_to_dict
-        from yolox_sdk.engine.checkpoint import Checkpoint, save_checkpoint
-
-        checkpoint = Checkpoint(
-            model=model.state_dict(),
-            ema=None,
-            spec=trainer.spec,
-            class_names=tuple(trainer.class_names),
-            config=config_to_dict(trainer.config),
-            lineage=getattr(trainer, "lineage", {}),
-            training_state={"swa": {"epochs": list(self.epochs)}},
-        )
-        return save_checkpoint(trainer.run_dir / SWA_CHECKPOINT, checkpoint)
-
-    def _comparison(self, trainer: Any, metrics: Mapping[str, float]) -> dict[str, Any]:
+    def _comparison(self, view: TrainingView, metrics: Mapping[str, float]) -> dict[str, Any]:
         """SWA against the best checkpoint on ``evaluation.save_best_metric`` (mAP when best is by loss)."""
-        name = trainer.config.evaluation.save_best_metric
+        name = view.config.evaluation.save_best_metric
         window = f"SWA of epochs {self.epochs[0]}-{self.epochs[-1]} ({len(self.epochs)} snapshots)"
         if not metrics:
             return {"line": f"{window}: not evaluated (no validation data)"}
-        if name == "loss" or trainer.state.best_value is None:
-            name, best, best_epoch = "mAP", trainer.state.metrics.get("val/mAP"), trainer.state.epoch
+        if name == "loss" or view.best_value is None:
+            name, best, best_epoch = "mAP", view.metrics.get("val/mAP"), view.epoch
             reference = "last epoch"
         else:
-            best, best_epoch, reference = (
-                trainer.state.best_value,
-                trainer.state.best_epoch,
-                "best checkpoint",
-            )
+            best, best_epoch, reference = view.best_value, view.best_epoch, "best checkpoint"
         swa_value = metrics[f"val/swa_{name}"]
         line = f"{window}: {name} {swa_value:.4f}"
         if best is not None:
@@ -313,7 +298,7 @@ class SwaCallback(Callback):
         }
 
     def _write_summary(
-        self, trainer: Any, metrics: Mapping[str, float], comparison: Mapping[str, Any], batches: int
+        self, view: TrainingView, metrics: Mapping[str, float], comparison: Mapping[str, Any], batches: int
     ) -> None:
         summary = {
             "checkpoint": SWA_CHECKPOINT,
@@ -323,7 +308,7 @@ class SwaCallback(Callback):
             "metrics": {key.removeprefix("val/swa_"): _finite_or_none(v) for key, v in metrics.items()},
             "comparison": {key: value for key, value in comparison.items() if key != "line"},
         }
-        write_text_atomically(trainer.run_dir / SWA_SUMMARY, json.dumps(summary, indent=2) + "\n")
+        write_text_atomically(view.run_dir / SWA_SUMMARY, json.dumps(summary, indent=2) + "\n")
 
 
 def build_swa(options: SwaOptions) -> SwaCallback:
