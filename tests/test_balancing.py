@@ -168,22 +168,15 @@ def test_config_threshold_validated(tmp_path: Path) -> None:
 def test_trainer_builds_a_balanced_loader(
     bccd_train: DetectionDataset, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from types import SimpleNamespace
-
-    from yolox_sdk.engine.trainer import Trainer
+    from yolox_sdk.data.training_data import build_training_loader
 
     overrides = ["data.repeat_factor_threshold=0.8", "data.batch_size=8", "augmentation.mosaic=false"]
-    trainer = Trainer(load_config(None, overrides))
-    trainer.train_data = bccd_train
-    trainer.spec = SimpleNamespace(input_size=(160, 160))  # all _build_data reads of the model spec
     with caplog.at_level(logging.INFO, logger="yolox_sdk.data.balancing"):
-        trainer._build_data()
-    assert isinstance(trainer.loader.sampler, RepeatFactorSampler)
-    assert len(trainer.loader) == 227 // 8  # the schedule's iterations per epoch
+        _, loader = build_training_loader(load_config(None, overrides), bccd_train, (160, 160), get_registry())
+    assert isinstance(loader.sampler, RepeatFactorSampler)
+    assert len(loader) == 227 // 8  # the schedule's iterations per epoch
     assert "Platelets: in 57.1% of the images" in caplog.text
 
-    plain = Trainer(load_config(None, overrides[1:]))
-    plain.train_data, plain.spec = bccd_train, trainer.spec
-    plain._build_data()
-    assert type(plain.loader.sampler) is TrainSampler
-    assert len(plain.loader) == 205 // 8
+    _, plain = build_training_loader(load_config(None, overrides[1:]), bccd_train, (160, 160), get_registry())
+    assert type(plain.sampler) is TrainSampler
+    assert len(plain) == 205 // 8

@@ -202,7 +202,7 @@ class _NanAfterFirstEpoch(Callback):
 
     def on_train_start(self, view) -> None:
         trainer = type(self).trainer = view._trainer  # reaches past the callback contract, as a test may
-        trainer.precision.scaler = torch.amp.GradScaler("cpu", init_scale=1024.0)
+        trainer.parts.precision.scaler = torch.amp.GradScaler("cpu", init_scale=1024.0)
 
     def on_epoch_end(self, view, epoch, metrics) -> None:
         trainer = view._trainer
@@ -249,11 +249,11 @@ def test_training_with_checkpointing_stops_after_k_non_finite_losses_keeping_las
     message = str(raised.value)
     assert "2 iterations in a row" in message and "training.max_non_finite_steps" in message
     assert str(last) in message and "(epoch 1)" in message
-    assert trainer.state.epoch == 1 and trainer.precision.scaler.get_scale() == 256.0  # 1024 / 2 / 2
+    assert trainer.state.epoch == 1 and trainer.parts.precision.scaler.get_scale() == 256.0  # 1024 / 2 / 2
     checkpoint = load_checkpoint(last)
     assert checkpoint.training_state["state"]["epoch"] == 1
     assert all(torch.isfinite(tensor.float()).all() for tensor in checkpoint.model.values())
     # Checkpointing left the saved names alone: the checkpoint loads into a plain model.
     plain, _, _ = create_model("yolox-nano", num_classes=3, pretrained=False, input_size=(SIZE, SIZE))
     plain.load_state_dict(checkpoint.model, strict=True)
-    assert isinstance(trainer.model.backbone.backbone.dark4, CheckpointedStage)
+    assert isinstance(trainer.parts.model.backbone.backbone.dark4, CheckpointedStage)

@@ -27,7 +27,7 @@ from test_run_lock import bccd_run_dir
 
 from yolox_sdk.cli.main import cli
 from yolox_sdk.config.loader import load_config
-from yolox_sdk.engine import setup
+from yolox_sdk.data import training_data
 from yolox_sdk.engine.interruption import SignalReceived, StopOnSignal
 from yolox_sdk.engine.trainer import train
 from yolox_sdk.errors import DatasetError, TrainingInterrupted
@@ -114,9 +114,9 @@ def test_a_signal_before_the_first_step_stops_at_once_and_restores_the_handlers(
     """SIGTERM while the run loads its data: exit code 143 at once, the resume command printed, the lock
     released, and the caller's own handler back in place."""
     run_dir = bccd_run_dir(tmp_path)
-    load_training_data = setup.load_training_data
+    load_training_data = training_data.load_training_data
 
-    def signalled_while_loading(config):  # noqa: ANN001, ANN202 - wraps setup.load_training_data
+    def signalled_while_loading(config):  # noqa: ANN001, ANN202 - wraps training_data.load_training_data
         os.kill(os.getpid(), signal.SIGTERM)
         return load_training_data(config)
 
@@ -126,7 +126,7 @@ def test_a_signal_before_the_first_step_stops_at_once_and_restores_the_handlers(
     previous = signal.signal(signal.SIGTERM, callers_handler)
     try:
         with pytest.MonkeyPatch.context() as patch:
-            patch.setattr(setup, "load_training_data", signalled_while_loading)
+            patch.setattr(training_data, "load_training_data", signalled_while_loading)
             with pytest.raises(TrainingInterrupted) as error:
                 train(load_config(run_dir / "config.yaml"), resume_dir=run_dir)
         assert signal.getsignal(signal.SIGTERM) is callers_handler
@@ -146,13 +146,13 @@ def test_the_cli_exits_with_the_signal_code_naming_its_own_resume_command(
 ) -> None:
     """``yolox-sdk run`` is resumed with ``yolox-sdk run ... --resume``, not with ``train``."""
     run_dir = bccd_run_dir(tmp_path)
-    load_training_data = setup.load_training_data
+    load_training_data = training_data.load_training_data
 
-    def interrupted_while_loading(config):  # noqa: ANN001, ANN202 - wraps setup.load_training_data
+    def interrupted_while_loading(config):  # noqa: ANN001, ANN202 - wraps training_data.load_training_data
         os.kill(os.getpid(), signal.SIGINT)
         return load_training_data(config)
 
-    monkeypatch.setattr(setup, "load_training_data", interrupted_while_loading)
+    monkeypatch.setattr(training_data, "load_training_data", interrupted_while_loading)
     config = run_dir / "config.yaml"
     result = CliRunner().invoke(cli, [command, str(config), "--resume", str(run_dir)])
     assert result.exit_code == 130, result.output

@@ -1,7 +1,9 @@
-"""Building what a training run needs from the config: datasets, model, optimizer, schedule, plugins.
+"""Building what a training run needs from the config: one frozen ``TrainingParts`` bundle (device, data,
+model, EMA, precision, loader, optimizer, schedule) and the plugins around it (loggers, callbacks).
 
-Kept apart from the loop so the loop reads as training only, and so the API can reuse each piece
-(``yolox-sdk eval`` loads datasets the same way training does).
+Kept apart from the loop so the loop reads as training only, and so the API can reuse each piece. The
+data functions live in ``yolox_sdk.data.training_data``; ``load_split``, ``load_training_data``,
+``preflight_check`` and ``align_classes`` stay importable from here for existing callers.
 """
 
 from __future__ import annotations
@@ -11,13 +13,26 @@ from pathlib import Path
 from typing import Any
 
 import attrs
-import numpy as np
+import torch
 from torch import nn
 
 from yolox_sdk.config.plugin_options import build_plugin, configured_loggers, named_items
 from yolox_sdk.config.schema import Config
-from yolox_sdk.data.records import DetectionDataset, ImageRecord, LoadReport
-from yolox_sdk.errors import ConfigError, DatasetError
+from yolox_sdk.data import training_data
+from yolox_sdk.data.records import DetectionDataset
+from yolox_sdk.data.training_data import (  # noqa: F401 - re-exported for existing callers
+    align_classes,
+    load_split,
+    load_training_data,
+    preflight_check,
+)
+from yolox_sdk.engine import distributed, freezing
+from yolox_sdk.engine.devices import resolve_device
+from yolox_sdk.engine.distributed import DistributedContext
+from yolox_sdk.engine.memory import enable_gradient_checkpointing
+from yolox_sdk.engine.precision import Precision
+from yolox_sdk.engine.run_dir import new_run_dir, write_run_config
+from yolox_sdk.engine.run_lock import RunLock
 from yolox_sdk.models.factory import build_model
 from yolox_sdk.models.variants import ModelSpec, make_spec
 from yolox_sdk.models.weights import TransferReport, load_initial_weights
@@ -27,88 +42,6 @@ from yolox_sdk.plugins.registry import Registry
 log = logging.getLogger(__name__)
 
 BATCH_FOR_BASE_LR = 64
-
-
-def load_split(config: Config, which: str) -> DetectionDataset | None:
-    """Load ``data.<which>_path`` with its split, or ``None`` when the path is not set."""
-    from yolox_sdk.data.formats import load_dataset
-
-    path = getattr(config.data, f"{which}_path")
-    if path is None:
-        return None
-    split = getattr(config.data, f"{which}_split")
-    return load_dataset(path, split=split, format=config.data.format, options=config.data.format_options)
-
-
-def load_training_data(config: Config) -> tuple[DetectionDataset, DetectionDataset | None]:
-    """The training set and the validation set, with the validation labels aligned to the training classes."""
-    if config.data.train_path is None:
-        raise ConfigError(
-            "Invalid config: data.train_path is not set. Point it at your training data (a folder, an "
-            "annotation file or a catalog name such as bccd)."
-        )
-    train = load_split(config, "train")
-    if not train.records:
-        raise DatasetError(f"The training set {config.data.train_path} has no images; nothing to train on.")
-    preflight_check(train, "train")
-    val = load_split(config, "val")
-    if val is not None:
-        preflight_check(val, "val")
-    return train, align_classes(val, train.class_names) if val is not None else None
-
-
-def preflight_check(dataset: DetectionDataset, which: str) -> None:
-    """``yolox-sdk data validate``'s fast path before epoch 1: image headers, cached by file mtime and size.
-
-    What the reader already fixed was logged when the dataset was read; here only the images that will be
-    trained on are checked, and an error stops the run before any time is spent on it.
-    """
-    from yolox_sdk.assets.catalog import cache_home
-    from yolox_sdk.data.validation import quick_validate
-
-    report = quick_validate(attrs.evolve(dataset, report=LoadReport()), cache_home() / "validation")
-    if report.issues:
-        log.warning("%s data check (%d images):\n%s", which, len(dataset), report.table())
-    if not report.ok:
-        raise DatasetError(
-            f"The {which} data at {dataset.source} has images that cannot be trained on (table above). Run "
-            f"`yolox-sdk data validate {dataset.source} --fix OUT_DIR` for a cleaned copy, or remove them."
-        )
-
-
-def align_classes(dataset: DetectionDataset, class_names: tuple[str, ...]) -> DetectionDataset:
-    """Re-index ``dataset``'s labels to ``class_names`` (a split may list its classes in another order).
-
-    Raises:
-        DatasetError: when the dataset has a class the training set does not know.
-    """
-    if tuple(dataset.class_names) == tuple(class_names):
-        return dataset
-    index = {name: i for i, name in enumerate(class_names)}
-    unknown = [name for name in dataset.class_names if name not in index]
-    used_unknown = {dataset.class_names[int(label)] for r in dataset.records for label in r.labels} & set(
-        unknown
-    )
-    if used_unknown:
-        raise DatasetError(
-            f"{dataset.source}: classes {sorted(used_unknown)} do not exist in the training data "
-            f"({', '.join(class_names)}). Use the same class list for every split."
-        )
-    mapping = np.array([index.get(name, -1) for name in dataset.class_names], dtype=np.int64)
-    records = [
-        ImageRecord(
-            r.image_path,
-            r.width,
-            r.height,
-            r.boxes,
-            mapping[r.labels] if len(r.labels) else r.labels,
-            r.image_id,
-        )
-        for r in dataset.records
-    ]
-    return DetectionDataset(
-        records, class_names, source=dataset.source, format=dataset.format, report=dataset.report
-    )
 
 
 def resolve_num_classes(config: Config, dataset: DetectionDataset) -> int:
@@ -237,3 +170,111 @@ def stop_loader_workers(loader: Any) -> None:
     if iterator is not None and hasattr(iterator, "_shutdown_workers"):
         iterator._shutdown_workers()
     loader._iterator = None
+
+
+@attrs.frozen
+class TrainingParts:
+    """Everything a run trains with, built once by ``build_training_parts`` before the first epoch.
+
+    Frozen: the loop never swaps a part (the objects themselves change as they train). What may change
+    during a run lives in the trainer: the learning-rate schedule (a callback may replace it) and the
+    module the step calls (rebuilt under torchrun when unfreezing changes what DDP synchronises).
+    """
+
+    config: Config
+    dist: DistributedContext
+    device: torch.device
+    train_data: DetectionDataset
+    val_data: DetectionDataset | None
+    spec: ModelSpec
+    model: nn.Module
+    transfer: TransferReport | None
+    freeze_plan: freezing.FreezePlan
+    precision: Precision
+    memory_format: torch.memory_format
+    ema: Any
+    train_dataset: Any
+    loader: Any
+    optimizer: Any
+    schedule: Any
+    accumulate: int
+    batches_per_epoch: int  # fixed at set-up: the loader is shorter while it resumes inside an epoch
+
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        return tuple(self.train_data.class_names)
+
+    @property
+    def steps_per_epoch(self) -> int:
+        """Optimizer steps per epoch (a last, shorter accumulation group steps too)."""
+        return -(-self.batches_per_epoch // self.accumulate)
+
+
+def create_run_dir(config: Config) -> tuple[Path, RunLock]:
+    """A fresh run directory, locked before anything (its config.yaml) is written into it."""
+    run_dir = new_run_dir(config)
+    lock = RunLock(run_dir)
+    lock.acquire()
+    write_run_config(run_dir, config)
+    return run_dir, lock
+
+
+def join_process_group(config: Config, dist: DistributedContext) -> torch.device:
+    """Pick the device; under ``torchrun`` also join the process group and quieten processes above 0."""
+    if not dist.enabled:
+        return resolve_device(config.device)
+    device = distributed.device_for_rank(dist, config.device.type, config.device.gpu_ids)
+    distributed.init_distributed(dist, device)
+    if not dist.is_main:
+        logging.getLogger("yolox_sdk").setLevel(logging.WARNING)
+    return device
+
+
+def build_training_parts(config: Config, registry: Registry, dist: DistributedContext) -> TrainingParts:
+    """Device, data, model (initial weights, freeze plan, memory options, EMA), loader, optimizer and
+    schedule, in the order that fails fastest: a bad freeze pattern fails before any run directory exists."""
+    c = config
+    device = join_process_group(c, dist)
+    train_data, val_data = training_data.load_training_data(c)
+    spec = model_spec_from_config(c, resolve_num_classes(c, train_data))
+    model, transfer = build_training_model(c, spec)
+    freeze_plan = freezing.plan_freezing(c.model, model, c.training.epochs)
+    if c.training.gradient_checkpointing:
+        enable_gradient_checkpointing(model)
+    precision = Precision(device, c.training.amp)
+    memory_format = torch.channels_last if c.training.channels_last else torch.preserve_format
+    model.to(device, memory_format=memory_format)
+    model = sync_batchnorm(model, c.training.sync_bn, dist.enabled, device)
+    ema = _ema(model, c)
+    train_dataset, loader = _build_data_in_rank_order(c, train_data, spec.input_size, registry, dist)
+    optimizer = build_optimizer(c, model, registry)
+    accumulate = accumulation_steps(c)
+    schedule = build_schedule(c, -(-len(loader) // accumulate), registry)
+    return TrainingParts(
+        c, dist, device, train_data, val_data, spec, model, transfer, freeze_plan, precision,
+        memory_format, ema, train_dataset, loader, optimizer, schedule, accumulate, len(loader),
+    )  # fmt: skip
+
+
+def _ema(model: nn.Module, config: Config) -> Any:
+    from yolox.utils.ema import ModelEMA
+
+    return ModelEMA(model, config.training.ema_decay) if config.training.ema else None
+
+
+def _build_data_in_rank_order(
+    config: Config,
+    train_data: DetectionDataset,
+    input_size: tuple[int, int],
+    registry: Registry,
+    dist: DistributedContext,
+) -> tuple[Any, Any]:
+    """The main process builds the training data first (it may write caches), then the others read them."""
+    if not dist.is_main:
+        distributed.barrier()
+    built = training_data.build_training_loader(
+        config, train_data, input_size, registry, rank=dist.rank, world_size=dist.world_size
+    )
+    if dist.enabled and dist.is_main:
+        distributed.barrier()
+    return built

@@ -102,7 +102,7 @@ class TrainingView:
     @property
     def steps_per_epoch(self) -> int:
         """Optimizer steps per epoch (the unit a learning-rate schedule counts in)."""
-        return self._trainer.steps_per_epoch
+        return self._trainer.parts.steps_per_epoch
 
     @property
     def metrics(self) -> Mapping[str, float]:
@@ -149,17 +149,17 @@ class TrainingView:
     @property
     def device(self) -> torch.device:
         """The device this process trains on."""
-        return self._trainer.device
+        return self._trainer.parts.device
 
     @property
     def class_names(self) -> tuple[str, ...]:
         """Class names, index = class id."""
-        return self._trainer.class_names
+        return self._trainer.parts.class_names
 
     @property
     def spec(self) -> ModelSpec:
         """The model spec (variant, class count, input size)."""
-        return self._trainer.spec
+        return self._trainer.parts.spec
 
     @property
     def lineage(self) -> Mapping[str, Any]:
@@ -171,12 +171,13 @@ class TrainingView:
     @property
     def model(self) -> nn.Module:
         """The raw model being trained (never the DDP or compile wrapper). Read it; do not step it."""
-        return self._trainer.model
+        return self._trainer.parts.model
 
     @property
     def ema_model(self) -> nn.Module | None:
         """The EMA model, ``None`` with ``training.ema: false``."""
-        return self._trainer.ema.ema if self._trainer.ema is not None else None
+        ema = self._trainer.parts.ema
+        return ema.ema if ema is not None else None
 
     @property
     def eval_model(self) -> nn.Module:
@@ -186,7 +187,7 @@ class TrainingView:
     @property
     def optimizer(self) -> torch.optim.Optimizer:
         """The optimizer (read its ``param_groups``; the trainer sets their ``lr`` every step)."""
-        return self._trainer.optimizer
+        return self._trainer.parts.optimizer
 
     @property
     def lr_schedule(self) -> LrSchedule:
@@ -196,7 +197,7 @@ class TrainingView:
     @property
     def has_val_data(self) -> bool:
         """Whether the run has validation data (``evaluate`` needs it)."""
-        return self._trainer.val_data is not None
+        return self._trainer.parts.val_data is not None
 
     def evaluate(self, model: nn.Module) -> Any:
         """COCO metrics (an ``EvalResult``) of ``model`` on the validation data, computed exactly as the
@@ -205,7 +206,7 @@ class TrainingView:
 
     def autocast(self) -> contextlib.AbstractContextManager[None]:
         """The run's mixed-precision autocast (a no-op in fp32), for forward passes a callback makes."""
-        return self._trainer.precision.autocast()
+        return self._trainer.parts.precision.autocast()
 
     def training_batches(self, limit: int | None = None) -> Iterator[torch.Tensor]:
         """Training images without mosaic or mixup (the no-aug phase), on the device, at the input size:
@@ -213,14 +214,14 @@ class TrainingView:
         (``None``: one epoch). Switches the dataset to no-aug mode: call it at train end only."""
         from yolox_sdk.data.loader import resize_batch, set_loader_epoch
 
-        trainer = self._trainer
-        trainer.train_dataset.set_no_aug(True)
-        set_loader_epoch(trainer.loader, trainer.state.epoch)
-        for index, (images, targets) in enumerate(trainer.loader):
+        parts = self._trainer.parts
+        parts.train_dataset.set_no_aug(True)
+        set_loader_epoch(parts.loader, self.epoch)
+        for index, (images, targets) in enumerate(parts.loader):
             if limit is not None and index >= limit:
                 return
-            images, _ = resize_batch(images, targets, trainer.spec.input_size)
-            yield images.to(trainer.device, non_blocking=True).contiguous(memory_format=trainer.memory_format)
+            images, _ = resize_batch(images, targets, parts.spec.input_size)
+            yield images.to(parts.device, non_blocking=True).contiguous(memory_format=parts.memory_format)
 
     # ----- requests ----------------------------------------------------------------------------------
 
