@@ -17,9 +17,9 @@ from typing import Any
 import pytest
 import torch
 
+from yolox_sdk.checkpoints.format import load_checkpoint
 from yolox_sdk.config.loader import load_config
 from yolox_sdk.engine import setup
-from yolox_sdk.engine.checkpoint import load_checkpoint
 from yolox_sdk.engine.saved_state import checked_train_state
 from yolox_sdk.engine.trainer import TrainResult, train
 from yolox_sdk.engine.training_view import TrainingView

@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 import torch
 
+from yolox_sdk.checkpoints.format import load_checkpoint
 from yolox_sdk.config.loader import load_config
 from yolox_sdk.data.loader import TrainSampler
 from yolox_sdk.engine import distributed
-from yolox_sdk.engine.checkpoint import load_checkpoint
 from yolox_sdk.engine.trainer import train
 from yolox_sdk.errors import ConfigError
 from yolox_sdk.models import create_model

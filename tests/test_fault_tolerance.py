@@ -29,8 +29,8 @@ import torch
 from conftest import ASSETS
 
 from yolox_sdk.checkpoints.content_digest import content_digest
+from yolox_sdk.checkpoints.format import Checkpoint, load_checkpoint, save_checkpoint
 from yolox_sdk.config.loader import dump_config, load_config
-from yolox_sdk.engine.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from yolox_sdk.engine.resume import find_run_to_resume, load_resume_checkpoint, resume_identity
 from yolox_sdk.engine.trainer import Trainer, TrainResult, train
 from yolox_sdk.errors import CheckpointError

@@ -11,12 +11,12 @@ import pytest
 import torch
 from test_training import bccd_overrides
 
+from yolox_sdk.checkpoints.format import load_checkpoint
 from yolox_sdk.config.loader import load_config
 from yolox_sdk.data.formats import load_dataset
 from yolox_sdk.data.loader import collate_train_batch
 from yolox_sdk.data.train_dataset import TrainDataset
 from yolox_sdk.engine import memory, precision
-from yolox_sdk.engine.checkpoint import load_checkpoint
 from yolox_sdk.engine.memory import CheckpointedStage, compile_for_training, enable_gradient_checkpointing
 from yolox_sdk.engine.precision import Precision, choose_cpu_precision
 from yolox_sdk.engine.trainer import Trainer

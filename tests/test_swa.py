@@ -24,11 +24,11 @@ from yolox_sdk.builtin.callbacks.swa import (
     SwaSchedule,
     default_start_epoch,
 )
+from yolox_sdk.checkpoints.format import load_checkpoint
 from yolox_sdk.config.loader import load_config
 from yolox_sdk.data.eval_dataset import make_eval_loader
 from yolox_sdk.data.training_data import load_split
 from yolox_sdk.engine.averaging import new_average, recompute_batchnorm
-from yolox_sdk.engine.checkpoint import load_checkpoint
 from yolox_sdk.engine.trainer import train
 from yolox_sdk.errors import ConfigError
 from yolox_sdk.models import create_model, model_from_checkpoint

@@ -9,10 +9,10 @@ import pytest
 import torch
 from click.testing import CliRunner
 
+from yolox_sdk.checkpoints.format import load_checkpoint
 from yolox_sdk.cli.main import cli
 from yolox_sdk.config.loader import load_config
 from yolox_sdk.data.training_data import align_classes, load_split
-from yolox_sdk.engine.checkpoint import load_checkpoint
 from yolox_sdk.engine.trainer import train
 from yolox_sdk.evaluation.coco_eval import evaluate
 from yolox_sdk.models import create_model

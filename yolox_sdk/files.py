@@ -1,7 +1,7 @@
 """Writing small text files (JSON records, caches) so that a crash never leaves half of one.
 
 The text goes to ``<name>.tmp`` beside the target and is renamed over it: readers see the old file or the
-new one. Checkpoints have their own writer with fsync and a kept previous copy (``engine.torch_files``).
+new one. Checkpoints have their own writer with fsync and a kept previous copy (``checkpoints.torch_files``).
 """
 
 from __future__ import annotations

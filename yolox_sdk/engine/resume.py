@@ -1,6 +1,6 @@
 """Surviving a killed run: which checkpoint to resume from, and which run ``training.auto_resume`` continues.
 
-Checkpoints are written atomically and carry a content digest (``engine.checkpoint``), so a file either
+Checkpoints are written atomically and carry a content digest (``checkpoints.format``), so a file either
 loads intact or is refused. Resuming therefore tries the run's checkpoints newest first: ``last.pt``, then
 ``last.prev.pt`` (the previous ``last.pt``, kept at each save), then ``epoch_N.pt`` files from the highest
 N down, and says with a warning when it had to skip one. A run killed before its first checkpoint has only

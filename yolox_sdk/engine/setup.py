@@ -223,7 +223,7 @@ def join_process_group(config: Config, dist: DistributedContext) -> torch.device
     """Pick the device; under ``torchrun`` also join the process group and quieten processes above 0."""
     if not dist.enabled:
         return resolve_device(config.device)
-    device = distributed.device_for_rank(dist, config.device.type, config.device.gpu_ids)
+    device = distributed.device_for_rank(dist, config.device)  # warns or stops as device.fallback says
     distributed.init_distributed(dist, device)
     if not dist.is_main:
         logging.getLogger("yolox_sdk").setLevel(logging.WARNING)

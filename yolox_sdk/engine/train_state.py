@@ -82,7 +82,7 @@ def rng_state() -> dict[str, Any]:
     """The generator states of Python, NumPy and torch (CPU).
 
     NumPy's key array is stored as a tensor so that a checkpoint holds only tensors and plain data, which
-    the restricted unpickler loads without any NumPy type (``engine.torch_files``).
+    the restricted unpickler loads without any NumPy type (``checkpoints.torch_files``).
     """
     name, key, position, has_gauss, cached_gaussian = np.random.get_state()
     numpy_state = (name, torch.from_numpy(key.astype(np.int64)), position, has_gauss, cached_gaussian)
