@@ -14,7 +14,6 @@ resuming from wrong weights. Files written before the digest existed have none a
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -26,6 +25,7 @@ from yolox_sdk.checkpoints.content_digest import content_digest
 from yolox_sdk.checkpoints.torch_files import atomic_torch_save, load_torch_file
 from yolox_sdk.errors import CheckpointError
 from yolox_sdk.models.variants import ModelSpec
+from yolox_sdk.plain_values import is_finite_number, is_whole_number
 
 FORMAT_VERSION = 1
 FORMAT_NAME = "yolox-sdk-checkpoint"
@@ -173,16 +173,16 @@ def _spec(path: Path, fields: Mapping[str, Any]) -> ModelSpec:
     checks = [
         (isinstance(spec.name, str), "name is not a string"),
         (
-            _real(spec.depth) and 0 < spec.depth <= _MAX_MULTIPLIER,
+            is_finite_number(spec.depth) and 0 < spec.depth <= _MAX_MULTIPLIER,
             f"depth should be in (0, {_MAX_MULTIPLIER}]",
         ),
         (
-            _real(spec.width) and 0 < spec.width <= _MAX_MULTIPLIER,
+            is_finite_number(spec.width) and 0 < spec.width <= _MAX_MULTIPLIER,
             f"width should be in (0, {_MAX_MULTIPLIER}]",
         ),
         (isinstance(spec.depthwise, bool), "depthwise should be true or false"),
         (
-            _whole(spec.num_classes) and 1 <= spec.num_classes <= _MAX_CLASSES,
+            is_whole_number(spec.num_classes) and 1 <= spec.num_classes <= _MAX_CLASSES,
             f"num_classes should be 1..{_MAX_CLASSES}",
         ),
         (
@@ -195,14 +195,6 @@ def _spec(path: Path, fields: Mapping[str, Any]) -> ModelSpec:
     if problems:
         raise _damaged(path, f"its model spec has {'; '.join(problems)} (spec: {attrs.asdict(spec)})")
     return spec
-
-
-def _real(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def _whole(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _lineage(meta: Mapping[str, Any]) -> dict[str, Any]:

@@ -9,7 +9,6 @@ is a ``CheckpointError`` naming it, and resume falls back to the run's earlier c
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,7 @@ import torch
 
 from yolox_sdk.engine.train_state import TrainState
 from yolox_sdk.errors import CheckpointError
+from yolox_sdk.plain_values import is_finite_number, is_whole_number
 
 _COUNTERS = ("epoch", "iteration", "images_seen", "batch_in_epoch", "epoch_batches")
 _OPTIONAL_NUMBERS = ("best_value",)
@@ -55,12 +55,12 @@ def _state_problem(saved: Mapping[str, Any]) -> str | None:
             return f"has '{name}' = {value!r:.60}, expected a whole number >= 0"
     for name in _OPTIONAL_NUMBERS + ("train_seconds",):
         value = progress.get(name)
-        if value is not None and not _finite(value):
+        if value is not None and not is_finite_number(value):
             return f"has '{name}' = {value!r:.60}, expected a finite number"
     for name in _NUMBER_MAPS:
         values = progress.get(name, {})
         if not isinstance(values, Mapping) or not all(
-            isinstance(k, str) and _finite(v) for k, v in values.items()
+            isinstance(k, str) and is_finite_number(v) for k, v in values.items()
         ):
             return f"has '{name}' that is not a mapping of names to numbers"
     for name in ("stopped_by", "stop_reason"):
@@ -115,8 +115,4 @@ def _rng_problem(rng: Any) -> str | None:
 
 
 def _counter(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
-
-
-def _finite(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    return is_whole_number(value) and value >= 0

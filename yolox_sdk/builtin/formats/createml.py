@@ -25,7 +25,6 @@ Conventions:
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +47,7 @@ from yolox_sdk.data.format_support import (
 )
 from yolox_sdk.data.records import DetectionDataset
 from yolox_sdk.errors import DatasetError
+from yolox_sdk.plain_values import is_finite_number
 from yolox_sdk.plugins.hookspecs import Register, hookimpl
 
 NAME = "createml"
@@ -96,7 +96,7 @@ def _is_createml_annotation(annotation: Any) -> bool:
         isinstance(annotation, dict)
         and isinstance(annotation.get("label"), str)
         and isinstance(coordinates, dict)
-        and all(_number(coordinates.get(key)) for key in ("x", "y", "width", "height"))
+        and all(is_finite_number(coordinates.get(key)) for key in ("x", "y", "width", "height"))
     )
 
 
@@ -155,16 +155,12 @@ def find_createml_file(path: Path, split: str | None) -> Path:
     return find_split_file(path, split, candidates, "CreateML JSON", LAYOUT)
 
 
-def _number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-
-
 def _box(annotation: Any, where: str) -> CreatemlBox:
     if not isinstance(annotation, dict) or not isinstance(annotation.get("label"), str):
         raise DatasetError(f"{where}: an annotation must be an object with a 'label' string.")
     coordinates = annotation.get("coordinates")
     keys = ("x", "y", "width", "height")
-    if not isinstance(coordinates, dict) or not all(_number(coordinates.get(key)) for key in keys):
+    if not isinstance(coordinates, dict) or not all(is_finite_number(coordinates.get(key)) for key in keys):
         raise DatasetError(
             f"{where}: 'coordinates' must hold the numbers x, y (box centre), width and height, got "
             f"{coordinates!r}."
