@@ -70,10 +70,12 @@ def describe_os_error(error: OSError) -> str:
     where = f" ({name if len(name) <= 300 else name[:150] + ' ... ' + name[-100:]})" if name else ""
     fix = _OS_ERROR_FIXES.get(error.errno or 0, "Check the path and try again")
     text = f"{what}{where}. {fix}. Files saved before this error (checkpoints, earlier outputs) are intact"
+    from yolox_sdk.engine.run_dir import CONFIG_FILENAME  # on the error path only: keeps start-up light
+
     run_dir = Path(str(error.filename)).parent if error.filename else None
-    if run_dir is not None and (run_dir / "config.yaml").is_file():
+    if run_dir is not None and (run_dir / CONFIG_FILENAME).is_file():
         return (
-            f"{text}; continue the run with `yolox-sdk train {run_dir / 'config.yaml'} --resume {run_dir}`."
+            f"{text}; continue the run with `yolox-sdk train {run_dir / CONFIG_FILENAME} --resume {run_dir}`."
         )
     return f"{text}."
 
