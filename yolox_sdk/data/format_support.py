@@ -204,6 +204,15 @@ def missing_images_error(missing: Sequence[RawImage]) -> DatasetError:
     )
 
 
+def format_option_hint(key: str, value: str) -> str:
+    """How to set the format option ``key``, in the config and on the command line, for error messages.
+
+    Every error that an option would fix names it this way, so the two spellings users meet stay the same
+    across formats: ``data.format_options.image_dir (--format-option image_dir=PATH on the command line)``.
+    """
+    return f"data.format_options.{key} (--format-option {key}={value} on the command line)"
+
+
 def no_images_error(path: Path, layout: str) -> DatasetError:
     """The error for a dataset (or split) in which no image was found."""
     return DatasetError(f"No images were found at {path}. Expected {layout}")

@@ -1,9 +1,25 @@
 """The ``voc`` dataset format: Pascal VOC XML, one file per image (LabelImg, CVAT, the VOC and BCCD datasets).
 
-``path`` is the dataset root holding ``Annotations/*.xml`` and ``JPEGImages/``. ``split`` selects the ids
-listed in ``ImageSets/Main/<split>.txt`` (the first word of each line); ``None`` loads every annotation file.
+``path`` is the dataset root. Two layouts are read:
 
-A split list naming an id that has no ``Annotations/<id>.xml`` is treated like an annotation naming an image
+* strict VOC: ``Annotations/*.xml`` beside ``JPEGImages/``; the image is ``JPEGImages/<filename>`` from the
+  XML, or ``JPEGImages/<annotation stem>.<ext>`` when that file does not exist.
+* loose (LabelImg, hand-made folders): the XML files in a folder named ``Annotations/``, ``annotations/``,
+  ``xml/`` or ``xmls/`` (any case), or directly in ``path`` (mixed with the images or not). Each image is
+  the first that exists of: the XML's ``<path>``, then its ``<filename>`` (both relative to the XML's folder;
+  an absolute ``<path>`` counts only inside ``path``), then the file name or the annotation stem in an
+  ``images/`` or ``JPEGImages/`` folder (any case) beside the annotation folder, or in the XML's own folder.
+
+The ``image_dir`` option (relative to ``path``) replaces that search in both layouts: the image is
+``<image_dir>/<filename>`` or ``<image_dir>/<annotation stem>.<ext>``. Whatever the source, an image path must
+stay inside ``path`` (see ``yolox_sdk.data.format_support.image_in_folder``); an XML ``<path>`` outside it
+(LabelImg writes the annotator's own absolute path) is ignored rather than followed.
+
+``split`` selects the ids listed in ``ImageSets/Main/<split>.txt`` (the first word of each line); ``None``
+loads every annotation file. A loose folder without split lists has no splits: asking for one is an error
+saying so.
+
+A split list naming an id that has no annotation file is treated like an annotation naming an image
 that does not exist: an error when that split is read (the split would silently lose the image). Without a
 split every list is still checked and each such line is counted in the report (a note in ``data info`` and
 ``data stats``, a warning in the training log, an error in ``data validate``), since the split fails the
@@ -17,13 +33,15 @@ Conventions:
 * Classes. The ``class_names`` option fixes the classes and their order, and a name outside it is an
   error. Without it, the classes are the sorted (Python string order) set of names in *all* annotation
   files, whatever the split, so the train and val splits of one dataset always get the same indices.
-* The image is ``JPEGImages/<filename>`` from the XML, or ``JPEGImages/<annotation stem>.<ext>`` when that
-  file does not exist. A missing ``<size>`` is not a problem since sizes are read from the image (counted).
+* A missing ``<size>`` is not a problem since sizes are read from the image (counted).
 * ``difficult`` objects are kept as ordinary boxes (counted), because the internal records have no flag.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
+import re
 import xml.etree.ElementTree as ET
 from collections.abc import Sequence
 from pathlib import Path
@@ -33,11 +51,14 @@ import attrs
 from yolox_sdk.data.format_support import (
     DETECT_LAYOUT,
     DETECT_NONE,
+    DETECT_SCHEMA,
     RawImage,
     assemble_dataset,
     export_image,
     format_coordinate,
+    format_option_hint,
     image_in_folder,
+    missing_images_error,
     no_images_error,
     read_text,
     read_xml,
@@ -48,12 +69,21 @@ from yolox_sdk.errors import DatasetError, did_you_mean
 from yolox_sdk.plugins.hookspecs import Register, hookimpl
 
 NAME = "voc"
-LAYOUT = "a Pascal VOC folder: Annotations/*.xml, JPEGImages/ and ImageSets/Main/<split>.txt."
+LAYOUT = (
+    "a Pascal VOC folder: Annotations/*.xml (or annotations/, xml/, or the XML files in the folder itself), "
+    "the images in JPEGImages/ or images/ (or where each XML's <path>/<filename> says), and optionally "
+    "ImageSets/Main/<split>.txt."
+)
 SIZE_MISSING = "no <size> in XML (size read from the image)"
 SPLIT_ID_MISSING = "split list names an image without annotation file"
 SPLIT_LIST_UNREADABLE = "split list cannot be read"
 DIFFICULT_KEPT = "difficult object kept"
 COORDINATES = ("xmin", "ymin", "xmax", "ymax")
+ANNOTATION_FOLDERS = ("annotations", "xml", "xmls")
+IMAGE_FOLDERS = ("jpegimages", "images")
+DETECT_SAMPLE = 3
+DETECT_HEAD_BYTES = 64 << 10
+VOC_ROOT = re.compile(r"^\ufeff?\s*(?:<\?xml[^>]*\?>\s*)?(?:<!--.*?-->\s*)*<annotation[\s>]", re.DOTALL)
 
 
 @attrs.define
@@ -62,9 +92,12 @@ class VocOptions:
 
     Attributes:
         class_names: the classes, in label order. Without it, the sorted set of names found is used.
+        image_dir: the folder holding the images, relative to the dataset folder; replaces the search
+            described in the module docstring.
     """
 
     class_names: list[str] | None = None
+    image_dir: str | None = None
 
 
 @attrs.frozen
@@ -79,12 +112,108 @@ class VocObject:
 
 @attrs.frozen
 class VocAnnotation:
-    """One parsed annotation file."""
+    """One parsed annotation file (``image_path`` is its ``<path>``, as written)."""
 
     path: Path
     filename: str | None
     size: tuple[int, int] | None
     objects: tuple[VocObject, ...]
+    image_path: str | None = None
+
+
+@attrs.frozen
+class VocLayout:
+    """Where the files of one VOC dataset are (see the module docstring).
+
+    Attributes:
+        root: the dataset folder; every image path must stay inside it.
+        annotations: the folder of XML files.
+        strict: ``Annotations/`` beside ``JPEGImages/``, read exactly as VOC always was.
+        image_folders: the ``images/``-like folders of ``root`` the loose search looks in, in order.
+        lists: the folder of split lists (``ImageSets/Main``), which need not exist.
+    """
+
+    root: Path
+    annotations: Path
+    strict: bool
+    image_folders: tuple[Path, ...]
+    lists: Path
+
+    def annotation_files(self) -> list[Path]:
+        """The XML files, sorted (the strict layout reads ``*.xml`` only, as it always did)."""
+        if self.strict:
+            return sorted(self.annotations.glob("*.xml"))
+        return _xml_files(self.annotations)
+
+
+def _subfolders(folder: Path, names: Sequence[str]) -> list[Path]:
+    """The subfolders of ``folder`` whose lower-cased name is in ``names``, in the order of ``names``."""
+    try:
+        with os.scandir(folder) as entries:
+            found = [Path(entry.path) for entry in entries if entry.is_dir() and entry.name.lower() in names]
+    except OSError:
+        return []
+    return sorted(found, key=lambda path: (names.index(path.name.lower()), path.name))
+
+
+def _xml_files(folder: Path) -> list[Path]:
+    try:
+        with os.scandir(folder) as entries:
+            found = [Path(e.path) for e in entries if e.name.lower().endswith(".xml") and e.is_file()]
+    except OSError:
+        return []
+    return sorted(found)
+
+
+def _lists_folder(root: Path) -> Path:
+    image_sets = next(iter(_subfolders(root, ("imagesets",))), root / "ImageSets")
+    return next(iter(_subfolders(image_sets, ("main",))), image_sets / "Main")
+
+
+def find_voc_layout(root: Path) -> VocLayout:
+    """The layout of the VOC dataset at ``root`` (see the module docstring).
+
+    Raises:
+        DatasetError: ``root`` holds no folder of XML files and no XML file, or several such folders.
+    """
+    if (root / "Annotations").is_dir():
+        if (root / "JPEGImages").is_dir():
+            return VocLayout(root, root / "Annotations", True, (), root / "ImageSets" / "Main")
+        return VocLayout(
+            root, root / "Annotations", False, tuple(_subfolders(root, IMAGE_FOLDERS)), _lists_folder(root)
+        )
+    folders = [folder for folder in _subfolders(root, ANNOTATION_FOLDERS) if _xml_files(folder)]
+    if len(folders) > 1:
+        raise DatasetError(
+            f"{root} holds several folders of XML files ({', '.join(f.name + '/' for f in folders)}), so "
+            "which one holds the annotations is unclear. Keep one of them, or merge them."
+        )
+    if not folders and not root.is_dir():
+        raise DatasetError(f"{root} does not exist or is not a folder. Expected {LAYOUT}")
+    if not folders and not _xml_files(root):
+        raise DatasetError(
+            f"{root} has no VOC annotation files: no Annotations/ (or annotations/, xml/) folder of .xml "
+            f"files, and no .xml file in the folder itself. Expected {LAYOUT}"
+        )
+    annotations = folders[0] if folders else root
+    return VocLayout(root, annotations, False, tuple(_subfolders(root, IMAGE_FOLDERS)), _lists_folder(root))
+
+
+def looks_like_voc(files: Sequence[Path]) -> bool:
+    """True when every file's head opens an ``<annotation>`` root and one has an ``<object>`` with a
+    ``<bndbox>`` (reads 64 KiB of each at most); CVAT's ``<annotations>`` root does not match."""
+    heads = []
+    for path in files:
+        try:
+            with open(path, encoding="utf-8", errors="replace") as handle:
+                heads.append(handle.read(DETECT_HEAD_BYTES))
+        except OSError:
+            return False
+    return (
+        bool(heads)
+        and all(VOC_ROOT.match(head) for head in heads)
+        and any("<object" in head and "<bndbox" in head for head in heads)
+    )
 
 
 def _text(element: ET.Element | None, tag: str) -> str | None:
@@ -135,7 +264,7 @@ def read_voc_annotation(path: Path) -> VocAnnotation:
             f"{path} is not a VOC annotation: its root element is <{root.tag}>, not <annotation>."
         )
     objects = tuple(_object(element, path, n) for n, element in enumerate(root.findall("object"), start=1))
-    return VocAnnotation(path, _text(root, "filename"), _size(root), objects)
+    return VocAnnotation(path, _text(root, "filename"), _size(root), objects, _text(root, "path"))
 
 
 def _list_lines(list_file: Path) -> list[tuple[int, str]]:
@@ -144,34 +273,43 @@ def _list_lines(list_file: Path) -> list[tuple[int, str]]:
     return [(number, line.split()[0]) for number, line in enumerate(lines, start=1) if line.split()]
 
 
-def _split_ids(root: Path, split: str) -> list[str]:
-    list_file = root / "ImageSets" / "Main" / f"{split}.txt"
+def _split_files(layout: VocLayout, split: str, every_file: Sequence[Path]) -> list[Path]:
+    """The annotation files ``ImageSets/Main/<split>.txt`` lists, in its order."""
+    list_file = layout.lists / f"{split}.txt"
     if not list_file.is_file():
-        available = sorted(p.stem for p in (root / "ImageSets" / "Main").glob("*.txt"))
-        raise DatasetError(
-            f"No split list {list_file} for split '{split}'.{did_you_mean(split, available)} "
-            f"Splits found: {', '.join(available) or 'none'}."
+        available = sorted(p.stem for p in layout.lists.glob("*.txt"))
+        found = ", ".join(available) or (
+            "none (the dataset has no ImageSets/Main/<split>.txt lists: leave the split empty to read every "
+            "annotation file, or write the lists)"
         )
-    ids = []
+        raise DatasetError(
+            f"No split list {list_file} for split '{split}'.{did_you_mean(split, available)} Splits found: "
+            f"{found}."
+        )
+    by_stem = {path.stem: path for path in every_file}
+    files = []
     for number, image_id in _list_lines(list_file):
-        ids.append(image_id)
-        if not (root / "Annotations" / f"{image_id}.xml").is_file():
+        path = layout.annotations / f"{image_id}.xml"
+        if not path.is_file():
+            path = by_stem.get(image_id, path)
+        if not path.is_file():
             raise DatasetError(
-                f"{list_file}:{number}: '{image_id}' has no annotation file {root / 'Annotations' / image_id}.xml. "
+                f"{list_file}:{number}: '{image_id}' has no annotation file {layout.annotations / image_id}.xml. "
                 "Remove the line or add the annotation."
             )
-    return ids
+        files.append(path)
+    return files
 
 
-def check_split_lists(root: Path, annotation_files: Sequence[Path], report: LoadReport) -> None:
-    """Count in ``report`` every split-list line naming an id without annotation file, in every list.
+def check_split_lists(lists: Path, annotation_files: Sequence[Path], report: LoadReport) -> None:
+    """Count in ``report`` every line of the split lists in ``lists`` naming an id without annotation file.
 
     Loading without a split reads every annotation file, not the lists; but a list naming an image that
     does not exist fails the day that split is trained on, so ``data info``, ``data stats``, ``data
     validate`` and training say so now (see the module docstring).
     """
     known = {path.stem for path in annotation_files}
-    for list_file in sorted((root / "ImageSets" / "Main").glob("*.txt")):
+    for list_file in sorted(lists.glob("*.txt")):
         try:
             lines = _list_lines(list_file)
         except DatasetError as error:
@@ -182,19 +320,66 @@ def check_split_lists(root: Path, annotation_files: Sequence[Path], report: Load
                 report.add(SPLIT_ID_MISSING, f"{list_file}:{number}: '{image_id}'", severity="error")
 
 
-def _image_path(root: Path, annotation: VocAnnotation) -> Path:
-    folder = root / "JPEGImages"
-    # Only the file name of <filename> counts (never its folders, nor <path>): the image is in JPEGImages/.
-    name = Path(annotation.filename).name if annotation.filename else ""
-    if name not in ("", ".", ".."):
-        named = image_in_folder(folder, name, f"{annotation.path} (<filename>)")
-        if named.is_file():
-            return named
-    for suffix in sorted(IMAGE_SUFFIXES):
-        candidate = folder / f"{annotation.path.stem}{suffix}"
-        if candidate.is_file():
-            return candidate
-    return folder / (name if name not in ("", ".", "..") else f"{annotation.path.stem}.jpg")
+def _file_name(text: str | None) -> str:
+    """The file name an XML field ends in (LabelImg on Windows writes backslashes), or ``""``."""
+    name = Path(text.replace("\\", "/")).name if text else ""
+    return "" if name in (".", "..") else name
+
+
+def _in_folder(folder: Path, annotation: VocAnnotation) -> list[Path]:
+    """``folder/<filename>``, then ``folder/<annotation stem>.<ext>`` for each image extension."""
+    name = _file_name(annotation.filename)
+    named = [image_in_folder(folder, name, f"{annotation.path} (<filename>)")] if name else []
+    return named + [folder / f"{annotation.path.stem}{suffix}" for suffix in sorted(IMAGE_SUFFIXES)]
+
+
+def _written_paths(layout: VocLayout, annotation: VocAnnotation) -> list[Path]:
+    """``<path>`` and ``<filename>`` relative to the XML's folder, those that stay inside the dataset."""
+    places = []
+    for tag, text in (("path", annotation.image_path), ("filename", annotation.filename)):
+        if text:
+            with contextlib.suppress(DatasetError):  # outside the dataset: not followed, other places tried
+                where = f"{annotation.path} (<{tag}>)"
+                places.append(
+                    image_in_folder(
+                        layout.root, text.replace("\\", "/"), where, relative_to=annotation.path.parent
+                    )
+                )
+    return places
+
+
+def image_candidates(layout: VocLayout, annotation: VocAnnotation, image_dir: str | None) -> list[Path]:
+    """Where the image of ``annotation`` may be, in the order tried (see the module docstring)."""
+    if image_dir is not None:
+        return _in_folder(layout.root / Path(image_dir).expanduser(), annotation)
+    if layout.strict:
+        return _in_folder(layout.root / "JPEGImages", annotation)
+    places = _written_paths(layout, annotation)
+    for folder in (*layout.image_folders, annotation.path.parent):
+        places += _in_folder(folder, annotation)
+    return list(dict.fromkeys(places))
+
+
+def _image_path(layout: VocLayout, annotation: VocAnnotation, image_dir: str | None) -> Path:
+    candidates = image_candidates(layout, annotation, image_dir)
+    return next((path for path in candidates if path.is_file()), candidates[0])
+
+
+def _check_images_exist(layout: VocLayout, raw: Sequence[RawImage], image_dir: str | None) -> None:
+    missing = [image for image in raw if not image.image_path.is_file()]
+    if not missing:
+        return
+    if image_dir is not None:
+        searched = f"the image_dir folder {layout.root / image_dir}"
+    elif layout.strict:
+        searched = f"{layout.root / 'JPEGImages'}"
+    else:
+        folders = [*(str(f) for f in layout.image_folders), "the XML's folder"]
+        searched = f"the XML's <path> and <filename>, then {', '.join(folders)}"
+    raise DatasetError(
+        f"{missing_images_error(missing)} Searched: {searched}. If the images are in another folder, set "
+        f"{format_option_hint('image_dir', 'PATH')} to it, relative to the dataset folder {layout.root}."
+    )
 
 
 def _class_names(annotations: Sequence[VocAnnotation], given: list[str] | None) -> list[str]:
@@ -211,22 +396,22 @@ def _class_names(annotations: Sequence[VocAnnotation], given: list[str] | None) 
     return list(given)
 
 
-def load_voc(root: Path, split: str | None = None, class_names: list[str] | None = None) -> DetectionDataset:
-    """Read a VOC dataset (see the module docstring for the conventions)."""
-    annotation_dir = root / "Annotations"
-    if not annotation_dir.is_dir():
-        raise DatasetError(f"{root} has no Annotations/ folder. Expected {LAYOUT}")
-    every_file = sorted(annotation_dir.glob("*.xml"))
-    wanted = every_file if split is None else [annotation_dir / f"{i}.xml" for i in _split_ids(root, split)]
+def load_voc(
+    root: Path, split: str | None = None, class_names: list[str] | None = None, image_dir: str | None = None
+) -> DetectionDataset:
+    """Read a VOC dataset, strict or loose (see the module docstring for the conventions)."""
+    layout = find_voc_layout(root)
+    every_file = layout.annotation_files()
+    wanted = every_file if split is None else _split_files(layout, split, every_file)
     if not wanted:
-        raise no_images_error(root if split is None else root / "ImageSets" / "Main" / f"{split}.txt", LAYOUT)
+        raise no_images_error(root if split is None else layout.lists / f"{split}.txt", LAYOUT)
     names_from = every_file if class_names is None else wanted
     parsed = {path: read_voc_annotation(path) for path in dict.fromkeys([*wanted, *names_from])}
     names = _class_names([parsed[path] for path in names_from], class_names)
     index_of = {name: index for index, name in enumerate(names)}
     report = LoadReport()
     if split is None:
-        check_split_lists(root, every_file, report)
+        check_split_lists(layout.lists, every_file, report)
     raw = []
     for path in dict.fromkeys(wanted):
         annotation = parsed[path]
@@ -237,7 +422,7 @@ def load_voc(root: Path, split: str | None = None, class_names: list[str] | None
                 report.add(DIFFICULT_KEPT, obj.where)
         raw.append(
             RawImage(
-                _image_path(root, annotation),
+                _image_path(layout, annotation, image_dir),
                 str(path),
                 [[v - 1 for v in obj.box] for obj in annotation.objects],
                 [index_of[obj.name] for obj in annotation.objects],
@@ -246,6 +431,7 @@ def load_voc(root: Path, split: str | None = None, class_names: list[str] | None
                 image_id=path.stem,
             )
         )
+    _check_images_exist(layout, raw, image_dir)
     return assemble_dataset(raw, names, source=root, format=NAME, layout=LAYOUT, report=report)
 
 
@@ -272,8 +458,9 @@ def _annotation_xml(
     return root
 
 
-def save_voc(dataset: DetectionDataset, out_dir: Path) -> list[str]:
-    """Write ``Annotations/``, ``JPEGImages/`` and ``ImageSets/Main/all.txt`` (every image).
+def save_voc(dataset: DetectionDataset, out_dir: Path, split: str | None = None) -> list[str]:
+    """Write ``Annotations/``, ``JPEGImages/`` and ``ImageSets/Main/<split>.txt`` listing every image
+    (``all.txt`` without a split), so that reading back with that split gives this dataset.
 
     VOC files hold class names only, so the warnings say when reading back needs ``class_names`` to get
     the same classes in the same order.
@@ -292,7 +479,7 @@ def save_voc(dataset: DetectionDataset, out_dir: Path) -> list[str]:
         stems.append(Path(name).stem)
         element = _annotation_xml(name, record.width, record.height, objects)
         ET.ElementTree(element).write(out_dir / "Annotations" / f"{stems[-1]}.xml", encoding="utf-8")
-    (out_dir / "ImageSets" / "Main" / "all.txt").write_text(
+    (out_dir / "ImageSets" / "Main" / f"{split or 'all'}.txt").write_text(
         "".join(f"{s}\n" for s in stems), encoding="utf-8"
     )
     return warnings
@@ -321,18 +508,27 @@ class VocFormat:
         self.options = options or VocOptions()
 
     def detect(self, path: Path) -> float:
-        """``DETECT_LAYOUT`` for a folder holding ``Annotations/`` and ``JPEGImages/`` (no file is read)."""
+        """``DETECT_SCHEMA`` for a folder whose first XML files are VOC annotations (an ``<annotation>``
+        root with ``<object>``s), in any layout ``load`` reads; ``DETECT_LAYOUT`` for ``Annotations/``
+        beside ``JPEGImages/`` whose files do not show it (so that ``load`` names what is wrong)."""
         path = Path(path)
-        found = (path / "Annotations").is_dir() and (path / "JPEGImages").is_dir()
-        return DETECT_LAYOUT if found else DETECT_NONE
+        if not path.is_dir():
+            return DETECT_NONE
+        try:
+            layout = find_voc_layout(path)
+        except DatasetError:
+            return DETECT_NONE
+        if looks_like_voc(layout.annotation_files()[:DETECT_SAMPLE]):
+            return DETECT_SCHEMA
+        return DETECT_LAYOUT if layout.strict else DETECT_NONE
 
     def load(self, path: Path, split: str | None = None) -> DetectionDataset:
         """Read the VOC dataset rooted at ``path``; see ``load_voc``."""
-        return load_voc(Path(path), split, self.options.class_names)
+        return load_voc(Path(path), split, self.options.class_names, self.options.image_dir)
 
-    def save(self, dataset: DetectionDataset, out_dir: Path) -> list[str]:
-        """Write ``dataset`` in VOC layout; see ``save_voc``."""
-        return save_voc(dataset, Path(out_dir))
+    def save(self, dataset: DetectionDataset, out_dir: Path, split: str | None = None) -> list[str]:
+        """Write ``dataset`` in VOC layout, as split ``split`` when given; see ``save_voc``."""
+        return save_voc(dataset, Path(out_dir), split)
 
 
 @hookimpl
@@ -342,5 +538,7 @@ def register_dataset_formats(register: Register) -> None:
         NAME,
         VocFormat,
         options=VocOptions,
-        description="Pascal VOC XML: a folder with Annotations/*.xml, JPEGImages/ and ImageSets/Main/<split>.txt",
+        description="Pascal VOC XML: a folder with Annotations/*.xml (or annotations/, xml/, or the XML files "
+        "themselves), the images in JPEGImages/, images/ or where each XML says, optional "
+        "ImageSets/Main/<split>.txt",
     )
