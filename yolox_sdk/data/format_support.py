@@ -503,6 +503,22 @@ def names_only_warnings(dataset: DetectionDataset, format_title: str) -> list[st
     return warnings
 
 
+SPLIT_FILE_WORDS = ("labels", "annotations", "annotation", "label")
+
+
+def names_split_file(stem: str, split: str) -> bool:
+    """Whether a file stem names the file of ``split``, as exports and tutorials name them.
+
+    ``train``, ``*_train``, ``*-train`` and ``train_labels``, ``train-labels``, ``train_annotations`` (the
+    TensorFlow object-detection tutorials) all name the ``train`` file; case is ignored. For formats with one
+    annotation file per split that want more than ``find_split_file``'s ``<split>`` and ``*_<split>``.
+    """
+    stem, split = stem.lower(), split.lower()
+    if stem == split or stem.endswith((f"_{split}", f"-{split}")):
+        return True
+    return any(stem in (f"{split}_{word}", f"{split}-{word}") for word in SPLIT_FILE_WORDS)
+
+
 def find_split_file(path: Path, split: str | None, candidates: list[Path], title: str, layout: str) -> Path:
     """The one annotation file that ``path`` and ``split`` designate, for formats with one file per split.
 

@@ -3,16 +3,19 @@
 What ``load`` accepts as ``path``:
 
 * a ``.json`` file (``split`` must then be ``None``: the file is the split);
-* a folder holding exactly one COCO JSON, directly or in ``annotations/``; with ``split`` given, the one
+* a folder holding exactly one COCO JSON, directly or in ``annotations/``, or else in one of its
+  subfolders (Roboflow's ``train/_annotations.coco.json``, ``valid/...``); with ``split`` given, the one
   JSON whose name is ``<split>.json`` or ends in ``_<split>.json`` (``instances_val2017.json`` for
-  ``val2017``).
+  ``val2017``), or that lies in a subfolder named ``<split>`` (``valid`` standing in for ``val`` and back).
 
-``file_name`` entries are resolved against, in order: ``image_dir`` when that option is set, else the
-JSON's folder, its ``images/`` subfolder, the JSON folder's parent and the parent's ``images/``, plus
-``<parent>/<split>`` and ``<parent>/images/<split>`` where ``<split>`` is the text after the JSON name's
-last underscore (the official ``annotations/instances_val2017.json`` + ``val2017/`` layout). The first
-folder holding the images is used for all of them, and no ``file_name`` may lead out of it (``../``, an
-absolute path elsewhere): see ``yolox_sdk.data.format_support.image_in_folder``.
+``file_name`` entries are resolved against, in order: ``image_dir`` when that option is set (relative to
+the JSON's folder), else the JSON's folder (Roboflow puts the images beside the JSON), its ``images/``
+subfolder, the JSON folder's parent and the parent's ``images/``, plus ``<parent>/<split>`` and
+``<parent>/images/<split>`` where ``<split>`` is the text after the JSON name's last underscore (the
+official ``annotations/instances_val2017.json`` + ``val2017/`` layout), then the folders named after the
+JSON's stem (``train.json`` + ``train/``) and after the split asked for, beside the JSON and beside its
+folder. The folder holding most of the first 20 images is used for all of them, and no ``file_name`` may
+lead out of it (``../``, an absolute path elsewhere): see ``yolox_sdk.data.format_support.image_in_folder``.
 
 Category ids need not be contiguous: classes are ordered by id and the ids are kept in
 ``DetectionDataset.category_ids``. ``iscrowd`` annotations are skipped (YOLOX trains on instances) and
@@ -36,7 +39,9 @@ from yolox_sdk.data.format_support import (
     RawImage,
     assemble_dataset,
     export_image,
+    format_option_hint,
     image_in_folder,
+    missing_images_error,
     read_json,
 )
 from yolox_sdk.data.records import DetectionDataset, LoadReport
@@ -51,6 +56,7 @@ LAYOUT = (
 CROWD_SKIPPED = "iscrowd annotation skipped"
 HEAD_BYTES = 4 << 20
 ROOT_SAMPLE = 20
+SPLIT_ALIASES = {"val": ("valid",), "valid": ("val",)}
 
 
 @attrs.define
@@ -80,12 +86,23 @@ def _looks_like_coco(path: Path) -> float:
 
 
 def _folder_jsons(folder: Path) -> list[Path]:
+    """The ``.json`` files of ``folder`` and its ``annotations/``; when there are none, those of its
+    subfolders (one file per split folder, as Roboflow exports)."""
     found = sorted(folder.glob("*.json")) + sorted((folder / "annotations").glob("*.json"))
+    if not any(path.is_file() for path in found):
+        found = sorted(folder.glob("*/*.json"))
     return [path for path in found if path.is_file()]
 
 
 def _candidate_jsons(folder: Path) -> list[Path]:
     return [path for path in _folder_jsons(folder) if _looks_like_coco(path)]
+
+
+def _is_split_file(path: Path, folder: Path, split: str) -> bool:
+    """Whether the COCO JSON ``path`` found under ``folder`` is the file of ``split``."""
+    names = (split, *SPLIT_ALIASES.get(split, ()))
+    in_split_folder = path.parent != folder and path.parent.name in names
+    return path.stem == split or path.stem.endswith(f"_{split}") or in_split_folder
 
 
 def find_annotation_file(path: Path, split: str | None) -> Path:
@@ -99,10 +116,10 @@ def find_annotation_file(path: Path, split: str | None) -> Path:
         return path
     candidates = _candidate_jsons(path)
     if split is not None:
-        candidates = [c for c in candidates if c.stem == split or c.stem.endswith(f"_{split}")]
+        candidates = [c for c in candidates if _is_split_file(c, path, split)]
     if len(candidates) == 1:
         return candidates[0]
-    wanted = f" for split '{split}' (named {split}.json or *_{split}.json)" if split else ""
+    wanted = f" for split '{split}' (named {split}.json or *_{split}.json, or in {split}/)" if split else ""
     if not candidates:
         raise DatasetError(
             f"No COCO JSON{wanted} in {path} or {path / 'annotations'}.{_skipped_jsons(path)} Expected {LAYOUT}"
@@ -132,15 +149,30 @@ def _skipped_jsons(folder: Path) -> str:
     return "".join(f" {reason}." for reason in reasons[:5])
 
 
-def _image_roots(json_path: Path, image_dir: str | None) -> list[Path]:
+def _image_roots(json_path: Path, image_dir: str | None, split: str | None = None) -> list[Path]:
+    """The folders the images may be in, in the order the module docstring gives."""
     folder = json_path.parent
     if image_dir is not None:
         return [folder / Path(image_dir).expanduser()]
     roots = [folder, folder / "images", folder.parent, folder.parent / "images"]
     if "_" in json_path.stem:
-        split = json_path.stem.rsplit("_", 1)[1]
-        roots += [folder.parent / split, folder.parent / "images" / split]
+        name_split = json_path.stem.rsplit("_", 1)[1]
+        roots += [folder.parent / name_split, folder.parent / "images" / name_split]
+    for name in dict.fromkeys([json_path.stem, *([split] if split else [])]):
+        roots += [
+            folder / name,
+            folder / "images" / name,
+            folder.parent / name,
+            folder.parent / "images" / name,
+        ]
     return list(dict.fromkeys(roots))
+
+
+def _image_dir_hint(json_path: Path) -> str:
+    return (
+        f"If the images are in another folder, set {format_option_hint('image_dir', 'PATH')} to it, "
+        f"relative to the JSON's folder {json_path.parent}."
+    )
 
 
 def _choose_root(json_path: Path, roots: list[Path], file_names: list[str]) -> Path:
@@ -151,8 +183,7 @@ def _choose_root(json_path: Path, roots: list[Path], file_names: list[str]) -> P
     searched = ", ".join(str(root) for root in roots)
     raise DatasetError(
         f"{json_path} lists images (e.g. {sample[0]}) that are in none of the folders searched: {searched}. "
-        "Training without them would silently lose their labels. Set data.format_options.image_dir to the "
-        "folder holding the images."
+        f"Training without them would silently lose their labels. {_image_dir_hint(json_path)}"
     )
 
 
@@ -338,7 +369,7 @@ def _annotations_by_image(
     return by_image
 
 
-def load_coco(json_path: Path, image_dir: str | None = None) -> DetectionDataset:
+def load_coco(json_path: Path, image_dir: str | None = None, split: str | None = None) -> DetectionDataset:
     """Read one COCO JSON file into a ``DetectionDataset`` (see the module docstring for the rules)."""
     data = read_json(json_path)
     if not isinstance(data, dict):
@@ -356,7 +387,7 @@ def load_coco(json_path: Path, image_dir: str | None = None) -> DetectionDataset
     index_of = {category_id: index for index, category_id in enumerate(category_ids)}
     by_image = _annotations_by_image(data, json_path, images, index_of, report)
     root = _choose_root(
-        json_path, _image_roots(json_path, image_dir), [i["file_name"] for i in images.values()]
+        json_path, _image_roots(json_path, image_dir, split), [i["file_name"] for i in images.values()]
     )
     raw = [
         RawImage(
@@ -370,6 +401,9 @@ def load_coco(json_path: Path, image_dir: str | None = None) -> DetectionDataset
         )
         for image_id, image in images.items()
     ]
+    missing = [image for image in raw if not image.image_path.is_file()]
+    if missing:
+        raise DatasetError(f"{missing_images_error(missing)} {_image_dir_hint(json_path)}")
     return assemble_dataset(
         raw,
         class_names,
@@ -395,8 +429,9 @@ def _output_image_ids(dataset: DetectionDataset) -> list[int]:
     return list(range(1, len(ids) + 1))
 
 
-def save_coco(dataset: DetectionDataset, out_dir: Path) -> list[str]:
-    """Write ``out_dir/annotations.json`` and copy the images to ``out_dir/images/``.
+def save_coco(dataset: DetectionDataset, out_dir: Path, split: str | None = None) -> list[str]:
+    """Write ``out_dir/annotations.json`` (``out_dir/<split>.json`` for a split, which reading back with
+    that split finds) and copy the images to ``out_dir/images/``.
 
     Image ids are kept when they are integers, otherwise numbered from 1. Category ids are the dataset's
     own when they are increasing (so reading back keeps the class order), otherwise numbered from 1.
@@ -428,7 +463,7 @@ def save_coco(dataset: DetectionDataset, out_dir: Path) -> list[str]:
     categories = [{"id": i, "name": n} for i, n in zip(category_ids, dataset.class_names, strict=True)]
     payload = {"images": images, "annotations": annotations, "categories": categories}
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "annotations.json").write_text(json.dumps(payload), encoding="utf-8")
+    (out_dir / f"{split or 'annotations'}.json").write_text(json.dumps(payload), encoding="utf-8")
     return warnings
 
 
@@ -449,11 +484,11 @@ class CocoFormat:
 
     def load(self, path: Path, split: str | None = None) -> DetectionDataset:
         """Read the COCO JSON that ``path`` and ``split`` designate."""
-        return load_coco(find_annotation_file(Path(path), split), self.options.image_dir)
+        return load_coco(find_annotation_file(Path(path), split), self.options.image_dir, split)
 
-    def save(self, dataset: DetectionDataset, out_dir: Path) -> list[str]:
-        """Write ``dataset`` as ``annotations.json`` plus ``images/``; see ``save_coco``."""
-        return save_coco(dataset, Path(out_dir))
+    def save(self, dataset: DetectionDataset, out_dir: Path, split: str | None = None) -> list[str]:
+        """Write ``dataset`` as ``annotations.json`` (``<split>.json``) plus ``images/``; see ``save_coco``."""
+        return save_coco(dataset, Path(out_dir), split)
 
 
 @hookimpl

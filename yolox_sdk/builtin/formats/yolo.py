@@ -5,11 +5,20 @@ What ``load`` accepts as ``path``:
 * a ``data.yaml`` (or ``data.yml``, ``dataset.yaml``) file, or a folder holding one. Its ``names`` (a list,
   or a mapping from class id to name) gives the classes; ``train``/``val``/``test`` name image folders, lists
   of folders, or ``.txt`` files listing images, relative to the ``path`` key (itself relative to the YAML's
-  folder) or to the YAML's folder. ``path`` is the dataset root the YAML declares: the split entries and
-  every line of a list file must stay inside it (no ``../`` leading out, no absolute path elsewhere). ``split`` selects one of those keys; ``None`` loads every split the file
+  folder) or to the YAML's folder. ``split`` selects one of those keys; ``None`` loads every split the file
   lists (images listed twice are read once).
 * a folder holding ``classes.txt`` (one name per line). ``split`` selects ``images/<split>``; ``None`` loads
   ``images/`` when it exists, otherwise the folder itself.
+
+Exports often write split paths that are wrong relative to the YAML (Roboflow's ``train: ../train/images``
+beside ``train/``), so a split entry is looked for, in order: relative to the ``path`` key, relative to the
+YAML's folder, relative to that folder without its leading ``../``, and then by the split's name in the two
+common layouts, ``<split>/images`` (Roboflow) and ``images/<split>`` (Ultralytics), ``valid`` standing in
+for ``val`` and back. The same two folders serve a split the YAML does not list, a ``classes.txt`` folder,
+and a YAML without split keys (which otherwise reads ``images/``, or every image under its folder).
+Every split path found and every line of a list file must stay inside the folder it is relative to (no
+``../`` leading out, no absolute path elsewhere); an entry that leads out and matches none of the folders
+above is an error.
 
 The label file of an image is found by replacing the last ``images`` folder of its path with ``labels`` and
 the extension with ``.txt``; an image whose path has no ``images`` folder has its label file beside it. An
@@ -46,6 +55,7 @@ NAME = "yolo"
 YAML_NAMES = ("data.yaml", "data.yml", "dataset.yaml")
 CLASSES_FILE = "classes.txt"
 SPLIT_KEYS = ("train", "val", "test")
+SPLIT_ALIASES = {"val": ("valid",), "valid": ("val",)}
 LAYOUT = (
     "a YOLO folder: data.yaml (names, train/val/test image folders) or classes.txt, images under images/ "
     "and one .txt per image under labels/ with the same relative path."
@@ -91,11 +101,56 @@ def _listed_images(list_file: Path, base: Path) -> list[Path]:
     ]
 
 
+def _split_folders(root: Path, split: str) -> list[Path]:
+    """The image folders of ``split`` in the common export layouts: ``<split>/images`` (Roboflow) and
+    ``images/<split>`` (Ultralytics), with ``val`` and ``valid`` standing in for each other."""
+    names = [split, *SPLIT_ALIASES.get(split, ())]
+    candidates = [folder for name in names for folder in (root / name / "images", root / "images" / name)]
+    return [folder for folder in candidates if folder.is_dir()]
+
+
+def available_splits(root: Path) -> list[str]:
+    """The split folders ``root`` holds in either export layout, for messages."""
+    found = [p.name for p in root.glob("images/*") if p.is_dir()]
+    found += [p.parent.name for p in root.glob("*/images") if p.is_dir() and p.parent.name != "labels"]
+    return sorted(set(found))
+
+
+def _without_leading_dots(item: str) -> str:
+    parts = Path(item).parts
+    while parts and parts[0] in ("..", "."):
+        parts = parts[1:]
+    return Path(*parts).as_posix() if parts else "."
+
+
+def _split_target(item: str, base: Path, root: Path, yaml_path: Path, key: str) -> Path:
+    """The file or folder a split entry names, looked for where the module docstring says.
+
+    Raises:
+        DatasetError: the entry leads out of its folder and none of the fallbacks exists.
+    """
+    where = f"{yaml_path}: '{key}'"
+    refused = None
+    candidates = []
+    for folder, name in ((base, item), (root, item), (root, _without_leading_dots(item))):
+        try:
+            candidates.append(image_in_folder(folder, name, where, what="split path"))
+        except DatasetError as error:
+            refused = refused or error
+    candidates += _split_folders(root, key)
+    found = next((candidate for candidate in candidates if candidate.exists()), None)
+    if found is not None:
+        return found
+    if refused is not None:
+        raise refused
+    return candidates[0]
+
+
 def _images_of(entry: Any, base: Path, yaml_path: Path, key: str) -> list[Path]:
     entries = entry if isinstance(entry, list) else [entry]
     images: list[Path] = []
     for item in entries:
-        target = image_in_folder(base, str(item), f"{yaml_path}: '{key}'", what="split path")
+        target = _split_target(str(item), base, yaml_path.parent, yaml_path, key)
         if target.is_dir():
             images += list_images(target)
         elif target.is_file() and target.suffix.lower() == ".txt":
@@ -105,9 +160,17 @@ def _images_of(entry: Any, base: Path, yaml_path: Path, key: str) -> list[Path]:
         else:
             raise DatasetError(
                 f"{yaml_path}: '{key}: {item}' points to {target}, which is neither a folder of images nor a "
-                ".txt list of images. Fix the path (it is relative to the 'path' key or the YAML's folder)."
+                ".txt list of images, and there is no {key}/images or images/{key} folder beside the YAML. "
+                "Fix the path (it is relative to the 'path' key or the YAML's folder)."
             )
     return images
+
+
+def _unlisted_images(root: Path, split: str | None) -> list[Path]:
+    """The images of a dataset whose YAML or class list says nothing about ``split`` (or about any split)."""
+    if split is not None:
+        return [image for folder in _split_folders(root, split) for image in list_images(folder)]
+    return list_images(root / "images" if (root / "images").is_dir() else root)
 
 
 def _from_yaml(yaml_path: Path, split: str | None) -> tuple[list[Path], list[str], list[int]]:
@@ -116,12 +179,19 @@ def _from_yaml(yaml_path: Path, split: str | None) -> tuple[list[Path], list[str
         raise DatasetError(f"{yaml_path} has no 'names' key. Expected {LAYOUT}")
     names, ids = _parse_names(config["names"], yaml_path)
     base = yaml_path.parent / str(config.get("path") or ".")
-    keys = [split] if split is not None else [k for k in SPLIT_KEYS if config.get(k)]
+    root = yaml_path.parent
     if split is not None and not config.get(split):
+        if _split_folders(root, split):
+            return _unlisted_images(root, split), names, ids
         listed = ", ".join(k for k in config if k not in ("names", "path", "nc", "download")) or "none"
+        folders = available_splits(root)
+        also = f"; split folders found: {', '.join(folders)}" if folders else ""
         raise DatasetError(
-            f"{yaml_path} has no '{split}' split; it lists: {listed}. Set the split to one of them."
+            f"{yaml_path} has no '{split}' split; it lists: {listed}{also}. Set the split to one of them."
         )
+    keys = [split] if split is not None else [k for k in SPLIT_KEYS if config.get(k)]
+    if not keys:
+        return _unlisted_images(root, None), names, ids
     images = [image for key in keys for image in _images_of(config[key], base, yaml_path, key)]
     return images, names, ids
 
@@ -131,16 +201,13 @@ def _from_classes_file(folder: Path, split: str | None) -> tuple[list[Path], lis
     names = [line.strip() for line in read_text(classes_file, "class list").splitlines() if line.strip()]
     if not names:
         raise DatasetError(f"{classes_file} lists no class names. Write one name per line.")
-    if split is not None:
-        image_folder = folder / "images" / split
-        if not image_folder.is_dir():
-            available = sorted(p.name for p in (folder / "images").glob("*") if p.is_dir())
-            raise DatasetError(
-                f"No folder {image_folder} for split '{split}'. Splits found: {', '.join(available) or 'none'}."
-            )
-    else:
-        image_folder = folder / "images" if (folder / "images").is_dir() else folder
-    return list_images(image_folder), names, list(range(len(names)))
+    if split is not None and not _split_folders(folder, split):
+        available = available_splits(folder)
+        raise DatasetError(
+            f"No folder {folder / 'images' / split} or {folder / split / 'images'} for split '{split}'. "
+            f"Splits found: {', '.join(available) or 'none'}."
+        )
+    return _unlisted_images(folder, split), names, list(range(len(names)))
 
 
 def _number(text: str, label_file: Path, line_number: int, what: str) -> float:
@@ -222,8 +289,9 @@ def load_yolo(path: Path, split: str | None = None) -> DetectionDataset:
     return assemble_dataset(raw, names, source=path, format=NAME, layout=LAYOUT, category_ids=ids)
 
 
-def save_yolo(dataset: DetectionDataset, out_dir: Path) -> list[str]:
-    """Write ``images/``, ``labels/`` and a ``data.yaml`` whose ``train`` split is the whole dataset.
+def save_yolo(dataset: DetectionDataset, out_dir: Path, split: str | None = None) -> list[str]:
+    """Write ``images/``, ``labels/`` and a ``data.yaml`` whose ``split`` key (``train`` without a split)
+    is the whole dataset, so that reading back with that split gives this dataset.
 
     Coordinates are written with 8 decimals, so boxes read back within about 1e-5 pixels.
     """
@@ -238,7 +306,7 @@ def save_yolo(dataset: DetectionDataset, out_dir: Path) -> list[str]:
         name = export_image(record.image_path, out_dir / "images", taken)
         lines = _label_lines(record.boxes.tolist(), record.labels.tolist(), record.width, record.height)
         (out_dir / "labels" / Path(name).with_suffix(".txt")).write_text("".join(lines), encoding="utf-8")
-    data = {"path": ".", "train": "images", "names": dict(enumerate(dataset.class_names))}
+    data = {"path": ".", split or "train": "images", "names": dict(enumerate(dataset.class_names))}
     (out_dir / "data.yaml").write_text(
         yaml.safe_dump(data, sort_keys=False, allow_unicode=True), encoding="utf-8"
     )
@@ -278,9 +346,9 @@ class YoloFormat:
         """Read the YOLO dataset at ``path``; see ``load_yolo``."""
         return load_yolo(Path(path), split)
 
-    def save(self, dataset: DetectionDataset, out_dir: Path) -> list[str]:
-        """Write ``dataset`` in YOLO layout; see ``save_yolo``."""
-        return save_yolo(dataset, Path(out_dir))
+    def save(self, dataset: DetectionDataset, out_dir: Path, split: str | None = None) -> list[str]:
+        """Write ``dataset`` in YOLO layout, as split ``split`` when given; see ``save_yolo``."""
+        return save_yolo(dataset, Path(out_dir), split)
 
     def check_labels(self, root: Path, scratch: Path) -> LabelCheck:
         """Every label line checked on its own, for ``data validate``; see ``yolo_checks``."""
