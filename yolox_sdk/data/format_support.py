@@ -213,6 +213,29 @@ def format_option_hint(key: str, value: str) -> str:
     return f"data.format_options.{key} (--format-option {key}={value} on the command line)"
 
 
+def image_dir_hint(relative_to: str) -> str:
+    """The sentence that tells a user with images elsewhere about the ``image_dir`` option.
+
+    Args:
+        relative_to: what the option is relative to, with the folder (``"the CSV's folder data"``).
+    """
+    return (
+        f"If the images are in another folder, set {format_option_hint('image_dir', 'PATH')} to it, "
+        f"relative to {relative_to}."
+    )
+
+
+def require_images(raw_images: Sequence[RawImage], hint: str) -> None:
+    """Raise ``missing_images_error`` followed by ``hint`` when an image of ``raw_images`` does not exist.
+
+    For readers with an option that would fix it (``image_dir_hint``): ``assemble_dataset`` raises the same
+    error, but cannot know the reader's options.
+    """
+    missing = [raw for raw in raw_images if not raw.image_path.is_file()]
+    if missing:
+        raise DatasetError(f"{missing_images_error(missing)} {hint}")
+
+
 def no_images_error(path: Path, layout: str) -> DatasetError:
     """The error for a dataset (or split) in which no image was found."""
     return DatasetError(f"No images were found at {path}. Expected {layout}")

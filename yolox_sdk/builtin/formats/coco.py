@@ -39,10 +39,10 @@ from yolox_sdk.data.format_support import (
     RawImage,
     assemble_dataset,
     export_image,
-    format_option_hint,
+    image_dir_hint,
     image_in_folder,
-    missing_images_error,
     read_json,
+    require_images,
 )
 from yolox_sdk.data.records import DetectionDataset, LoadReport
 from yolox_sdk.errors import DatasetError
@@ -168,11 +168,8 @@ def _image_roots(json_path: Path, image_dir: str | None, split: str | None = Non
     return list(dict.fromkeys(roots))
 
 
-def _image_dir_hint(json_path: Path) -> str:
-    return (
-        f"If the images are in another folder, set {format_option_hint('image_dir', 'PATH')} to it, "
-        f"relative to the JSON's folder {json_path.parent}."
-    )
+def _image_dir_sentence(json_path: Path) -> str:
+    return image_dir_hint(f"the JSON's folder {json_path.parent}")
 
 
 def _choose_root(json_path: Path, roots: list[Path], file_names: list[str]) -> Path:
@@ -183,7 +180,7 @@ def _choose_root(json_path: Path, roots: list[Path], file_names: list[str]) -> P
     searched = ", ".join(str(root) for root in roots)
     raise DatasetError(
         f"{json_path} lists images (e.g. {sample[0]}) that are in none of the folders searched: {searched}. "
-        f"Training without them would silently lose their labels. {_image_dir_hint(json_path)}"
+        f"Training without them would silently lose their labels. {_image_dir_sentence(json_path)}"
     )
 
 
@@ -401,9 +398,7 @@ def load_coco(json_path: Path, image_dir: str | None = None, split: str | None =
         )
         for image_id, image in images.items()
     ]
-    missing = [image for image in raw if not image.image_path.is_file()]
-    if missing:
-        raise DatasetError(f"{missing_images_error(missing)} {_image_dir_hint(json_path)}")
+    require_images(raw, _image_dir_sentence(json_path))
     return assemble_dataset(
         raw,
         class_names,

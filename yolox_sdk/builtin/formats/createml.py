@@ -39,11 +39,13 @@ from yolox_sdk.data.format_support import (
     choose_class_names,
     export_image,
     find_split_file,
+    image_dir_hint,
     image_ids,
     image_in_folder,
     json_list_head,
     names_only_warnings,
     read_json,
+    require_images,
 )
 from yolox_sdk.data.records import DetectionDataset
 from yolox_sdk.errors import DatasetError
@@ -222,11 +224,13 @@ def load_createml(
         )
         for entry, image_id in zip(entries, ids, strict=True)
     ]
+    require_images(raw, image_dir_hint(f"the JSON's folder {folder}"))
     return assemble_dataset(raw, names, source=json_path, format=NAME, layout=LAYOUT)
 
 
-def save_createml(dataset: DetectionDataset, out_dir: Path) -> list[str]:
-    """Write ``out_dir/annotations.json`` with the images copied beside it.
+def save_createml(dataset: DetectionDataset, out_dir: Path, split: str | None = None) -> list[str]:
+    """Write ``out_dir/annotations.json`` (``out_dir/<split>.json`` for a split, which reading back with that
+    split finds) with the images copied beside it.
 
     Boxes are written as float centres and sizes, so they read back within float rounding (~1e-4 px).
     """
@@ -248,7 +252,8 @@ def save_createml(dataset: DetectionDataset, out_dir: Path) -> list[str]:
         ]
         entries.append({"image": name, "annotations": annotations})
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / ANNOTATION_FILE).write_text(json.dumps(entries, indent=1), encoding="utf-8")
+    file_name = f"{split}.json" if split else ANNOTATION_FILE
+    (out_dir / file_name).write_text(json.dumps(entries, indent=1), encoding="utf-8")
     return names_only_warnings(dataset, "CreateML")
 
 
@@ -273,9 +278,9 @@ class CreatemlFormat:
         json_path = find_createml_file(Path(path), split)
         return load_createml(json_path, self.options.class_names, self.options.image_dir)
 
-    def save(self, dataset: DetectionDataset, out_dir: Path) -> list[str]:
-        """Write ``dataset`` as CreateML JSON; see ``save_createml``."""
-        return save_createml(dataset, Path(out_dir))
+    def save(self, dataset: DetectionDataset, out_dir: Path, split: str | None = None) -> list[str]:
+        """Write ``dataset`` as CreateML JSON, as split ``split`` when given; see ``save_createml``."""
+        return save_createml(dataset, Path(out_dir), split)
 
 
 @hookimpl

@@ -48,12 +48,12 @@ from yolox_sdk.data.format_support import (
     choose_class_names,
     export_image,
     format_coordinate,
-    format_option_hint,
+    image_dir_hint,
     image_ids,
     image_in_folder,
-    missing_images_error,
     names_only_warnings,
     names_split_file,
+    require_images,
 )
 from yolox_sdk.data.records import DetectionDataset
 from yolox_sdk.errors import DatasetError
@@ -268,13 +268,6 @@ def _image_roots(csv_path: Path, images: list[str], image_dir: str | None) -> li
     return roots
 
 
-def _image_dir_hint(csv_path: Path) -> str:
-    return (
-        f"If the images are in another folder, set {format_option_hint('image_dir', 'PATH')} to it, "
-        f"relative to the CSV's folder {csv_path.parent}."
-    )
-
-
 def load_csv(
     csv_path: Path, class_names: list[str] | None = None, image_dir: str | None = None
 ) -> DetectionDataset:
@@ -302,12 +295,9 @@ def load_csv(
                 image_id=image_id,
             )
         )
-    missing = [image for image in raw if not image.image_path.is_file()]
-    if missing:
-        searched = ", ".join(str(root) for root in roots)
-        raise DatasetError(
-            f"{missing_images_error(missing)} Searched: {searched}. {_image_dir_hint(csv_path)}"
-        )
+    searched = ", ".join(str(root) for root in roots)
+    hint = image_dir_hint(f"the CSV's folder {csv_path.parent}")
+    require_images(raw, f"Searched: {searched}. {hint}")
     return assemble_dataset(raw, names, source=csv_path, format=NAME, layout=LAYOUT)
 
 

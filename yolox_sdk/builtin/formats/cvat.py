@@ -49,10 +49,12 @@ from yolox_sdk.data.format_support import (
     assemble_dataset,
     export_image,
     format_coordinate,
+    image_dir_hint,
     image_ids,
     image_in_folder,
     no_images_error,
     read_xml,
+    require_images,
 )
 from yolox_sdk.data.records import DetectionDataset, LoadReport
 from yolox_sdk.errors import DatasetError, did_you_mean
@@ -303,6 +305,7 @@ def load_cvat(xml_path: Path, split: str | None = None, image_dir: str | None = 
         )
         for image, image_id in zip(images, image_ids([image.name for image in images]), strict=True)
     ]
+    require_images(raw, image_dir_hint(f"the XML's folder {folder}"))
     return assemble_dataset(raw, names, source=xml_path, format=NAME, layout=LAYOUT, report=report)
 
 
@@ -321,8 +324,9 @@ def _meta(dataset: DetectionDataset) -> ET.Element:
     return meta
 
 
-def save_cvat(dataset: DetectionDataset, out_dir: Path) -> list[str]:
-    """Write ``out_dir/annotations.xml`` (CVAT for images 1.1) and copy the images to ``out_dir/images/``.
+def save_cvat(dataset: DetectionDataset, out_dir: Path, split: str | None = None) -> list[str]:
+    """Write ``out_dir/annotations.xml`` (CVAT for images 1.1) and copy the images to ``out_dir/images/``;
+    with ``split``, every image gets ``subset="<split>"``, which reading back with that split selects.
 
     The class list, its order included, is kept in ``<meta>``; coordinates are written exactly.
     """
@@ -342,6 +346,7 @@ def save_cvat(dataset: DetectionDataset, out_dir: Path) -> list[str]:
             "name": name,
             "width": str(record.width),
             "height": str(record.height),
+            **({"subset": split} if split else {}),
         }
         image = ET.SubElement(root, "image", attributes)
         for box, label in zip(record.boxes.tolist(), record.labels.tolist(), strict=True):
@@ -387,9 +392,9 @@ class CvatFormat:
         """Read the CVAT XML that ``path`` designates; ``split`` selects a ``subset``; see ``load_cvat``."""
         return load_cvat(find_cvat_file(Path(path)), split, self.options.image_dir)
 
-    def save(self, dataset: DetectionDataset, out_dir: Path) -> list[str]:
-        """Write ``dataset`` as CVAT for images 1.1; see ``save_cvat``."""
-        return save_cvat(dataset, Path(out_dir))
+    def save(self, dataset: DetectionDataset, out_dir: Path, split: str | None = None) -> list[str]:
+        """Write ``dataset`` as CVAT for images 1.1, as subset ``split`` when given; see ``save_cvat``."""
+        return save_cvat(dataset, Path(out_dir), split)
 
 
 @hookimpl

@@ -201,8 +201,9 @@ def load_kitti(
     return assemble_dataset(raw, names, source=root, format=NAME, layout=LAYOUT, report=report)
 
 
-def save_kitti(dataset: DetectionDataset, out_dir: Path) -> list[str]:
-    """Write ``image_2/`` and ``label_2/`` (one label file per image, empty for a background image).
+def save_kitti(dataset: DetectionDataset, out_dir: Path, split: str | None = None) -> list[str]:
+    """Write ``image_2/`` and ``label_2/`` (one label file per image, empty for a background image), under
+    ``out_dir/<split>/`` for a split, the subfolder reading back with that split reads.
 
     Box coordinates are written exactly, so they read back unchanged.
     """
@@ -213,6 +214,7 @@ def save_kitti(dataset: DetectionDataset, out_dir: Path) -> list[str]:
     if DONT_CARE in types:
         warnings.append(f"The class '{DONT_CARE}' is KITTI's marker for unlabelled regions: readers skip it.")
     taken: set[str] = set()
+    out_dir = out_dir / split if split else out_dir
     (out_dir / "label_2").mkdir(parents=True, exist_ok=True)
     for record in dataset.records:
         name = export_image(record.image_path, out_dir / "image_2", taken)
@@ -242,9 +244,9 @@ class KittiFormat:
         """Read the KITTI dataset at ``path``; see ``load_kitti``."""
         return load_kitti(Path(path), split, self.options.class_names)
 
-    def save(self, dataset: DetectionDataset, out_dir: Path) -> list[str]:
-        """Write ``dataset`` in KITTI layout; see ``save_kitti``."""
-        return save_kitti(dataset, Path(out_dir))
+    def save(self, dataset: DetectionDataset, out_dir: Path, split: str | None = None) -> list[str]:
+        """Write ``dataset`` in KITTI layout, in the subfolder ``split`` when given; see ``save_kitti``."""
+        return save_kitti(dataset, Path(out_dir), split)
 
 
 @hookimpl

@@ -56,12 +56,12 @@ from yolox_sdk.data.format_support import (
     assemble_dataset,
     export_image,
     format_coordinate,
-    format_option_hint,
+    image_dir_hint,
     image_in_folder,
-    missing_images_error,
     no_images_error,
     read_text,
     read_xml,
+    require_images,
 )
 from yolox_sdk.data.image_check import IMAGE_SUFFIXES
 from yolox_sdk.data.records import DetectionDataset, LoadReport
@@ -366,9 +366,6 @@ def _image_path(layout: VocLayout, annotation: VocAnnotation, image_dir: str | N
 
 
 def _check_images_exist(layout: VocLayout, raw: Sequence[RawImage], image_dir: str | None) -> None:
-    missing = [image for image in raw if not image.image_path.is_file()]
-    if not missing:
-        return
     if image_dir is not None:
         searched = f"the image_dir folder {layout.root / image_dir}"
     elif layout.strict:
@@ -376,10 +373,7 @@ def _check_images_exist(layout: VocLayout, raw: Sequence[RawImage], image_dir: s
     else:
         folders = [*(str(f) for f in layout.image_folders), "the XML's folder"]
         searched = f"the XML's <path> and <filename>, then {', '.join(folders)}"
-    raise DatasetError(
-        f"{missing_images_error(missing)} Searched: {searched}. If the images are in another folder, set "
-        f"{format_option_hint('image_dir', 'PATH')} to it, relative to the dataset folder {layout.root}."
-    )
+    require_images(raw, f"Searched: {searched}. {image_dir_hint(f'the dataset folder {layout.root}')}")
 
 
 def _class_names(annotations: Sequence[VocAnnotation], given: list[str] | None) -> list[str]:
