@@ -28,12 +28,20 @@ def cli(verbose: bool) -> None:
 
 
 def _register_commands() -> None:
-    from yolox_sdk.cli import config_commands, data_commands, model_commands, plugin_commands, runs_commands
+    from yolox_sdk.cli import (
+        compare_commands,
+        config_commands,
+        data_commands,
+        model_commands,
+        plugin_commands,
+        runs_commands,
+    )
 
     cli.add_command(config_commands.config)
     cli.add_command(plugin_commands.plugins)
     cli.add_command(data_commands.data)
     cli.add_command(runs_commands.runs)
+    cli.add_command(compare_commands.compare)
     for command in model_commands.COMMANDS:
         cli.add_command(command)
     _register_plugin_commands()
