@@ -83,7 +83,7 @@ def test_bad_override_is_usage_error(tmp_path: Path) -> None:
 def test_data_commands_fail_clearly_on_a_missing_dataset() -> None:
     for name in ("validate", "stats", "split"):
         code, output = invoke("data", name, "no-such-dataset-here")
-        assert code == 1 and output.startswith("Error: ") and "Traceback" not in output
+        assert code == 2 and output.startswith("Error: ") and "Traceback" not in output
     code, output = invoke("data", "convert", "no-such-dataset-here", "out")
     assert code == 2 and "--to" in output
 

@@ -189,7 +189,7 @@ def test_hostile_yolo_data_yaml_is_a_dataset_error(
         (coco8_dir / "data.yaml").read_text(encoding="utf-8") + extra + "\n", encoding="utf-8"
     )
     result = CliRunner().invoke(cli, ["data", "info", str(dataset)])
-    assert result.exit_code == 1, result.output
+    assert result.exit_code == 2, result.output
     assert f"{data_yaml}:" in result.output and fragment in result.output
     assert "This is a bug" not in result.output and "Traceback" not in result.output
 

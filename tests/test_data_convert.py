@@ -60,13 +60,13 @@ def test_convert_refuses_unsafe_or_unknown_targets(coco8_dir: Path, tmp_path: Pa
     out.mkdir()
     (out / "keep.txt").write_text("mine")
     code, output = invoke("data", "convert", coco8_dir, "--to", "coco", out)
-    assert code == 1 and "not empty" in output and "--force" in output
+    assert code == 2 and "not empty" in output and "--force" in output
     code, output = invoke("data", "convert", coco8_dir, "--to", "coco", out, "--force")
     # --force empties an earlier dataset only: a folder that is not one is refused, untouched.
-    assert code == 1 and "does not look like a dataset" in output and (out / "keep.txt").read_text() == "mine"
+    assert code == 2 and "does not look like a dataset" in output and (out / "keep.txt").read_text() == "mine"
     assert not (out / "annotations.json").exists()
     code, output = invoke("data", "convert", coco8_dir, "--to", "coco", coco8_dir / "converted")
-    assert code == 1 and "overlaps the source" in output
+    assert code == 2 and "overlaps the source" in output
     code, output = invoke("data", "convert", coco8_dir, "--to", "cocoo", tmp_path / "other")
     assert code == 2 and "cocoo" in output
     assert tree_hashes(coco8_dir) == before and not (coco8_dir / "converted").exists()

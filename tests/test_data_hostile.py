@@ -69,13 +69,13 @@ def test_coco_file_name_outside_the_dataset_is_refused_and_never_copied(
     image_id = json.loads((root / "annotations.json").read_text())["images"][1]["id"]
 
     code, output = invoke("data", "info", root)
-    assert code == 1
+    assert code == 2
     assert_no_bug(output)
     message = " ".join(output.split())
     assert f"{root / 'annotations.json'} (image id {image_id!r})" in message
     assert repr(name) in message and str(secret) in message and OUTSIDE in message
     code, output = invoke("data", "convert", root, "--to", "yolo", tmp_path / "converted")
-    assert code == 1 and OUTSIDE in output
+    assert code == 2 and OUTSIDE in output
     copied = [p.read_bytes() for p in (tmp_path / "converted").rglob("*.jpg")]
     assert secret.read_bytes() not in copied
 
@@ -245,7 +245,7 @@ def test_text_that_is_not_utf8_names_the_file_and_the_encoding(
     args = ["--format", name, *(["--split", split] if split else [])]
     with process_registry(labelme_registry):
         code, output = invoke("data", "info", root, *args)
-    assert code == 1
+    assert code == 2
     assert_no_bug(output)
     assert f"{bad}:" in output and "is not UTF-8 text" in output
 
@@ -288,7 +288,7 @@ def test_json_nested_too_deeply_is_refused_with_the_file_named(
     with process_registry(labelme_registry):
         code, output = invoke("data", "info", root, "--format", name)
         assert_no_bug(output)
-        assert code == 1 and f"{target}: the JSON is nested too deeply" in output
+        assert code == 2 and f"{target}: the JSON is nested too deeply" in output
         code, output = invoke("data", "validate", root, "--format", name)
     assert code == 1 and "nested too deeply" in output
     assert_no_bug(output)
@@ -315,7 +315,7 @@ def test_coco_file_whose_top_level_is_not_an_object_is_named(
     json_path.write_text(top_level)
     for path in (root, json_path):
         code, output = invoke("data", "info", path, "--format", "coco")
-        assert code == 1
+        assert code == 2
         assert_no_bug(output)
         assert (
             f"{json_path} is not a COCO" in output and "top level is" in output and "not an object" in output
@@ -364,7 +364,7 @@ def test_voc_coordinate_that_is_not_a_number_names_the_field(
     second.find("bndbox/ymin").text = "12px"
     tree.write(xml_path)
     code, output = invoke("data", "info", root)
-    assert code == 1
+    assert code == 2
     assert_no_bug(output)
     message = " ".join(output.split())
     name = second.findtext("name")
@@ -409,7 +409,7 @@ def test_convert_force_refuses_a_folder_that_is_not_a_dataset(
     mine.mkdir()
     (mine / "notes.md").write_text("keep me")
     code, output = invoke("data", "convert", small_datasets["coco"], "--to", "voc", mine, "--force")
-    assert code == 1 and "does not look like a dataset" in output
+    assert code == 2 and "does not look like a dataset" in output
     assert [p.name for p in mine.iterdir()] == ["notes.md"]
     # A dataset plus something else (a model, notes) is not emptied either.
     invoke("data", "convert", small_datasets["coco"], "--to", "yolo", tmp_path / "earlier")
@@ -418,7 +418,7 @@ def test_convert_force_refuses_a_folder_that_is_not_a_dataset(
     code, output = invoke(
         "data", "convert", small_datasets["coco"], "--to", "voc", tmp_path / "earlier", "--force"
     )
-    assert code == 1 and "best.pt" in output and (tmp_path / "earlier" / "best.pt").is_file()
+    assert code == 2 and "best.pt" in output and (tmp_path / "earlier" / "best.pt").is_file()
 
 
 def test_convert_force_never_touches_the_source(
@@ -429,7 +429,7 @@ def test_convert_force_never_touches_the_source(
     before = tree_hashes(root)
     for target in (root, root / "images", tmp_path):
         code, output = invoke("data", "convert", root, "--to", "voc", target, "--force")
-        assert code == 1 and "overlaps the source" in output
+        assert code == 2 and "overlaps the source" in output
     assert tree_hashes(root) == before
 
 
@@ -466,7 +466,7 @@ def test_coco_ids_of_the_wrong_type_are_named(
     root = copy_of(small_datasets, "coco", tmp_path)
     _edit_json(root / "annotations.json", lambda data: data[section][0].update({key: value}))
     code, output = invoke("data", "info", root)
-    assert code == 1
+    assert code == 2
     assert_no_bug(output)
     assert f"{root / 'annotations.json'}" in output and f"{section}[0]" in output
 
@@ -486,5 +486,5 @@ def test_convert_force_never_empties_a_folder_holding_source_images(
     before = tree_hashes(root)
     source = root / "annotations" / "instances_val.json"
     code, output = invoke("data", "convert", source, "--to", "voc", root / "val", "--force")
-    assert code == 1 and "an image of the dataset being read" in output
+    assert code == 2 and "an image of the dataset being read" in output
     assert tree_hashes(root) == before

@@ -72,9 +72,9 @@ def test_split_cli_writes_lists_and_copies(coco8_dir: Path, tmp_path: Path) -> N
         copy = load_dataset(out / name)
         assert sorted(r.image_path.name for r in copy.records) == sorted(Path(line).name for line in lines)
     again = CliRunner().invoke(cli, args)
-    assert again.exit_code == 1 and "not empty" in again.output
+    assert again.exit_code == 2 and "not empty" in again.output
     again = CliRunner().invoke(cli, [*args, "--force"])
     assert again.exit_code == 0 and (out / "val.txt").read_text().split() == lists["val"]
     inside = CliRunner().invoke(cli, ["data", "split", str(coco8_dir), "--out", str(coco8_dir / "splits")])
-    assert inside.exit_code == 1 and "overlaps the source" in inside.output
+    assert inside.exit_code == 2 and "overlaps the source" in inside.output
     assert tree_hashes(coco8_dir) == before

@@ -114,7 +114,7 @@ def test_planted_problems_found_with_severity_and_fixed(planted: Path, tmp_path:
 def test_fix_refuses_a_non_empty_folder(bccd_dir: Path, tmp_path: Path) -> None:
     (tmp_path / "taken.txt").write_text("x")
     code, output = invoke("data", "validate", str(bccd_dir), "--fix", str(tmp_path))
-    assert code == 1 and "not empty" in output
+    assert code == 2 and "not empty" in output
 
 
 def test_quick_validate_uses_its_cache(

@@ -195,4 +195,4 @@ def test_predict_skips_images_it_cannot_decode_and_keeps_the_rest(
     failed = CliRunner().invoke(
         cli, ["predict", str(checkpoint), str(only_bad), "--out", str(tmp_path / "o2")]
     )
-    assert failed.exit_code == 1 and "None of the 1 images" in failed.output and "bug" not in failed.output
+    assert failed.exit_code == 2 and "None of the 1 images" in failed.output and "bug" not in failed.output

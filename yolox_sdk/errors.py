@@ -34,7 +34,21 @@ class PluginError(YoloxSdkError):
 
 
 class DatasetError(YoloxSdkError):
-    """A dataset cannot be read: missing files, malformed annotations, no usable images."""
+    """A dataset cannot be read as given: missing files, malformed annotations, no usable images, a layout
+    no format recognises, an output folder that is not safe to write.
+
+    Exit code 2, like a config error: the user's input has to change. Failures of the machine while
+    reading (a full disk, a broken download) are ``DataUnavailableError`` (exit 1).
+    """
+
+    exit_code = 2
+
+
+class DataUnavailableError(DatasetError):
+    """Data that is fine could not be made available on this machine: a download or archive failed, the
+    disk image cache has no room. Exit code 1: retrying or freeing resources fixes it, not the dataset."""
+
+    exit_code = 1
 
 
 class WeightsError(YoloxSdkError):

@@ -20,7 +20,7 @@ import attrs
 
 from yolox_sdk.assets.catalog import cache_home, find_in_mirrors, mirror_dirs, mirror_error
 from yolox_sdk.assets.download import download
-from yolox_sdk.errors import DatasetError, WeightsError, did_you_mean
+from yolox_sdk.errors import DataUnavailableError, WeightsError, did_you_mean
 
 log = logging.getLogger(__name__)
 
@@ -105,7 +105,7 @@ def _count_files(folder: Path, suffix: str) -> int:
 def _check_complete(root: Path, source: DatasetSource, origin: str) -> None:
     found = _count_files(root / source.check_folder, source.check_suffix)
     if found != source.expected_count:
-        raise DatasetError(
+        raise DataUnavailableError(
             f"{origin} {root} holds {found} {source.check_suffix} files in {source.check_folder}/, expected "
             f"{source.expected_count}: it is incomplete or not the published dataset. Delete it to download again."
         )
@@ -182,7 +182,7 @@ def _extract_folder(archive: Path, folder: str, dest: Path) -> None:
                     continue
                 relative = parts[len(prefix) :]
                 if any(part in ("..", "") for part in relative) or member.filename.startswith("/"):
-                    raise DatasetError(
+                    raise DataUnavailableError(
                         f"{archive} holds an unsafe path {member.filename!r}; refusing to extract."
                     )
                 out = dest.joinpath(*relative)
@@ -190,7 +190,7 @@ def _extract_folder(archive: Path, folder: str, dest: Path) -> None:
                 with zipped.open(member) as reader, open(out, "wb") as writer:
                     shutil.copyfileobj(reader, writer)
     except zipfile.BadZipFile as error:
-        raise DatasetError(
+        raise DataUnavailableError(
             f"{archive} is not a valid zip archive ({error}). Try the download again."
         ) from error
 
@@ -199,5 +199,5 @@ def _dataset_prefix(paths: list[PurePosixPath], folder: str, archive: Path) -> t
     """The shallowest ``.../folder`` directory in the archive (a nested namesake is not the dataset)."""
     prefixes = {path.parts[: path.parts.index(folder) + 1] for path in paths if folder in path.parts[:-1]}
     if not prefixes:
-        raise DatasetError(f"{archive} has no '{folder}/' folder: it is not the expected archive.")
+        raise DataUnavailableError(f"{archive} has no '{folder}/' folder: it is not the expected archive.")
     return min(prefixes, key=lambda prefix: (len(prefix), prefix))

@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 
 import click
 
-from yolox_sdk.errors import YoloxSdkError
+from yolox_sdk.errors import ConfigError, YoloxSdkError
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -32,6 +32,51 @@ class FiniteFloatRange(click.FloatRange):
         if not math.isfinite(number):
             self.fail(f"{value!r} is not a finite number.", param, ctx)
         return number
+
+
+FORMAT_OPTION_HELP = (
+    "Option of the dataset format, as KEY=VALUE (repeatable), e.g. --format-option image_dir=photos; the "
+    "same keys as data.format_options ('yolox-sdk plugins --verbose' lists each format's)."
+)
+
+
+def format_option_flag(command: F) -> F:
+    """``--format-option KEY=VALUE`` (repeatable): what ``data.format_options`` is in a config."""
+    return click.option(
+        "--format-option",
+        "format_options",
+        multiple=True,
+        metavar="KEY=VALUE",
+        help=FORMAT_OPTION_HELP,
+    )(command)  # type: ignore[return-value]
+
+
+def parse_format_options(texts: tuple[str, ...] | list[str]) -> dict[str, Any]:
+    """``("image_dir=photos", "class_names=[a,b]")`` as ``{"image_dir": "photos", ...}``.
+
+    Values are parsed as YAML by the same safe reader as config overrides; the format's options class
+    checks keys and types when the format is built (a typo gets "did you mean").
+
+    Raises:
+        ConfigError: a text is not ``KEY=VALUE`` with a plain key, or a key is given twice.
+    """
+    from yolox_sdk.config.loader import parse_override
+
+    options: dict[str, Any] = {}
+    for text in texts:
+        try:
+            keys, value = parse_override(text)
+        except ConfigError as error:
+            raise ConfigError(str(error).replace("Bad override", "Bad --format-option", 1)) from None
+        if len(keys) != 1:
+            raise ConfigError(
+                f"Bad --format-option '{text}': expected KEY=VALUE with a plain key, e.g. image_dir=photos "
+                "(the key is a field of the format's options, without 'data.format_options.')."
+            )
+        if keys[0] in options:
+            raise ConfigError(f"--format-option {keys[0]} is given twice; give each option once.")
+        options[keys[0]] = value
+    return options
 
 
 def configure_logging(verbose: bool) -> None:

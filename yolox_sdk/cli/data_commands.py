@@ -13,14 +13,15 @@ from typing import Any
 
 import click
 
-from yolox_sdk.cli.common import FiniteFloatRange, handle_errors
+from yolox_sdk.cli.common import FiniteFloatRange, format_option_flag, handle_errors, parse_format_options
 
 SPLIT_HELP = "Split to read (VOC ImageSets name, YOLO data.yaml key, COCO file suffix)."
 FORMAT_HELP = "Dataset format plugin of the input (auto-detected by default)."
 
 
 def dataset_arguments(command: Callable[..., Any]) -> Callable[..., Any]:
-    """PATH, --split and --format: how the commands that read one dataset name it."""
+    """PATH, --split, --format and --format-option: how the commands that read one dataset name it."""
+    command = format_option_flag(command)
     command = click.option("--format", "format_name", default="auto", show_default=True, help=FORMAT_HELP)(
         command
     )
@@ -36,11 +37,12 @@ def data() -> None:
 @data.command("info")
 @dataset_arguments
 @handle_errors
-def info(path: str, split: str | None, format_name: str) -> None:
+def info(path: str, split: str | None, format_name: str, format_options: tuple[str, ...]) -> None:
     """Read the dataset at PATH and print its classes, counts and what the reader fixed."""
     from yolox_sdk.data.formats import load_dataset
 
-    dataset = load_dataset(path, split=split, format=format_name)
+    options = parse_format_options(format_options)
+    dataset = load_dataset(path, split=split, format=format_name, options=options)
     click.echo(f"{dataset.source} ({dataset.format}): {len(dataset)} images, {dataset.num_boxes()} boxes")
     counts = [0] * dataset.num_classes
     for record in dataset.records:
@@ -79,6 +81,7 @@ def validate(
     path: str,
     split: str | None,
     format_name: str,
+    format_options: tuple[str, ...],
     json_path: Path | None,
     fix_dir: Path | None,
     force: bool,
@@ -87,20 +90,22 @@ def validate(
     """Decode every image and check every label of the dataset at PATH.
 
     Exits with 1 when errors are found (images that cannot be decoded, labels that cannot be used),
-    0 when there are only warnings or nothing.
+    2 when the annotations cannot be read at all as given (then only the image files were checked: fix the
+    format, split or --format-option the report names), 0 when there are only warnings or nothing.
     """
     from yolox_sdk.data.conversion import check_dataset_folder
     from yolox_sdk.data.formats import resolve_dataset_path
     from yolox_sdk.data.validation import fix_dataset, validate_dataset
 
     changes: list[str] = []
+    options = parse_format_options(format_options)
     if fix_dir is not None:
         replace = check_dataset_folder(fix_dir, resolve_dataset_path(path)[0], force)
         report, changes = fix_dataset(
-            path, fix_dir, split=split, format=format_name, workers=workers, replace=replace
+            path, fix_dir, split=split, format=format_name, workers=workers, replace=replace, options=options
         )
     else:
-        report = validate_dataset(path, split=split, format=format_name, workers=workers)
+        report = validate_dataset(path, split=split, format=format_name, workers=workers, options=options)
     click.echo(
         f"{report.source} ({report.format or 'unknown format'}): {report.images_checked} images checked"
     )
@@ -115,6 +120,8 @@ def validate(
         click.echo(f"Fixed copy written to {fix_dir}:")
         for change in changes or ["nothing needed fixing; the copy equals the input"]:
             click.echo(f"  - {change}")
+    if not report.readable:
+        sys.exit(2)
     if report.errors:
         sys.exit(1)
 
@@ -129,7 +136,9 @@ def validate(
     help="Folder for stats.json and the PNG plots (class histogram, box sizes, sample grid).",
 )
 @handle_errors
-def stats(path: str, split: str | None, format_name: str, out_dir: Path | None) -> None:
+def stats(
+    path: str, split: str | None, format_name: str, format_options: tuple[str, ...], out_dir: Path | None
+) -> None:
     """Print counts, box sizes and image sizes of the dataset at PATH; with --out, write JSON and plots."""
     from yolox_sdk.data.conversion import check_output_folder
     from yolox_sdk.data.formats import load_dataset, resolve_dataset_path
@@ -137,7 +146,9 @@ def stats(path: str, split: str | None, format_name: str, out_dir: Path | None) 
 
     if out_dir is not None:
         check_output_folder(out_dir, resolve_dataset_path(path)[0], force=True)
-    dataset = load_dataset(path, split=split, format=format_name)
+    dataset = load_dataset(
+        path, split=split, format=format_name, options=parse_format_options(format_options)
+    )
     numbers = dataset_statistics(dataset)
     for line in summary_lines(numbers):
         click.echo(line)
@@ -158,6 +169,7 @@ def stats(path: str, split: str | None, format_name: str, out_dir: Path | None) 
 )
 @click.option("--split", default=None, help="Split of the input to read (default: everything).")
 @click.option("--format", "format_name", default="auto", show_default=True, help=FORMAT_HELP)
+@format_option_flag
 @click.option(
     "--out",
     "out_dir",
@@ -175,6 +187,7 @@ def split(
     seed: int,
     split: str | None,
     format_name: str,
+    format_options: tuple[str, ...],
     out_dir: Path | None,
     copy: bool,
     force: bool,
@@ -190,7 +203,9 @@ def split(
     resolved = resolve_dataset_path(path)[0]
     out_dir = out_dir or Path.cwd() / f"{(resolved if resolved.is_dir() else resolved.parent).name}_split"
     check_output_folder(out_dir, resolved, force)
-    dataset = load_dataset(path, split=split, format=format_name)
+    dataset = load_dataset(
+        path, split=split, format=format_name, options=parse_format_options(format_options)
+    )
     result = split_dataset(dataset, val=val, test=test, seed=seed)
     lists = write_split_lists(dataset, result, out_dir)
     names = list(result.indices)
@@ -214,13 +229,20 @@ def split(
 @click.option("--to", "to_format", required=True, help="Target format plugin (e.g. coco, voc, yolo).")
 @click.argument("out_dir", type=click.Path(path_type=Path))
 @click.option("--from", "from_format", default="auto", show_default=True, help=FORMAT_HELP)
+@format_option_flag
 @click.option("--split", default=None, help=SPLIT_HELP)
 @click.option(
     "--force", is_flag=True, help="Replace an earlier dataset in OUT_DIR (its files are deleted first)."
 )
 @handle_errors
 def convert(
-    source: str, to_format: str, out_dir: Path, from_format: str, split: str | None, force: bool
+    source: str,
+    to_format: str,
+    out_dir: Path,
+    from_format: str,
+    format_options: tuple[str, ...],
+    split: str | None,
+    force: bool,
 ) -> None:
     """Convert the dataset at SOURCE to another format, written into OUT_DIR (SOURCE is never written).
 
@@ -229,7 +251,8 @@ def convert(
     """
     from yolox_sdk.data.conversion import convert_dataset
 
-    result = convert_dataset(source, to_format, out_dir, from_format, split, force)
+    options = parse_format_options(format_options)
+    result = convert_dataset(source, to_format, out_dir, from_format, split, force, source_options=options)
     dataset = result.dataset
     if result.removed:
         click.echo(f"Deleted the earlier dataset in {out_dir} ({result.removed} files) before writing.")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from yolox_sdk.cli.common import FiniteFloatRange, handle_errors
+from yolox_sdk.cli.common import FiniteFloatRange, format_option_flag, handle_errors, parse_format_options
 
 _config_argument = click.argument(
     "config_path", metavar="CONFIG", type=click.Path(dir_okay=False, path_type=Path)
@@ -80,6 +80,7 @@ def train(
 @click.option("--data", "data_path", required=True, help="Dataset path or catalog name.")
 @click.option("--split", default=None, help="Split to evaluate (e.g. val).")
 @click.option("--format", "format_name", default="auto", show_default=True)
+@format_option_flag
 @click.option(
     "--batch-size",
     type=click.IntRange(1, 4096),
@@ -104,7 +105,29 @@ def train(
 )
 @click.option("--device", default="auto", show_default=True)
 @click.option(
-    "--out", "out_json", type=click.Path(dir_okay=False, path_type=Path), help="Write metrics JSON here."
+    "--out",
+    "out_path",
+    type=click.Path(path_type=Path),
+    help="Folder for eval.json and the figures [default: <checkpoint stem>_eval/ beside CHECKPOINT]; a path "
+    "ending in .json is the metrics file instead, with the figures beside it.",
+)
+@click.option(
+    "--errors",
+    is_flag=True,
+    help="Also classify every error TIDE-style (classification, localisation, both, duplicate, background, "
+    "missed) with the AP50 fixing each would gain, and draw the worst images.",
+)
+@click.option(
+    "--deploy-conf",
+    type=FiniteFloatRange(0, 1),
+    help="Confidence of the confusion matrix and worst images [default: the recommended threshold].",
+)
+@click.option(
+    "--gallery-size",
+    type=click.IntRange(0, 1000),
+    default=16,
+    show_default=True,
+    help="How many worst images --errors draws.",
 )
 @handle_errors
 def evaluate(
@@ -112,27 +135,61 @@ def evaluate(
     data_path: str,
     split: str | None,
     format_name: str,
+    format_options: tuple[str, ...],
     batch_size: int | None,
     conf: float | None,
     nms: float | None,
     class_agnostic_nms: bool | None,
     device: str,
-    out_json: Path | None,
+    out_path: Path | None,
+    errors: bool,
+    deploy_conf: float | None,
+    gallery_size: int,
 ) -> None:
-    """Evaluate CHECKPOINT on a dataset with pycocotools and print the per-class table.
+    """Evaluate CHECKPOINT on a dataset with pycocotools; print the per-class table and the recommended
+    confidence threshold; write precision-recall, F1 and confusion-matrix figures with their numbers.
 
     Thresholds and NMS default to the evaluation settings CHECKPOINT was trained with, so the numbers are
     those its training measured; the options override them one by one.
     """
-    from yolox_sdk.engine.jobs import evaluate_checkpoint
+    from yolox_sdk.engine.jobs import evaluate as evaluate_with_analysis
 
-    result = evaluate_checkpoint(
-        checkpoint, data_path, split, format_name, batch_size, conf, nms, device, class_agnostic_nms
+    report = evaluate_with_analysis(
+        checkpoint,
+        data_path,
+        split,
+        format_name,
+        batch_size,
+        conf,
+        nms,
+        device,
+        class_agnostic_nms,
+        format_options=parse_format_options(format_options),
+        errors=errors,
+        deploy_conf=deploy_conf,
     )
-    click.echo(result.table())
-    out_json = out_json or checkpoint.with_name(f"{checkpoint.stem}_eval.json")
-    result.to_json(out_json)
-    click.echo(f"Metrics written to {out_json}")
+    click.echo(report.table())
+    out_path = out_path or checkpoint.with_name(f"{checkpoint.stem}_eval")
+    if out_path.suffix.lower() == ".json":
+        files = report.write(out_path.parent, json_path=out_path, gallery_size=gallery_size)
+    else:
+        files = report.write(out_path, gallery_size=gallery_size)
+    click.echo(report.summary())
+    click.echo(f"Metrics written to {files['eval']}")
+    click.echo(f"Figures and their numbers (JSON) written to {files['pr_curve'].parent}")
+    if "worst_images" in files:
+        click.echo(f"Worst images written to {files['worst_images']}")
+
+
+class _ConfidenceOrAuto(FiniteFloatRange):
+    """A confidence in [0, 1], or ``auto``: the recommended threshold saved in the checkpoint."""
+
+    name = "float|auto"
+
+    def convert(self, value: object, param: click.Parameter | None, ctx: click.Context | None) -> object:
+        if isinstance(value, str) and value.strip().lower() == "auto":
+            return "auto"
+        return super().convert(value, param, ctx)
 
 
 @click.command()
@@ -145,13 +202,20 @@ def evaluate(
     default="predictions",
     show_default=True,
 )
-@click.option("--conf", default=0.3, show_default=True, type=FiniteFloatRange(0, 1))
+@click.option(
+    "--conf",
+    default=0.3,
+    show_default=True,
+    type=_ConfidenceOrAuto(0, 1),
+    help="Minimum score kept, or 'auto': the threshold with the best F1 measured by `yolox-sdk run` and "
+    "saved in CHECKPOINT (0.3 when it has none).",
+)
 @click.option("--nms", default=0.45, show_default=True, type=FiniteFloatRange(0, 1))
 @click.option("--device", default="auto", show_default=True)
 @click.option("--strict", is_flag=True, help="Exit with status 1 when any image could not be read.")
 @handle_errors
 def predict(
-    checkpoint: Path, source: Path, out_dir: Path, conf: float, nms: float, device: str, strict: bool
+    checkpoint: Path, source: Path, out_dir: Path, conf: float | str, nms: float, device: str, strict: bool
 ) -> None:
     """Detect objects in SOURCE (an image or a folder); write annotated images and detections.json.
 
@@ -161,7 +225,12 @@ def predict(
     from yolox_sdk.evaluation.predict import Predictor, predict_to_folder, read_skipped
 
     predictor = Predictor.from_checkpoint(checkpoint, device=str(resolve_device(device)))
-    json_path = predict_to_folder(predictor, source, out_dir, conf=conf, nms=nms)
+    threshold, note = predictor.resolve_conf(conf)
+    if note:
+        click.secho(note, fg="yellow", err=True)
+    elif conf == "auto":
+        click.echo(f"Confidence threshold {threshold:.3f} (recommended, from {checkpoint.name})")
+    json_path = predict_to_folder(predictor, source, out_dir, conf=threshold, nms=nms)
     click.echo(f"Annotated images and {json_path} written to {out_dir}")
     skipped = read_skipped(json_path)
     if skipped:

@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import attrs
 
@@ -178,11 +180,13 @@ def convert_dataset(
     split: str | None = None,
     force: bool = False,
     registry: Registry | None = None,
+    source_options: Mapping[str, Any] | None = None,
 ) -> ConversionResult:
     """Read ``source`` (any registered format) and write it as ``to`` into ``out_dir``.
 
     With ``force``, an earlier dataset in ``out_dir`` is deleted once the source has been read, just before
-    writing (see the module docstring).
+    writing (see the module docstring). ``source_options`` are the source format's options
+    (``data.format_options``).
 
     Raises:
         DatasetError: the source cannot be read, or ``out_dir`` is not a safe place to write (see
@@ -194,7 +198,9 @@ def convert_dataset(
     resolved, _ = resolve_dataset_path(source)
     out_dir = Path(out_dir)
     replace = check_dataset_folder(out_dir, resolved, force, registry)
-    dataset = load_dataset(source, split=split, format=source_format, registry=registry)
+    dataset = load_dataset(
+        source, split=split, format=source_format, options=source_options, registry=registry
+    )
     if replace:
         check_holds_no_source_image(out_dir, dataset)
     removed = empty_folder(out_dir) if replace else 0

@@ -31,7 +31,7 @@ import numpy as np
 
 from yolox_sdk.data.preprocess import read_image
 from yolox_sdk.data.records import ImageRecord
-from yolox_sdk.errors import DatasetError
+from yolox_sdk.errors import DatasetError, DataUnavailableError
 from yolox_sdk.files import write_text_atomically
 
 log = logging.getLogger(__name__)
@@ -249,7 +249,7 @@ def _write_disk_cache(
     needed = len(records) * input_size[0] * input_size[1] * 3
     free = shutil.disk_usage(folder).free
     if needed > free:
-        raise DatasetError(
+        raise DataUnavailableError(
             f"The disk image cache needs {needed / 1e9:.1f} GB in {folder} but only {free / 1e9:.1f} GB are "
             "free. Free some space, point the cache elsewhere, or use data.cache_mode: none."
         )

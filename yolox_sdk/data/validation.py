@@ -23,7 +23,7 @@ import re
 import shutil
 import tempfile
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -156,12 +156,15 @@ class ValidationReport:
         format: the format plugin that read it ("" when none could).
         images_checked: how many image files were inspected.
         issues: one ``Issue`` per problem, in the order first found.
+        readable: whether the annotations could be read at all as given (format, split, options); when
+            not, only the image files were checked and the issues say why (``data validate`` exits 2).
     """
 
     source: str
     format: str = ""
     images_checked: int = 0
     issues: dict[str, Issue] = attrs.field(factory=dict)
+    readable: bool = True
 
     def add(self, problem: str, location: str, severity: str | None = None, count: int = 1) -> None:
         """Count ``count`` occurrences of ``problem`` at ``location``."""
@@ -196,6 +199,7 @@ class ValidationReport:
             "source": self.source,
             "format": self.format,
             "images_checked": self.images_checked,
+            "readable": self.readable,
             "errors": self.errors,
             "warnings": self.warnings,
             "ok": self.ok,
@@ -393,7 +397,12 @@ def _check_labels(
 
 
 def _load_for_validation(
-    path: str | Path, split: str | None, format_name: str, registry: Registry, report: ValidationReport
+    path: str | Path,
+    split: str | None,
+    format_name: str,
+    registry: Registry,
+    report: ValidationReport,
+    options: Mapping[str, Any] | None = None,
 ) -> _Loaded:
     resolved, catalog_format = resolve_dataset_path(path)
     root = resolved if resolved.is_dir() else resolved.parent
@@ -409,7 +418,7 @@ def _load_for_validation(
             report.add(UNREADABLE_ANNOTATIONS, str(error))
             return _Loaded(None, root, "")
     report.format = name
-    stage, check = _check_labels(create_format(name, registry), root)
+    stage, check = _check_labels(create_format(name, registry, options), root)
     for problem in check.problems:
         report.add(problem.problem, problem.where, problem.severity)
     target = resolved
@@ -418,7 +427,9 @@ def _load_for_validation(
     loaded = _Loaded(None, root, name, stage, check)
     try:
         with _quiet_readers():
-            loaded.dataset = load_dataset(target, split=split, format=name, registry=registry)
+            loaded.dataset = load_dataset(
+                target, split=split, format=name, options=options, registry=registry
+            )
     except DatasetError as error:
         report.add(_problem_of_error(error), loaded.original_text(str(error)))
     return loaded
@@ -477,24 +488,32 @@ def validate_dataset(
     format: str = "auto",
     workers: int | None = None,
     registry: Registry | None = None,
+    options: Mapping[str, Any] | None = None,
 ) -> ValidationReport:
     """Check every image and label of the dataset at ``path`` (see the module docstring).
 
     Images are the dataset's records plus, when no split is chosen, every image file under the dataset
-    folder (so an image a reader skipped or nobody references is still checked). Never writes anything.
+    folder (so an image a reader skipped or nobody references is still checked). ``options`` are the
+    format's (``data.format_options``). Never writes anything.
     """
-    report, loaded = _validate(path, split, format, workers, registry)
+    report, loaded = _validate(path, split, format, workers, registry, options)
     loaded.close()
     return report
 
 
 def _validate(
-    path: str | Path, split: str | None, format: str, workers: int | None, registry: Registry | None
+    path: str | Path,
+    split: str | None,
+    format: str,
+    workers: int | None,
+    registry: Registry | None,
+    options: Mapping[str, Any] | None = None,
 ) -> tuple[ValidationReport, _Loaded]:
     registry = registry or get_registry()
     report = ValidationReport(str(path))
-    loaded = _load_for_validation(path, split, format, registry, report)
+    loaded = _load_for_validation(path, split, format, registry, report, options)
     dataset = loaded.dataset
+    report.readable = dataset is not None
     record_paths = [loaded.original_path(r.image_path) for r in dataset.records] if dataset else []
     on_disk = list_images(loaded.root) if split is None or dataset is None else []
     images = list(dict.fromkeys([*record_paths, *on_disk]))
@@ -563,6 +582,7 @@ def fix_dataset(
     workers: int | None = None,
     registry: Registry | None = None,
     replace: bool = False,
+    options: Mapping[str, Any] | None = None,
 ) -> tuple[ValidationReport, list[str]]:
     """Validate ``path`` and write a cleaned copy in the same format into ``out_dir``.
 
@@ -582,7 +602,7 @@ def fix_dataset(
         DatasetError: the dataset cannot be read at all, so there is nothing to write.
     """
     registry = registry or get_registry()
-    report, loaded = _validate(path, split, format, workers, registry)
+    report, loaded = _validate(path, split, format, workers, registry, options)
     try:
         if loaded.dataset is None:
             raise DatasetError(

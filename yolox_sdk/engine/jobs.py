@@ -9,20 +9,24 @@ function training uses too, so ``eval_<split>.json`` and ``yolox-sdk eval`` meas
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import attrs
 
-from yolox_sdk.checkpoints.format import load_checkpoint
+from yolox_sdk.checkpoints.format import Checkpoint, load_checkpoint, save_checkpoint
 from yolox_sdk.config.loader import parse_override
 from yolox_sdk.config.schema import Config
 from yolox_sdk.engine import distributed, setup
 from yolox_sdk.engine.devices import resolve_device
 from yolox_sdk.engine.trainer import TrainResult, train
 from yolox_sdk.errors import ConfigError
+from yolox_sdk.evaluation.coco_eval import EvalResult
+from yolox_sdk.evaluation.report import EvaluationReport, analyse_evaluation
 from yolox_sdk.evaluation.runner import (
     checkpoint_evaluation_settings,
+    dataset_for_checkpoint,
     evaluate_checkpoint_weights,
     evaluation_settings,
 )
@@ -34,15 +38,21 @@ EXPORT_SAMPLE_IMAGES = 4
 
 @attrs.frozen
 class RunResult:
-    """Training, evaluation and export results of ``run_pipeline``."""
+    """Training, evaluation and export results of ``run_pipeline``; ``report`` holds the evaluation's
+    curves, confusion matrix, error analysis and recommended threshold."""
 
     train: TrainResult
     evaluation: Any
     exports: list[Any]
+    report: EvaluationReport | None = None
 
 
 def run_pipeline(config: Config, resume_dir: Path | None = None) -> RunResult:
     """Train as ``config`` says, evaluate the best checkpoint (on the test split if set, else val), export it.
+
+    The evaluation writes ``eval_<split>.json`` and its analysis (curves, confusion matrix, error analysis,
+    worst images) into ``eval_<split>/`` of the run directory, and stores the recommended confidence
+    threshold in ``best.pt`` before exporting, so exports and ``predict --conf auto`` carry it.
 
     Under torchrun every process trains; only rank 0 evaluates and exports (the others return with
     ``evaluation`` None and no exports), so the files are written once.
@@ -60,11 +70,26 @@ def run_pipeline(config: Config, resume_dir: Path | None = None) -> RunResult:
     evaluation = evaluate_checkpoint_weights(
         checkpoint, dataset, evaluation_settings(config), resolve_device(config.device)
     )
-    evaluation.to_json(result.run_dir / f"eval_{which}.json")
+    report = analyse_evaluation(
+        evaluation, dataset.class_names, [record.image_path for record in dataset.records], errors=True
+    )
+    report.write(result.run_dir / f"eval_{which}", json_path=result.run_dir / f"eval_{which}.json")
+    _record_recommended_conf(result.best_checkpoint, checkpoint, report.recommended_conf)
+    log.info(
+        "Evaluation analysis of the best checkpoint written to %s; recommended confidence threshold: %s",
+        result.run_dir / f"eval_{which}",
+        "none (no predictions)" if report.recommended_conf is None else f"{report.recommended_conf:.3f}",
+    )
     samples = [record.image_path for record in dataset.records[:EXPORT_SAMPLE_IMAGES]]
     out_dir = Path(config.export.output_dir) if config.export.output_dir else result.run_dir / "export"
     exports = _export(result.best_checkpoint, config.export.formats, config.export.options, out_dir, samples)
-    return RunResult(result, evaluation, exports)
+    return RunResult(result, evaluation, exports, report)
+
+
+def _record_recommended_conf(path: Path, checkpoint: Checkpoint, conf: float | None) -> None:
+    """Store the measured threshold in the checkpoint file (rewritten atomically, all else kept)."""
+    if conf is not None:
+        save_checkpoint(path, attrs.evolve(checkpoint, recommended_conf=conf))
 
 
 def _export(
@@ -87,9 +112,73 @@ def evaluate_checkpoint(
     nms: float | None = None,
     device: str = "auto",
     class_agnostic_nms: bool | None = None,
-) -> Any:
+    format_options: Mapping[str, Any] | None = None,
+) -> EvalResult:
     """Evaluate a checkpoint on a dataset (``yolox-sdk eval``) with the evaluation settings it was trained
-    with; ``batch_size``, ``conf``, ``nms`` and ``class_agnostic_nms`` override them when not ``None``."""
+    with; ``batch_size``, ``conf``, ``nms`` and ``class_agnostic_nms`` override them when not ``None``.
+    ``format_options`` are the dataset format's (``data.format_options``)."""
+    return _evaluate_on_data(
+        checkpoint_path,
+        data,
+        split,
+        format_name,
+        batch_size,
+        conf,
+        nms,
+        device,
+        class_agnostic_nms,
+        format_options,
+    )[0]
+
+
+def evaluate(
+    checkpoint_path: Path | str,
+    data: str,
+    split: str | None = None,
+    format_name: str = "auto",
+    batch_size: int | None = None,
+    conf: float | None = None,
+    nms: float | None = None,
+    device: str = "auto",
+    class_agnostic_nms: bool | None = None,
+    format_options: Mapping[str, Any] | None = None,
+    errors: bool = False,
+    deploy_conf: float | None = None,
+) -> EvaluationReport:
+    """``evaluate_checkpoint`` plus what the numbers mean: precision-recall and F1 curves, the recommended
+    confidence threshold, the confusion matrix at ``deploy_conf`` (default: the recommended threshold)
+    and, with ``errors``, the TIDE-style error analysis. ``report.write(folder)`` writes the figures.
+    """
+    result, dataset = _evaluate_on_data(
+        checkpoint_path,
+        data,
+        split,
+        format_name,
+        batch_size,
+        conf,
+        nms,
+        device,
+        class_agnostic_nms,
+        format_options,
+    )
+    image_paths = [record.image_path for record in dataset.records]
+    return analyse_evaluation(
+        result, dataset.class_names, image_paths, deploy_conf=deploy_conf, errors=errors
+    )
+
+
+def _evaluate_on_data(
+    checkpoint_path: Path | str,
+    data: str,
+    split: str | None,
+    format_name: str,
+    batch_size: int | None,
+    conf: float | None,
+    nms: float | None,
+    device: str,
+    class_agnostic_nms: bool | None,
+    format_options: Mapping[str, Any] | None,
+) -> tuple[EvalResult, Any]:
     from yolox_sdk.data.formats import load_dataset
 
     checkpoint = load_checkpoint(checkpoint_path)
@@ -100,8 +189,9 @@ def evaluate_checkpoint(
         nms_threshold=nms,
         class_agnostic_nms=class_agnostic_nms,
     )
-    dataset = setup.align_classes(load_dataset(data, split=split, format=format_name), checkpoint.class_names)
-    return evaluate_checkpoint_weights(checkpoint, dataset, settings, resolve_device(device))
+    dataset = load_dataset(data, split=split, format=format_name, options=format_options)
+    dataset = dataset_for_checkpoint(dataset, checkpoint.class_names, checkpoint_path)
+    return evaluate_checkpoint_weights(checkpoint, dataset, settings, resolve_device(device)), dataset
 
 
 def export_from_cli(
