@@ -25,6 +25,7 @@ _API = {
     "train": "yolox_sdk.engine.trainer",
     "run_pipeline": "yolox_sdk.engine.jobs",
     "evaluate_checkpoint": "yolox_sdk.engine.jobs",
+    "evaluate": "yolox_sdk.engine.jobs",
     "compare": "yolox_sdk.evaluation.compare",
     "load_dataset": "yolox_sdk.data.formats",
     "Predictor": "yolox_sdk.evaluation.predict",

@@ -54,6 +54,8 @@ class Checkpoint:
         training_state: optimizer, epoch, iteration, RNG, metrics (empty for inference-only files).
         lineage: where the weights came from (parent weights, dataset fingerprint, versions, git commit;
             see ``yolox_sdk.engine.lineage``); empty for files written before lineage existed.
+        recommended_conf: the confidence threshold with the highest F1 on the data ``yolox-sdk run``
+            evaluated it on (``predict --conf auto`` and exports use it); ``None`` when never measured.
     """
 
     model: dict[str, torch.Tensor]
@@ -64,6 +66,7 @@ class Checkpoint:
     sdk_version: str = ""
     training_state: dict[str, Any] = attrs.field(factory=dict)
     lineage: dict[str, Any] = attrs.field(factory=dict)
+    recommended_conf: float | None = None
 
     @property
     def inference_weights(self) -> dict[str, torch.Tensor]:
@@ -93,6 +96,11 @@ def save_checkpoint(path: Path, checkpoint: Checkpoint, keep_previous: Path | No
             "config": checkpoint.config,
             "sdk_version": checkpoint.sdk_version or _sdk_version(),
             "lineage": checkpoint.lineage,
+            **(
+                {}
+                if checkpoint.recommended_conf is None
+                else {"recommended_conf": checkpoint.recommended_conf}
+            ),
         },
         "training_state": checkpoint.training_state,
     }
@@ -127,6 +135,7 @@ def load_checkpoint(path: Path | str) -> Checkpoint:
         sdk_version=str(meta.get("sdk_version", "")),
         training_state=dict(_section(path, payload, "training_state", Mapping, default={})),
         lineage=_lineage(meta),
+        recommended_conf=_recommended_conf(path, meta),
     )
 
 
@@ -200,6 +209,16 @@ def _spec(path: Path, fields: Mapping[str, Any]) -> ModelSpec:
 def _lineage(meta: Mapping[str, Any]) -> dict[str, Any]:
     lineage = meta.get("lineage")
     return dict(lineage) if isinstance(lineage, Mapping) else {}
+
+
+def _recommended_conf(path: Path, meta: Mapping[str, Any]) -> float | None:
+    """``meta['recommended_conf']``: absent in files written before it existed (or never evaluated)."""
+    value = meta.get("recommended_conf")
+    if value is None:
+        return None
+    if not is_finite_number(value) or not 0 <= value <= 1:
+        raise _damaged(path, f"its recommended_conf should be a number in [0, 1], found {value!r}")
+    return float(value)
 
 
 def _class_names(path: Path, meta: Mapping[str, Any]) -> tuple[str, ...]:

@@ -65,6 +65,9 @@ class EvalResult:
         summary: pycocotools' own printed summary (silenced during evaluation, kept here).
         settings: how the evaluation was run (thresholds, input size, image count, seconds).
         category_ids: the dataset's category id of each class, for mapping back to the source.
+        evaluator: pycocotools' evaluated and accumulated ``COCOeval`` (its ``eval["precision"]`` array,
+            per-image matches and the ground truth and detections as ``cocoGt``/``cocoDt``), which the
+            curves and error analysis read instead of recomputing AP; ``None`` for results built by hand.
     """
 
     metrics: dict[str, float]
@@ -72,6 +75,7 @@ class EvalResult:
     summary: str = ""
     settings: dict[str, Any] = attrs.field(factory=dict)
     category_ids: tuple[int, ...] = ()
+    evaluator: COCOeval | None = attrs.field(default=None, eq=False, repr=False)
 
     def table(self) -> str:
         """A plain-text per-class table followed by the summary metrics."""
@@ -225,12 +229,7 @@ def evaluate_detections(
             triple; boxes absolute ``xyxy`` in original image pixels, labels class indices.
         settings: recorded in the result as given.
     """
-    ground_truth = coco_ground_truth(dataset)
-    predicted = _results_coco(ground_truth, coco_results(dataset, detections))
-    evaluator = COCOeval(ground_truth, predicted, "bbox")
-    with contextlib.redirect_stdout(io.StringIO()):
-        evaluator.evaluate()
-        evaluator.accumulate()
+    evaluator = accumulated_evaluator(coco_ground_truth(dataset), coco_results(dataset, detections))
     summary = io.StringIO()
     with contextlib.redirect_stdout(summary):
         evaluator.summarize()
@@ -244,7 +243,33 @@ def evaluate_detections(
         summary=summary.getvalue(),
         settings=dict(settings or {}),
         category_ids=tuple(int(category_id) for category_id in dataset.category_ids),
+        evaluator=evaluator,
     )
+
+
+def accumulated_evaluator(
+    ground_truth: COCO, results: list[dict[str, Any]], iou_thresholds: Sequence[float] | None = None
+) -> COCOeval:
+    """pycocotools' ``COCOeval`` of ``results`` (COCO result dicts) against ``ground_truth``, evaluated and
+    accumulated, its printing silenced. ``iou_thresholds`` replaces COCO's 0.5:0.95 (the error analysis
+    needs only 0.5, and recomputes it once per error type)."""
+    evaluator = COCOeval(ground_truth, _results_coco(ground_truth, results), "bbox")
+    if iou_thresholds is not None:
+        evaluator.params.iouThrs = np.asarray(iou_thresholds, dtype=np.float64)
+    with contextlib.redirect_stdout(io.StringIO()):
+        evaluator.evaluate()
+        evaluator.accumulate()
+    return evaluator
+
+
+def ground_truth_without(ground_truth: COCO, annotation_ids: set[int]) -> COCO:
+    """A copy of ``ground_truth`` without the annotations whose ids are given (the oracle that forgives
+    missed objects)."""
+    content = dict(ground_truth.dataset)
+    content["annotations"] = [
+        annotation for annotation in content["annotations"] if annotation["id"] not in annotation_ids
+    ]
+    return _indexed_coco(content)
 
 
 def _per_class(dataset: DetectionDataset, evaluator: COCOeval) -> list[ClassAP]:

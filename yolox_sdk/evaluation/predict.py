@@ -28,6 +28,11 @@ IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".
 
 ImageInput = str | Path | np.ndarray
 
+# ``predict``'s confidence threshold when none is given, and what ``--conf auto`` falls back to when the
+# checkpoint carries no recommended threshold.
+DEFAULT_CONF = 0.3
+AUTO_CONF = "auto"
+
 log = logging.getLogger(__name__)
 
 
@@ -83,6 +88,7 @@ class Predictor:
         spec: ModelSpec,
         class_names: Sequence[str],
         device: torch.device | str = "cpu",
+        recommended_conf: float | None = None,
     ) -> None:
         if len(class_names) != spec.num_classes:
             raise ConfigError(
@@ -92,6 +98,7 @@ class Predictor:
         self.spec = spec
         self.class_names = tuple(class_names)
         self.device = torch.device(device)
+        self.recommended_conf = recommended_conf
 
     @classmethod
     def from_checkpoint(
@@ -100,7 +107,23 @@ class Predictor:
         """Load one of our checkpoints (EMA weights by default, as evaluated during training)."""
         checkpoint = load_checkpoint(path)
         model = model_from_checkpoint(checkpoint, use_ema=use_ema)
-        return cls(model, checkpoint.spec, checkpoint.class_names, device)
+        return cls(model, checkpoint.spec, checkpoint.class_names, device, checkpoint.recommended_conf)
+
+    def resolve_conf(self, conf: float | str) -> tuple[float, str | None]:
+        """The confidence threshold ``conf`` stands for, and a note when ``auto`` had to fall back.
+
+        ``auto`` is the recommended threshold the checkpoint carries (max F1 where ``yolox-sdk run``
+        evaluated it), else ``DEFAULT_CONF``; a number is itself.
+        """
+        if conf != AUTO_CONF:
+            return float(conf), None
+        if self.recommended_conf is not None:
+            return self.recommended_conf, None
+        return DEFAULT_CONF, (
+            f"The checkpoint carries no recommended confidence threshold (it was not written by `yolox-sdk run`, "
+            f"or by an older SDK); --conf auto uses {DEFAULT_CONF}. Run `yolox-sdk eval CHECKPOINT --data ...` "
+            "to measure one, then pass it as --conf."
+        )
 
     @property
     def input_size(self) -> tuple[int, int]:

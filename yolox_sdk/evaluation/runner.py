@@ -24,7 +24,8 @@ from yolox_sdk.checkpoints.format import Checkpoint
 from yolox_sdk.config.schema import Config, EvaluationConfig
 from yolox_sdk.config.structure import structure_options
 from yolox_sdk.data.records import DetectionDataset
-from yolox_sdk.errors import ConfigError
+from yolox_sdk.data.training_data import align_classes
+from yolox_sdk.errors import ConfigError, DatasetError
 from yolox_sdk.evaluation.coco_eval import EvalResult, evaluate
 from yolox_sdk.models.factory import model_from_checkpoint
 
@@ -87,6 +88,37 @@ def evaluate_model(
         class_agnostic=settings.class_agnostic_nms,
         device=str(device),
     )
+
+
+def dataset_for_checkpoint(
+    dataset: DetectionDataset, class_names: tuple[str, ...], checkpoint_path: Any = "the checkpoint"
+) -> DetectionDataset:
+    """``dataset`` with its labels re-indexed to the checkpoint's ``class_names``, or a clear error.
+
+    Classes are matched by name: the same names in another order are mapped (and the mapping logged);
+    a dataset with no images, or whose boxes use a class the model does not know, cannot be evaluated.
+
+    Raises:
+        DatasetError: naming the dataset, the checkpoint and both class lists.
+    """
+    source = dataset.source if dataset.source is not None else "the dataset"
+    if not dataset.records:
+        raise DatasetError(f"{source} holds no images to evaluate on. Check the path and --split.")
+    if tuple(dataset.class_names) == tuple(class_names):
+        return dataset
+    used = {dataset.class_names[int(label)] for record in dataset.records for label in record.labels}
+    unknown = sorted(used - set(class_names))
+    if unknown:
+        raise DatasetError(
+            f"{source} has boxes of classes the model in {checkpoint_path} was not trained on: "
+            f"{', '.join(unknown)}. The dataset's classes are [{', '.join(dataset.class_names)}]; the model's are "
+            f"[{', '.join(class_names)}]. Evaluate on data labelled with the model's classes (names must match)."
+        )
+    mapping = ", ".join(
+        f"{name} -> {class_names.index(name)}" for name in dataset.class_names if name in class_names
+    )
+    log.info("%s lists its classes in another order than the model; mapped by name: %s", source, mapping)
+    return align_classes(dataset, class_names)
 
 
 def evaluate_checkpoint_weights(

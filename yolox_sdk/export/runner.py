@@ -26,18 +26,23 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+# ``float``: the confidence threshold with the highest F1 where the model was evaluated; sent only when the
+# checkpoint carries one (``Checkpoint.recommended_conf``, written by ``yolox-sdk run``).
+METADATA_RECOMMENDED_CONF = "recommended_conf"
+
 
 def export_metadata(checkpoint: Checkpoint, file_stem: str = "model") -> dict[str, Any]:
     """What exporters receive as ``metadata``: enough to use the exported file without the checkpoint.
 
     Keys: ``class_names``, ``input_size`` ``[height, width]``, the spec's fields (``name`` as
-    ``model_name``), ``sdk_version`` (of the SDK exporting) and ``file_stem`` (the exported files' name).
+    ``model_name``), ``sdk_version`` (of the SDK exporting) and ``file_stem`` (the exported files' name);
+    ``recommended_conf`` too when the checkpoint has one, so a deployed model knows its threshold.
     """
     from yolox_sdk import __version__
 
     spec = attrs.asdict(checkpoint.spec)
     spec["model_name"] = spec.pop("name")
-    return {
+    metadata = {
         **spec,
         "class_names": list(checkpoint.class_names),
         "input_size": list(checkpoint.spec.input_size),
@@ -45,6 +50,10 @@ def export_metadata(checkpoint: Checkpoint, file_stem: str = "model") -> dict[st
         "trained_with_sdk_version": checkpoint.sdk_version,
         "file_stem": file_stem,
     }
+    recommended = getattr(checkpoint, "recommended_conf", None)  # duck-typed callers may lack it
+    if recommended is not None:
+        metadata[METADATA_RECOMMENDED_CONF] = recommended
+    return metadata
 
 
 def _sample_paths(sample_images: Sequence[Path | str] | Path | str) -> list[Path]:
