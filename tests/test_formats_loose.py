@@ -504,3 +504,18 @@ def test_save_without_split_writes_what_it_always_did(
     save_with_format(create_format("cvat"), dataset, tmp_path / "cvat")
     assert "subset" not in (tmp_path / "cvat" / "annotations.xml").read_text()
     assert json.loads((tmp_path / "coco" / "annotations.json").read_text())["images"]
+
+
+def test_readme_lists_every_option_of_every_builtin_format(registry: Registry) -> None:
+    """The options table of README's "Datasets" section names exactly the fields of each options class."""
+    import attrs
+    from conftest import REPO_ROOT
+
+    text = (REPO_ROOT / "README.md").read_text()
+    section = text[text.index("## Datasets\n") : text.index("\n## ", text.index("## Datasets\n") + 1)]
+    documented = set(re.findall(r"^\| `(\w+)` \| `(\w+)` \|", section, flags=re.MULTILINE))
+    builtin = [e for e in registry.entries("dataset_format") if e.origin.distribution == "yolox-sdk"]
+    expected = {
+        (e.name, field.name) for e in builtin if e.options is not None for field in attrs.fields(e.options)
+    }
+    assert documented == expected
