@@ -243,6 +243,23 @@ def test_image_dir_option_and_the_error_that_names_it(bccd_dir: Path, tmp_path: 
     assert all(record.image_path.parent == root / "photos" for record in dataset.records)
 
 
+def test_image_dir_from_the_command_line(bccd_dir: Path, tmp_path: Path) -> None:
+    """The flag the error names is the one that fixes it."""
+    from click.testing import CliRunner
+
+    from yolox_sdk.cli.main import cli
+
+    root = tmp_path / "dataset"
+    for stem in STEMS:
+        _copy_xml(bccd_dir, stem, root / "annotations", path=None)
+    _link_images(bccd_dir, STEMS, root / "photos")
+    failed = CliRunner().invoke(cli, ["data", "info", str(root)])
+    assert failed.exit_code != 0 and "--format-option image_dir=PATH" in failed.output
+    result = CliRunner().invoke(cli, ["data", "info", str(root), "--format-option", "image_dir=photos"])
+    assert result.exit_code == 0, result.output
+    assert "voc" in result.output and "12" in result.output
+
+
 def test_a_path_outside_the_dataset_is_not_followed(bccd_dir: Path, tmp_path: Path) -> None:
     """<path> naming a real image elsewhere on the machine: not read; the error says where it looked."""
     root = tmp_path / "dataset"
