@@ -377,6 +377,17 @@ def test_yolo_split_path_leading_out_still_refused_when_no_folder_matches(
         create_format("yolo").load(root, "val")
 
 
+def test_yolo_split_path_found_nowhere_says_where_it_looked(
+    strict_subset: DetectionDataset, tmp_path: Path
+) -> None:
+    root = tmp_path / "wrong"
+    _roboflow_yolo(strict_subset, root)
+    shutil.rmtree(root / "valid")
+    (root / "data.yaml").write_text(yaml.safe_dump({"names": ["a"], "val": "nowhere/images"}))
+    with pytest.raises(DatasetError, match=r"'val: nowhere/images'.*no val/images or images/val folder"):
+        create_format("yolo").load(root, "val")
+
+
 def test_coco_layouts_find_their_images(
     strict_subset: DetectionDataset, bccd_dir: Path, tmp_path: Path, registry: Registry
 ) -> None:

@@ -160,7 +160,7 @@ def _images_of(entry: Any, base: Path, yaml_path: Path, key: str) -> list[Path]:
         else:
             raise DatasetError(
                 f"{yaml_path}: '{key}: {item}' points to {target}, which is neither a folder of images nor a "
-                ".txt list of images, and there is no {key}/images or images/{key} folder beside the YAML. "
+                f".txt list of images, and there is no {key}/images or images/{key} folder beside the YAML. "
                 "Fix the path (it is relative to the 'path' key or the YAML's folder)."
             )
     return images
