@@ -103,6 +103,7 @@ def test_unknown_class_name_with_class_names_given(bccd_dir: Path, tmp_path: Pat
     assert str(source / "Annotations" / "BloodImage_00000.xml") in message
     assert "class 'WBC' is not in data.format_options.class_names" in message
     assert "Did you mean 'WBCs'" in message
+    assert "--format-option class_names=[RBC,WBCs,Platelets,WBC] on the command line" in message
 
 
 def test_xml_without_size_reads_the_image(bccd_dir: Path, tmp_path: Path) -> None:

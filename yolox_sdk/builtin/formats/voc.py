@@ -56,6 +56,7 @@ from yolox_sdk.data.format_support import (
     assemble_dataset,
     export_image,
     format_coordinate,
+    format_option_hint,
     image_dir_hint,
     image_in_folder,
     no_images_error,
@@ -382,10 +383,11 @@ def _class_names(annotations: Sequence[VocAnnotation], given: list[str] | None) 
     for annotation in annotations:
         for obj in annotation.objects:
             if obj.name not in given:
+                extended = "[" + ",".join([*given, obj.name]) + "]"
                 raise DatasetError(
                     f"{obj.where}: class '{obj.name}' is not in data.format_options.class_names "
-                    f"({', '.join(given)}).{did_you_mean(obj.name, given)} Add it to class_names or fix the "
-                    "annotation."
+                    f"({', '.join(given)}).{did_you_mean(obj.name, given)} Add it to "
+                    f"{format_option_hint('class_names', extended)}, or fix the annotation."
                 )
     return list(given)
 
