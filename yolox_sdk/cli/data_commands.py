@@ -14,6 +14,7 @@ from typing import Any
 import click
 
 from yolox_sdk.cli.common import FiniteFloatRange, format_option_flag, handle_errors, parse_format_options
+from yolox_sdk.data.near_duplicates import NEAR_DUPLICATE_DISTANCE
 
 SPLIT_HELP = "Split to read (VOC ImageSets name, YOLO data.yaml key, COCO file suffix)."
 FORMAT_HELP = "Dataset format plugin of the input (auto-detected by default)."
@@ -179,6 +180,17 @@ def stats(
 )
 @click.option("--copy", is_flag=True, help="Also write one dataset per split (same format) under --out.")
 @click.option("--force", is_flag=True, help="Write into a non-empty --out folder.")
+@click.option(
+    "--near-duplicate-distance",
+    type=click.IntRange(0, 64),
+    default=NEAR_DUPLICATE_DISTANCE,
+    show_default=True,
+    help="Keep images whose 128-bit difference hashes differ in at most this many bits in one split "
+    "(0: byte-identical images only).",
+)
+@click.option(
+    "--no-group-duplicates", is_flag=True, help="Split duplicate images independently (the old behaviour)."
+)
 @handle_errors
 def split(
     path: str,
@@ -191,14 +203,23 @@ def split(
     out_dir: Path | None,
     copy: bool,
     force: bool,
+    near_duplicate_distance: int,
+    no_group_duplicates: bool,
 ) -> None:
-    """Split the dataset at PATH into train/val/test, stratified so rare classes land in every split.
+    """Split the dataset at PATH into train/val/test, stratified so rare classes land in every split, with
+    duplicate and near-duplicate images kept in one split.
 
-    Writes one image path (relative to the dataset folder) per line into <out>/<split>.txt.
+    Writes one image path (relative to the dataset folder) per line into <out>/<split>.txt; give such a
+    file as --split or data.<which>_split to read that split.
     """
-    from yolox_sdk.data.conversion import check_output_folder, save_dataset
+    from yolox_sdk.data.conversion import check_output_folder
     from yolox_sdk.data.formats import load_dataset, resolve_dataset_path
-    from yolox_sdk.data.splitting import class_box_counts, split_dataset, write_split_lists
+    from yolox_sdk.data.splitting import (
+        class_box_counts,
+        duplicate_image_groups,
+        split_dataset,
+        write_split_lists,
+    )
 
     resolved = resolve_dataset_path(path)[0]
     out_dir = out_dir or Path.cwd() / f"{(resolved if resolved.is_dir() else resolved.parent).name}_split"
@@ -206,7 +227,8 @@ def split(
     dataset = load_dataset(
         path, split=split, format=format_name, options=parse_format_options(format_options)
     )
-    result = split_dataset(dataset, val=val, test=test, seed=seed)
+    groups = [] if no_group_duplicates else duplicate_image_groups(dataset, near_duplicate_distance)
+    result = split_dataset(dataset, val=val, test=test, seed=seed, groups=groups)
     lists = write_split_lists(dataset, result, out_dir)
     names = list(result.indices)
     click.echo(f"{len(dataset)} images split with seed {seed}:")
@@ -215,13 +237,61 @@ def split(
     counts = {n: class_box_counts(result.records(dataset, n), dataset.num_classes) for n in names}
     for index, class_name in enumerate(dataset.class_names):
         click.echo(f"{class_name[:23]:<24}" + "".join(f"{counts[n][index]:>10}" for n in names))
+    _echo_groups(dataset, groups, no_group_duplicates, near_duplicate_distance)
     click.echo(f"Split lists: {', '.join(str(p) for p in lists)}")
+    _echo_how_to_use(path, resolved, dict(zip(names, lists, strict=True)), format_name)
     if copy:
-        for name in names:
-            warnings = save_dataset(result.subset(dataset, name), dataset.format, out_dir / name)
-            click.echo(f"Wrote the {name} split as {dataset.format} to {out_dir / name}")
-            for warning in warnings:
-                click.secho(f"  warning: {warning}", fg="yellow")
+        _write_copies(dataset, result, out_dir)
+
+
+def _echo_groups(dataset: Any, groups: list[tuple[int, ...]], off: bool, distance: int) -> None:
+    if off:
+        click.echo("Duplicate images were not grouped (--no-group-duplicates).")
+        return
+    kind = "byte-identical" if distance == 0 else f"identical or near-duplicate (<= {distance} bits)"
+    images = sum(len(group) for group in groups)
+    click.echo(f"Kept {len(groups)} group(s) of {kind} images together ({images} images).")
+    for group in groups[:5]:
+        click.echo("  " + " = ".join(dataset.records[i].image_path.name for i in group))
+
+
+def _echo_how_to_use(path: str, resolved: Path, lists: dict[str, Path], format_name: str) -> None:
+    dataset_path = path if not Path(path).expanduser().exists() else str(resolved.resolve())
+    click.echo("To train on them, in the config:")
+    click.echo("  data:")
+    if format_name != "auto":
+        click.echo(f"    format: {format_name}")
+    for which in ("train", "val", "test"):
+        if which in lists:
+            click.echo(f"    {which}_path: {dataset_path}")
+            click.echo(f"    {which}_split: {lists[which].resolve()}")
+    overrides = " ".join(
+        f"data.{which}_path={dataset_path} data.{which}_split={lists[which].resolve()}"
+        for which in ("train", "val")
+    )
+    click.echo(f"or: yolox-sdk train CONFIG {overrides}")
+    click.echo(
+        f"Other commands: --split {lists['val'].resolve()} (data info/validate/stats/convert, eval --data "
+        f"{dataset_path})"
+    )
+
+
+def _config_key(name: str) -> str:
+    return name if name in ("train", "val", "test") else "train"
+
+
+def _write_copies(dataset: Any, result: Any, out_dir: Path) -> None:
+    from yolox_sdk.data.conversion import save_dataset
+
+    for name in result.indices:
+        warnings = save_dataset(result.subset(dataset, name), dataset.format, out_dir / name, split=name)
+        click.echo(
+            f"Wrote the {name} split as {dataset.format} to {out_dir / name}: read it as "
+            f"`yolox-sdk data info {out_dir / name} --split {name}` (data.{_config_key(name)}_path: "
+            f"{out_dir / name}, data.{_config_key(name)}_split: {name})"
+        )
+        for warning in warnings:
+            click.secho(f"  warning: {warning}", fg="yellow")
 
 
 @data.command("convert")

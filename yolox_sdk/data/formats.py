@@ -64,6 +64,7 @@ from yolox_sdk.data.format_support import (
     read_yaml,
 )
 from yolox_sdk.data.records import DetectionDataset, ImageRecord, LoadReport
+from yolox_sdk.data.split_lists import find_split_list, is_split_list, select_listed
 from yolox_sdk.errors import DatasetError
 from yolox_sdk.plugins.interfaces import DatasetFormat
 from yolox_sdk.plugins.manager import get_registry
@@ -278,7 +279,9 @@ def load_dataset(
 
     Args:
         path: a file or folder, or a dataset name known to the asset catalog (``bccd``).
-        split: the subset to read, where the format has splits (VOC list, YOLO yaml key, COCO file).
+        split: the subset to read: a split name of the format (VOC list, YOLO yaml key, COCO file), or
+            a split list file of image paths (ends in ``.txt`` or holds a ``/``; what ``data split``
+            writes), read for every format by ``split_lists`` from the whole dataset.
         format: a registered format name, or ``"auto"``: the catalog's format for a named dataset,
             otherwise the one format whose ``detect`` recognises the path.
         options: the format's options as a mapping (``data.format_options``) or an options instance.
@@ -294,8 +297,12 @@ def load_dataset(
     if name == "auto":
         name = catalog_format if catalog_format in registry.names(KIND) else detect_format(resolved, registry)
     reader = create_format(name, registry, options)
-    dataset = reader.load(resolved, split)
-    dataset = _with_origin(dataset, resolved, name)
+    if is_split_list(split):
+        root = resolved if resolved.is_dir() else resolved.parent
+        list_file = find_split_list(str(split), root)
+        dataset = select_listed(_with_origin(reader.load(resolved, None), resolved, name), list_file, root)
+    else:
+        dataset = _with_origin(reader.load(resolved, split), resolved, name)
     for line in dataset.report.lines():
         log.warning("%s: %s", resolved, line)
     return dataset

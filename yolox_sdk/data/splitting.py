@@ -5,16 +5,25 @@ measured. ``split_dataset`` assigns images rarest class first (iterative stratif
 to the split that still lacks that class, or else wants most of it, among the splits that still have room.
 Split sizes are exact (``round(N * fraction)`` for val and test, the rest for train), and the same seed
 always gives the same split.
+
+Images that are the same picture (byte-identical, or near-duplicates: see ``near_duplicates``) must not
+be split, or val measures memory instead of generalisation. ``duplicate_image_groups`` finds them and
+``split_dataset(groups=...)`` places each group as one unit: a unit holds the union of its images'
+classes and takes as many places as it has images. Larger units are placed first within each class pass
+so that they still fit; when one fits nowhere it goes to the split with the most room left, and sizes are
+then as close to the fractions as the groups allow. Without groups the split is the same as before.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import attrs
 import numpy as np
 
+from yolox_sdk.data.near_duplicates import duplicate_groups, hash_images, near_duplicate_pairs
 from yolox_sdk.data.records import DetectionDataset, ImageRecord
 from yolox_sdk.errors import DatasetError
 
@@ -49,13 +58,28 @@ def split_sizes(total: int, fractions: Mapping[str, float]) -> dict[str, int]:
     return {name: sizes[name] for name in fractions}
 
 
+def duplicate_image_groups(
+    dataset: DetectionDataset, max_distance: int, workers: int | None = None
+) -> list[tuple[int, ...]]:
+    """Groups (record indices, more than one each) of images that are byte-identical or whose dHashes
+    differ in at most ``max_distance`` of 128 bits (0: byte-identical only); see ``near_duplicates``."""
+    hashes = hash_images([record.image_path for record in dataset.records], workers)
+    return duplicate_groups(len(dataset), near_duplicate_pairs(hashes, max_distance))
+
+
 def split_dataset(
-    dataset: DetectionDataset, val: float = 0.2, test: float = 0.0, seed: int = 0
+    dataset: DetectionDataset,
+    val: float = 0.2,
+    test: float = 0.0,
+    seed: int = 0,
+    groups: Sequence[Sequence[int]] = (),
 ) -> DatasetSplit:
     """Split ``dataset`` into train, val and (when ``test > 0``) test; see the module docstring.
 
+    ``groups`` are sets of record indices that must land in one split (each index in one group at most).
+
     Raises:
-        DatasetError: the fractions are negative or leave nothing for train.
+        DatasetError: the fractions are negative or leave nothing for train, or an index is in two groups.
     """
     if val < 0 or test < 0 or val + test >= 1:
         raise DatasetError(
@@ -66,42 +90,62 @@ def split_dataset(
         fractions["test"] = test
     names = list(fractions)
     capacity = split_sizes(len(dataset), fractions)
+    units = _units(len(dataset), groups)
     rng = np.random.default_rng(seed)
-    order = rng.permutation(len(dataset)).tolist()
-    classes_of = [set(record.labels.tolist()) for record in dataset.records]
+    permutation = rng.permutation(len(units)).tolist()
+    order = sorted(permutation, key=lambda unit: -len(units[unit]))
+    classes_of = [{label for i in unit for label in dataset.records[i].labels.tolist()} for unit in units]
     images_with = np.zeros(dataset.num_classes, dtype=np.int64)
-    for classes in classes_of:
-        for label in classes:
+    for record in dataset.records:
+        for label in set(record.labels.tolist()):
             images_with[label] += 1
     wanted = {name: images_with * fraction for name, fraction in fractions.items()}
     present = {name: np.zeros(dataset.num_classes, dtype=np.int64) for name in names}
     assigned: dict[str, list[int]] = {name: [] for name in names}
-    remaining = set(range(len(dataset)))
+    remaining = set(range(len(units)))
 
-    def place(index: int, label: int | None) -> None:
-        open_splits = [name for name in names if capacity[name] > 0]
-        if label is None:
+    def place(unit: int, label: int | None) -> None:
+        size = len(units[unit])
+        open_splits = [name for name in names if capacity[name] >= size]
+        if not open_splits:
+            chosen = max(names, key=lambda name: capacity[name])
+        elif label is None:
             chosen = max(open_splits, key=lambda name: capacity[name])
         else:
             chosen = max(
                 open_splits,
                 key=lambda name: (present[name][label] == 0, wanted[name][label], capacity[name]),
             )
-        assigned[chosen].append(index)
-        capacity[chosen] -= 1
-        remaining.discard(index)
-        for other in classes_of[index]:
-            wanted[chosen][other] -= 1
-            present[chosen][other] += 1
+        assigned[chosen].extend(units[unit])
+        capacity[chosen] -= size
+        remaining.discard(unit)
+        for index in units[unit]:
+            for other in set(dataset.records[index].labels.tolist()):
+                wanted[chosen][other] -= 1
+                present[chosen][other] += 1
 
     for label in np.argsort(images_with, kind="stable").tolist():
-        for index in order:
-            if index in remaining and label in classes_of[index]:
-                place(index, label)
-    for index in order:
-        if index in remaining:
-            place(index, None)
+        for unit in order:
+            if unit in remaining and label in classes_of[unit]:
+                place(unit, label)
+    for unit in order:
+        if unit in remaining:
+            place(unit, None)
     return DatasetSplit({name: tuple(sorted(assigned[name])) for name in names})
+
+
+def _units(count: int, groups: Sequence[Sequence[int]]) -> list[tuple[int, ...]]:
+    """Every record index once: the groups, then the other indices alone, ordered by first index (so
+    without groups unit ``i`` is record ``i`` and the split is the one of an ungrouped dataset)."""
+    unit_of: dict[int, tuple[int, ...]] = {}
+    for group in groups:
+        members = tuple(sorted({int(i) for i in group}))
+        for index in members:
+            if index in unit_of or not 0 <= index < count:
+                raise DatasetError(f"Record index {index} is in two duplicate groups or out of range.")
+            unit_of[index] = members
+    units = [unit_of.get(index, (index,)) for index in range(count)]
+    return sorted(dict.fromkeys(units), key=lambda unit: unit[0])
 
 
 def class_box_counts(records: Sequence[ImageRecord], num_classes: int) -> list[int]:
@@ -114,9 +158,9 @@ def class_box_counts(records: Sequence[ImageRecord], num_classes: int) -> list[i
 
 def list_entry(record: ImageRecord, root: Path) -> str:
     """The line a split list holds for ``record``: its image path relative to ``root`` when inside it."""
-    path = record.image_path
+    path = Path(os.path.abspath(record.image_path))
     try:
-        return path.resolve().relative_to(root.resolve()).as_posix()
+        return path.relative_to(os.path.abspath(root)).as_posix()
     except ValueError:
         return str(path)
 
