@@ -77,6 +77,22 @@ def info(path: str, split: str | None, format_name: str, format_options: tuple[s
 @click.option(
     "--workers", type=click.IntRange(1, 256), default=None, help="Threads decoding images (default: up to 8)."
 )
+@click.option(
+    "--splits",
+    "splits_text",
+    default=None,
+    metavar="A,B,...",
+    help="Splits to compare for shared and near-duplicate images: split names or split list files, "
+    "comma-separated (default without --split: whichever of train, val, test the dataset has; 'none' skips).",
+)
+@click.option(
+    "--near-duplicate-distance",
+    type=click.IntRange(0, 64),
+    default=NEAR_DUPLICATE_DISTANCE,
+    show_default=True,
+    help="Images in different splits whose 128-bit difference hashes differ in at most this many bits are "
+    "reported as near-duplicates (0: byte-identical only).",
+)
 @handle_errors
 def validate(
     path: str,
@@ -87,8 +103,11 @@ def validate(
     fix_dir: Path | None,
     force: bool,
     workers: int | None,
+    splits_text: str | None,
+    near_duplicate_distance: int,
 ) -> None:
-    """Decode every image and check every label of the dataset at PATH.
+    """Decode every image and check every label of the dataset at PATH, and compare its splits: an image
+    in two splits is an error, near-duplicates in two splits a warning.
 
     Exits with 1 when errors are found (images that cannot be decoded, labels that cannot be used),
     2 when the annotations cannot be read at all as given (then only the image files were checked: fix the
@@ -106,10 +125,20 @@ def validate(
             path, fix_dir, split=split, format=format_name, workers=workers, replace=replace, options=options
         )
     else:
-        report = validate_dataset(path, split=split, format=format_name, workers=workers, options=options)
+        report = validate_dataset(
+            path,
+            split=split,
+            format=format_name,
+            workers=workers,
+            options=options,
+            splits=_split_names(splits_text),
+            near_duplicate_distance=near_duplicate_distance,
+        )
     click.echo(
         f"{report.source} ({report.format or 'unknown format'}): {report.images_checked} images checked"
     )
+    if report.splits_compared:
+        click.echo(f"Splits compared for shared images: {', '.join(report.splits_compared)}")
     click.echo(report.table())
     color = "red" if report.errors else ("yellow" if report.warnings else "green")
     click.secho(f"{report.errors} error(s), {report.warnings} warning(s)", fg=color)
@@ -125,6 +154,18 @@ def validate(
         sys.exit(2)
     if report.errors:
         sys.exit(1)
+
+
+def _split_names(text: str | None) -> tuple[str, ...] | None:
+    """``--splits``: ``None`` for the default, ``()`` for 'none', else the comma-separated entries."""
+    if text is None:
+        return None
+    if text.strip().lower() == "none":
+        return ()
+    names = tuple(part.strip() for part in text.split(",") if part.strip())
+    if len(names) < 2:
+        raise click.BadParameter(f"give at least two splits to compare, got {text!r}", param_hint="--splits")
+    return names
 
 
 @data.command("stats")

@@ -6,6 +6,11 @@ checks into a ``ValidationReport``. An *error* is something that loses or corrup
 that cannot be decoded, a class id the dataset does not declare); a *warning* is something to look at that
 training survives (a grayscale image, a duplicate box, an image without labels).
 
+When the dataset has named splits (train/val/test, or the splits or split list files asked for),
+``check_split_overlap`` compares them: an image in two splits, or byte-identical images in two splits, is
+an error (the val score would measure memory); near-duplicates across splits (``near_duplicates``: resized,
+re-encoded copies, consecutive frames) are a warning.
+
 ``fix_dataset`` writes a cleaned copy in the same format through that format's ``save``; the input is only
 ever read. ``quick_validate`` is the fast path the trainer runs before every run: image headers only,
 cached by file path, modification time and size so a second run costs a few ``stat`` calls.
@@ -14,7 +19,6 @@ cached by file path, modification time and size so a second run costs a few ``st
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import io
 import json
 import logging
@@ -43,6 +47,12 @@ from yolox_sdk.data.formats import (
     save_with_format,
 )
 from yolox_sdk.data.image_check import list_images, probe_image
+from yolox_sdk.data.near_duplicates import (
+    NEAR_DUPLICATE_DISTANCE,
+    content_hash,
+    hash_images,
+    near_duplicate_pairs,
+)
 from yolox_sdk.data.records import DetectionDataset
 from yolox_sdk.errors import DatasetError
 from yolox_sdk.files import write_text_atomically
@@ -75,6 +85,9 @@ BOX_NOT_FINITE = "box with NaN or infinite coordinates"
 BOX_ZERO_AREA = "box with zero or negative area"
 BOX_CLIPPED = "box partly outside the image"
 SIZE_MISMATCH = "annotated image size differs from the file"
+SPLIT_OVERLAP = "image in more than one split"
+SPLIT_NEAR_DUPLICATE = "near-duplicate images in different splits"
+DEFAULT_SPLITS = ("train", "val", "test")
 
 SEVERITY: dict[str, str] = {
     EMPTY_FILE: ERROR,
@@ -100,6 +113,8 @@ SEVERITY: dict[str, str] = {
     BOX_ZERO_AREA: WARNING,
     BOX_CLIPPED: WARNING,
     SIZE_MISMATCH: WARNING,
+    SPLIT_OVERLAP: ERROR,
+    SPLIT_NEAR_DUPLICATE: WARNING,
 }
 
 # What the format readers count (format_support's names) mapped to this module's problems.
@@ -158,6 +173,7 @@ class ValidationReport:
         issues: one ``Issue`` per problem, in the order first found.
         readable: whether the annotations could be read at all as given (format, split, options); when
             not, only the image files were checked and the issues say why (``data validate`` exits 2).
+        splits_compared: the splits ``check_split_overlap`` compared (empty when fewer than two exist).
     """
 
     source: str
@@ -165,6 +181,7 @@ class ValidationReport:
     images_checked: int = 0
     issues: dict[str, Issue] = attrs.field(factory=dict)
     readable: bool = True
+    splits_compared: list[str] = attrs.field(factory=list)
 
     def add(self, problem: str, location: str, severity: str | None = None, count: int = 1) -> None:
         """Count ``count`` occurrences of ``problem`` at ``location``."""
@@ -200,6 +217,7 @@ class ValidationReport:
             "format": self.format,
             "images_checked": self.images_checked,
             "readable": self.readable,
+            "splits_compared": list(self.splits_compared),
             "errors": self.errors,
             "warnings": self.warnings,
             "ok": self.ok,
@@ -273,7 +291,7 @@ def inspect_image(path: Path) -> ImageInspection:
         return ImageInspection(path, ((UNREADABLE, f"{path}: {error}"),), decodable=False)
     if not data:
         return ImageInspection(path, ((EMPTY_FILE, str(path)),), decodable=False)
-    digest = hashlib.sha1(data, usedforsecurity=False).hexdigest()
+    digest = content_hash(data)
     try:
         with Image.open(io.BytesIO(data)) as image:
             problems = _header_problems(path, image, data[:32])
@@ -489,16 +507,83 @@ def validate_dataset(
     workers: int | None = None,
     registry: Registry | None = None,
     options: Mapping[str, Any] | None = None,
+    splits: Sequence[str] | None = None,
+    near_duplicate_distance: int = NEAR_DUPLICATE_DISTANCE,
 ) -> ValidationReport:
     """Check every image and label of the dataset at ``path`` (see the module docstring).
 
     Images are the dataset's records plus, when no split is chosen, every image file under the dataset
     folder (so an image a reader skipped or nobody references is still checked). ``options`` are the
-    format's (``data.format_options``). Never writes anything.
+    format's (``data.format_options``). ``splits`` (split names or list files) are compared for shared
+    images; ``None`` compares whichever of train, val and test the dataset has when no ``split`` is
+    chosen, ``()`` compares none. Never writes anything.
+
+    Raises:
+        DatasetError: one of the ``splits`` asked for cannot be read.
     """
     report, loaded = _validate(path, split, format, workers, registry, options)
     loaded.close()
+    if report.readable and (splits or (splits is None and split is None)):
+        check_split_overlap(path, report, splits, format, options, registry, workers, near_duplicate_distance)
     return report
+
+
+def _load_splits(
+    path: str | Path,
+    splits: Sequence[str] | None,
+    format: str,
+    options: Mapping[str, Any] | None,
+    registry: Registry | None,
+) -> dict[str, DetectionDataset]:
+    """The splits asked for (an error when one cannot be read), or those of ``DEFAULT_SPLITS`` that load."""
+    loaded = {}
+    for name in splits or DEFAULT_SPLITS:
+        try:
+            with _quiet_readers():
+                loaded[name] = load_dataset(
+                    path, split=name, format=format, options=options, registry=registry
+                )
+        except DatasetError:
+            if splits:
+                raise
+    return loaded
+
+
+def check_split_overlap(
+    path: str | Path,
+    report: ValidationReport,
+    splits: Sequence[str] | None = None,
+    format: str = "auto",
+    options: Mapping[str, Any] | None = None,
+    registry: Registry | None = None,
+    workers: int | None = None,
+    near_duplicate_distance: int = NEAR_DUPLICATE_DISTANCE,
+) -> None:
+    """Add to ``report`` every image that is in two of the dataset's splits (by path, or by identical
+    bytes: ``SPLIT_OVERLAP``, an error) and every near-duplicate pair in different splits
+    (``SPLIT_NEAR_DUPLICATE``, a warning); ``splits`` as in ``validate_dataset``."""
+    loaded = _load_splits(path, splits, format, options, registry)
+    if len(loaded) < 2:
+        return
+    report.splits_compared = list(loaded)
+    splits_of: dict[Path, list[str]] = {}
+    for name, dataset in loaded.items():
+        for record in dataset.records:
+            splits_of.setdefault(Path(os.path.abspath(record.image_path)), []).append(name)
+    images = list(splits_of)
+    for image, names in splits_of.items():
+        if len(set(names)) > 1:
+            report.add(SPLIT_OVERLAP, f"{image}: in {' and '.join(dict.fromkeys(names))}")
+    hashes = hash_images(images, workers)
+    for i, j, distance in near_duplicate_pairs(hashes, near_duplicate_distance):
+        first, second = splits_of[images[i]], splits_of[images[j]]
+        if set(first) == set(second) and len(set(first)) == 1:
+            continue
+        where = f"{images[i]} ({', '.join(first)}) and {images[j]} ({', '.join(second)})"
+        if distance == 0:
+            report.add(SPLIT_OVERLAP, f"{where}: the same bytes")
+        else:
+            report.add(SPLIT_NEAR_DUPLICATE, f"{where}: {distance} of 128 hash bits differ")
 
 
 def _validate(
