@@ -11,7 +11,7 @@ from test_data_validate import tree_hashes
 from yolox_sdk.cli.main import cli
 from yolox_sdk.data.formats import load_dataset
 from yolox_sdk.data.records import DetectionDataset
-from yolox_sdk.data.splitting import split_dataset
+from yolox_sdk.data.splitting import class_box_counts, split_dataset
 from yolox_sdk.errors import DatasetError
 
 
@@ -37,6 +37,17 @@ def test_split_is_reproducible_exact_disjoint_and_stratified(bccd: DetectionData
             holding = sum(label in r.labels for r in bccd.records)
             share = sum(label in r.labels for r in first.records(bccd, name)) / holding
             assert abs(share - {"train": 0.7, "val": 0.2, "test": 0.1}[name]) < 0.05, (name, label)
+
+
+def test_ungrouped_split_is_the_one_before_grouping(bccd: DetectionDataset) -> None:
+    # Golden values: README's seed-0 BCCD split, printed by data split before duplicate grouping existed.
+    split = split_dataset(bccd, val=0.2, test=0.1, seed=0)
+    counts = {name: class_box_counts(split.records(bccd, name), bccd.num_classes) for name in split.indices}
+    assert bccd.class_names == ("Platelets", "RBC", "WBC")
+    assert counts == {"train": [263, 2922, 259], "val": [63, 850, 76], "test": [35, 381, 37]}
+    grouped = split_dataset(bccd, val=0.2, test=0.1, seed=0, groups=[(37, 38), (100, 200, 300)])
+    for group in ((37, 38), (100, 200, 300)):
+        assert len({name for name, indices in grouped.indices.items() if set(group) & set(indices)}) == 1
 
 
 def test_split_without_test_and_bad_fractions(bccd: DetectionDataset) -> None:
@@ -71,6 +82,16 @@ def test_split_cli_writes_lists_and_copies(coco8_dir: Path, tmp_path: Path) -> N
     for name, lines in lists.items():
         copy = load_dataset(out / name)
         assert sorted(r.image_path.name for r in copy.records) == sorted(Path(line).name for line in lines)
+        as_split = load_dataset(out / name, split=name)  # the copy is written as that split
+        assert sorted(r.image_path.name for r in as_split.records) == sorted(
+            Path(line).name for line in lines
+        )
+        listed = load_dataset(coco8_dir, split=str(out / f"{name}.txt"))
+        assert sorted(r.image_path.name for r in listed.records) == sorted(Path(line).name for line in lines)
+    for which in ("train", "val", "test"):
+        assert f"{which}_path: {coco8_dir.resolve()}" in result.output
+        assert f"{which}_split: {(out / f'{which}.txt').resolve()}" in result.output
+    assert f"--split {(out / 'val.txt').resolve()}" in result.output
     again = CliRunner().invoke(cli, args)
     assert again.exit_code == 2 and "not empty" in again.output
     again = CliRunner().invoke(cli, [*args, "--force"])
