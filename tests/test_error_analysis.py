@@ -215,3 +215,69 @@ def test_per_class_gains_add_up_to_what_the_class_lost(analysis) -> None:
     # Dropping the dog called background can only help dogs.
     assert per_class["dog"]["ap50_gain"]["background"] >= 0
     assert per_class["cat"]["ap50_gain"]["background"] == 0
+
+
+TIDE_NAMES = {
+    "classification": "Cls",
+    "localisation": "Loc",
+    "both": "Both",
+    "duplicate": "Dupe",
+    "background": "Bkg",
+    "missed": "Miss",
+}
+
+
+def jittered_bccd(bccd_dir, num_images: int = 12) -> tuple[DetectionDataset, list]:
+    """BCCD val ground truth (parsed without the SDK) and predictions made from it with every kind of error."""
+    from conftest import BCCD_CLASSES, read_bccd_boxes
+
+    ids = (bccd_dir / "ImageSets" / "Main" / "val.txt").read_text().split()[:num_images]
+    rng = np.random.default_rng(5)
+    records, predictions = [], []
+    for image_id in ids:
+        boxes, labels = (np.array(values) for values in read_bccd_boxes(bccd_dir, image_id))
+        records.append(ImageRecord(f"{image_id}.jpg", 640, 480, boxes, labels))
+        shifted = boxes + rng.normal(0, 8, boxes.shape)
+        swapped = np.where(rng.random(len(labels)) < 0.2, (labels + 1) % 3, labels)
+        twice = rng.random(len(labels)) < 0.1  # duplicates
+        corners = rng.uniform(0, 400, (3, 2))
+        spurious = np.concatenate([corners, corners + rng.uniform(20, 120, (3, 2))], axis=1)
+        predictions.append(
+            (
+                np.concatenate([shifted, boxes[twice] + 1, spurious]),
+                rng.uniform(0.02, 1.0, len(labels) + int(twice.sum()) + 3),
+                np.concatenate([swapped, labels[twice], rng.integers(0, 3, 3)]),
+            )
+        )
+    return DetectionDataset(records, BCCD_CLASSES), predictions
+
+
+def test_counts_and_gains_agree_with_the_tidecv_package(bccd_dir) -> None:
+    """The reference TIDE implementation (``tidecv``, test-only, where installed) on the same boxes."""
+    tidecv = pytest.importorskip("tidecv")
+    data, predictions = jittered_bccd(bccd_dir)
+    ground_truth, detected = tidecv.Data("gt"), tidecv.Data("predictions")
+    for image, record in enumerate(data.records):
+        for box, label in zip(record.boxes.tolist(), record.labels.tolist(), strict=True):
+            ground_truth.add_ground_truth(image, label, [box[0], box[1], box[2] - box[0], box[3] - box[1]])
+    for image, (boxes, scores, labels) in enumerate(predictions):
+        for box, score, label in zip(boxes.tolist(), scores.tolist(), labels.tolist(), strict=True):
+            detected.add_detection(image, label, score, [box[0], box[1], box[2] - box[0], box[3] - box[1]])
+    tide = tidecv.TIDE()
+    with contextlib.redirect_stdout(io.StringIO()):
+        run = tide.evaluate(ground_truth, detected, mode=tidecv.TIDE.BOX)
+    reference_gain = tide.get_main_errors()["predictions"]
+    reference_count = {error.short_name: len(found) for error, found in run.error_dict.items()}
+
+    result = evaluate_detections(data, predictions)
+    errors = analyse_errors(matched_boxes(result.evaluator, data.class_names, data.category_ids))
+    assert errors.ap50 * 100 == pytest.approx(run.ap, abs=1e-6)
+    for kind, name in TIDE_NAMES.items():
+        assert errors.counts()[kind] == reference_count[name], kind
+        # Fixes that drop boxes (or objects) are the same; fixes that turn a box into a true positive
+        # differ slightly: tidecv lets only the highest-scoring classification *or* localisation error on
+        # an object be fixed, even when fixing one type alone, and counts the fixed box as a true positive
+        # without matching again, where we re-run pycocotools on the corrected boxes.
+        tolerance = 0.5 if kind in ("classification", "localisation") else 1e-6
+        assert errors.gain[kind] * 100 == pytest.approx(reference_gain[name], abs=tolerance), kind
+    assert min(errors.counts().values()) > 0  # every kind occurs, so each comparison means something

@@ -3,13 +3,14 @@ each kind of error costs.
 
 Definitions (Bolya et al., "TIDE: A General Toolbox for Identifying Object Detection Errors", 2020), at
 a foreground IoU of 0.5 and a background IoU of 0.1. A prediction pycocotools matched at IoU 0.5 is a
-true positive; every other one is, testing in this order:
+true positive; every other one is, testing in the order TIDE's reference tool does (so its numbers can
+be checked against it):
 
-1. ``duplicate``: IoU >= 0.5 with an object of its class that a higher-scoring prediction already took;
+1. ``localisation``: its best IoU with an object of its class is in [0.1, 0.5);
 2. ``classification``: IoU >= 0.5 with an object of another class;
-3. ``localisation``: IoU in [0.1, 0.5) with an object of its class;
-4. ``both``: IoU in [0.1, 0.5) with an object of another class only;
-5. ``background``: IoU < 0.1 with every object.
+3. ``duplicate``: IoU >= 0.5 with an object of its class that a higher-scoring prediction already took;
+4. ``background``: IoU < 0.1 with every object;
+5. ``both``: the rest (IoU in [0.1, 0.5) with an object of another class only).
 
 An object no true positive found is ``missed`` unless a classification or localisation error points at
 it (fixing that error would find it).
@@ -113,16 +114,15 @@ def _classify_prediction(iou: np.ndarray, same_class: np.ndarray) -> tuple[str, 
     if len(iou) == 0:
         return "background", -1
     foreground = iou >= FOREGROUND_IOU
-    near = (iou >= BACKGROUND_IOU) & ~foreground
-    if (foreground & same_class).any():
-        return "duplicate", best(foreground & same_class)
+    if same_class.any() and BACKGROUND_IOU <= iou[best(same_class)] < FOREGROUND_IOU:
+        return "localisation", best(same_class)
     if (foreground & ~same_class).any():
         return "classification", best(foreground & ~same_class)
-    if (near & same_class).any():
-        return "localisation", best(near & same_class)
-    if near.any():
-        return "both", best(near)
-    return "background", -1
+    if (foreground & same_class).any():
+        return "duplicate", best(foreground & same_class)
+    if iou.max() < BACKGROUND_IOU:
+        return "background", -1
+    return "both", best(iou >= BACKGROUND_IOU)
 
 
 def classify_predictions(matches: MatchedBoxes) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
