@@ -70,6 +70,11 @@ def planted(
     return folder, pairs
 
 
+def planted_pair(pairs: set[frozenset[str]], prefix: str) -> list[str]:
+    """The first planted pair of one kind (by name: sets have no fixed order), original first."""
+    return sorted(min(sorted(pair) for pair in pairs if any(name.startswith(prefix) for name in pair)))
+
+
 def lists_of(out: Path) -> dict[str, set[str]]:
     return {
         name: {Path(line).name for line in (out / f"{name}.txt").read_text().split()}
@@ -170,11 +175,15 @@ def test_validate_reports_duplicates_across_split_lists(
     planted: tuple[Path, set[frozenset[str]]], tmp_path: Path
 ) -> None:
     folder, pairs = planted
-    copy_pair = sorted(next(pair for pair in pairs if any(n.startswith("copy_") for n in pair)))
-    half_pair = sorted(next(pair for pair in pairs if any(n.startswith("half_") for n in pair)))
+    copy_pair = planted_pair(pairs, "copy_")
+    half_pair = planted_pair(pairs, "half_")
+    planted_names = {name for pair in pairs for name in pair}
+    shared = min(
+        r.image_path.name for r in load_dataset(folder).records if r.image_path.name not in planted_names
+    )
     train, val = tmp_path / "train.txt", tmp_path / "val.txt"
-    train.write_text(f"{copy_pair[0]}\n{half_pair[0]}\nBloodImage_00000.jpg\n", encoding="utf-8")
-    val.write_text(f"{copy_pair[1]}\n{half_pair[1]}\nBloodImage_00000.jpg\n", encoding="utf-8")
+    train.write_text(f"{copy_pair[0]}\n{half_pair[0]}\n{shared}\n", encoding="utf-8")
+    val.write_text(f"{copy_pair[1]}\n{half_pair[1]}\n{shared}\n", encoding="utf-8")
     report_file = tmp_path / "report.json"
     args = ["data", "validate", str(folder), "--splits", f"{train},{val}", "--json", str(report_file)]
     result = CliRunner().invoke(cli, args)
@@ -184,7 +193,7 @@ def test_validate_reports_duplicates_across_split_lists(
     issues = {issue["problem"]: issue for issue in report["issues"]}
     overlap = issues[validation.SPLIT_OVERLAP]
     assert overlap["severity"] == "error" and overlap["count"] == 2
-    assert any("BloodImage_00000.jpg: in" in where for where in overlap["locations"])
+    assert any(f"{shared}: in {train} and {val}" in where for where in overlap["locations"])
     assert any(copy_pair[0] in where and copy_pair[1] in where for where in overlap["locations"])
     near = issues[validation.SPLIT_NEAR_DUPLICATE]
     assert near["severity"] == "warning" and near["count"] == 1 and half_pair[1] in near["locations"][0]
@@ -197,7 +206,7 @@ def test_validate_compares_the_format_splits(
     source, pairs = planted
     folder = tmp_path / "voc"
     shutil.copytree(source, folder)
-    q60_pair = sorted(next(pair for pair in pairs if any(n.startswith("q60_") for n in pair)))
+    q60_pair = planted_pair(pairs, "q60_")
     lists = folder / "ImageSets" / "Main"
     lists.mkdir(parents=True, exist_ok=True)
     (lists / "train.txt").write_text(f"{Path(q60_pair[0]).stem}\n", encoding="utf-8")

@@ -92,8 +92,9 @@ def split_dataset(
     capacity = split_sizes(len(dataset), fractions)
     units = _units(len(dataset), groups)
     rng = np.random.default_rng(seed)
-    permutation = rng.permutation(len(units)).tolist()
-    order = sorted(permutation, key=lambda unit: -len(units[unit]))
+    position = np.argsort(rng.permutation(len(dataset)))  # the record order an ungrouped split visits
+    first_visit = [min(int(position[i]) for i in unit) for unit in units]
+    order = sorted(range(len(units)), key=lambda unit: (-len(units[unit]), first_visit[unit]))
     classes_of = [{label for i in unit for label in dataset.records[i].labels.tolist()} for unit in units]
     images_with = np.zeros(dataset.num_classes, dtype=np.int64)
     for record in dataset.records:
@@ -135,8 +136,10 @@ def split_dataset(
 
 
 def _units(count: int, groups: Sequence[Sequence[int]]) -> list[tuple[int, ...]]:
-    """Every record index once: the groups, then the other indices alone, ordered by first index (so
-    without groups unit ``i`` is record ``i`` and the split is the one of an ungrouped dataset)."""
+    """Every record index once: each group as one unit, the other indices alone, ordered by first index.
+
+    Units are visited in the order of their first record in the ungrouped random order, so a few groups
+    change a split little, and no groups change nothing."""
     unit_of: dict[int, tuple[int, ...]] = {}
     for group in groups:
         members = tuple(sorted({int(i) for i in group}))
