@@ -149,3 +149,29 @@ def test_lists_and_copies_in_every_format(
     monkeypatch.chdir(out)
     relative = load_dataset(source, split="val.txt")  # found in the current directory first
     assert len(relative) == len(list_lines(out / "val.txt"))
+
+
+def test_convert_and_fix_write_a_list_as_its_stem(
+    bccd_dir: Path, bccd_lists: dict[str, Path], tmp_path: Path
+) -> None:
+    expected = sorted(Path(line).name for line in list_lines(bccd_lists["val"]))
+    converted = tmp_path / "coco"
+    args = [
+        "data",
+        "convert",
+        str(bccd_dir),
+        "--to",
+        "coco",
+        str(converted),
+        "--split",
+        str(bccd_lists["val"]),
+    ]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    assert (converted / "val.json").is_file()
+    assert sorted(r.image_path.name for r in load_dataset(converted, split="val").records) == expected
+    fixed = tmp_path / "fixed"
+    args = ["data", "validate", str(bccd_dir), "--split", str(bccd_lists["val"]), "--fix", str(fixed)]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    assert sorted(r.image_path.name for r in load_dataset(fixed, split="val").records) == expected

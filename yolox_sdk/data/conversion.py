@@ -29,6 +29,7 @@ from yolox_sdk.data.formats import (
 )
 from yolox_sdk.data.image_check import IMAGE_SUFFIXES
 from yolox_sdk.data.records import DetectionDataset
+from yolox_sdk.data.split_lists import written_split_name
 from yolox_sdk.errors import DatasetError
 from yolox_sdk.plugins.manager import get_registry
 from yolox_sdk.plugins.registry import Registry
@@ -204,5 +205,5 @@ def convert_dataset(
     if replace:
         check_holds_no_source_image(out_dir, dataset)
     removed = empty_folder(out_dir) if replace else 0
-    warnings = save_dataset(dataset, to, out_dir, registry, split)
+    warnings = save_dataset(dataset, to, out_dir, registry, written_split_name(split))
     return ConversionResult(dataset, out_dir, warnings, removed)

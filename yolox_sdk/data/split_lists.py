@@ -44,6 +44,12 @@ def is_split_list(split: str | None) -> bool:
     return split.lower().endswith(LIST_SUFFIX) or "/" in split or "\\" in split or os.sep in split
 
 
+def written_split_name(split: str | None) -> str | None:
+    """The split name a writer gets for data read with ``split``: a list file's stem (``val`` for
+    ``splits/val.txt``), so a converted or fixed copy is read back with ``--split val``."""
+    return Path(split.replace("\\", "/")).stem if split and is_split_list(split) else split
+
+
 def find_split_list(split: str, dataset_root: Path) -> Path:
     """The list file ``split`` names: as given (absolute, or relative to the current directory), else
     relative to the dataset folder.

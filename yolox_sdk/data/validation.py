@@ -54,6 +54,7 @@ from yolox_sdk.data.near_duplicates import (
     near_duplicate_pairs,
 )
 from yolox_sdk.data.records import DetectionDataset
+from yolox_sdk.data.split_lists import written_split_name
 from yolox_sdk.errors import DatasetError
 from yolox_sdk.files import write_text_atomically
 from yolox_sdk.plugins.manager import get_registry
@@ -762,7 +763,8 @@ def _write_fixed(
             check_holds_no_source_image(out_dir, dataset)
             changes.append(f"deleted the earlier dataset in {out_dir}: {empty_folder(out_dir)} files")
         out_dir.mkdir(parents=True, exist_ok=True)
-        changes += [f"writer: {warning}" for warning in save_with_format(writer, fixed, out_dir, split)]
+        written = save_with_format(writer, fixed, out_dir, written_split_name(split))
+        changes += [f"writer: {warning}" for warning in written]
         mark_dataset_folder(out_dir, loaded.format, dataset.source)
     return changes
 
