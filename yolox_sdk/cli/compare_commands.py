@@ -34,6 +34,13 @@ _checkpoint = click.Path(exists=True, dir_okay=False, path_type=Path)
     help="Timed batch-1 runs per model (the median is reported).",
 )
 @click.option(
+    "--latency-warmup",
+    type=click.IntRange(0, 10_000),
+    default=5,
+    show_default=True,
+    help="Untimed runs per model before timing.",
+)
+@click.option(
     "--out",
     "out_dir",
     type=click.Path(file_okay=False, path_type=Path),
@@ -52,6 +59,7 @@ def compare(
     seed: int,
     device: str,
     latency_runs: int,
+    latency_warmup: int,
     out_dir: Path,
 ) -> None:
     """Compare CKPT_B against CKPT_A on the same images: AP50:95 and AP50 per class and overall, B - A with
@@ -62,7 +70,16 @@ def compare(
     from yolox_sdk.evaluation.compare import compare as compare_checkpoints
 
     result = compare_checkpoints(
-        checkpoint_a, checkpoint_b, data_path, split, format_name, resamples, seed, device, latency_runs
+        checkpoint_a,
+        checkpoint_b,
+        data_path,
+        split,
+        format_name,
+        resamples,
+        seed,
+        device,
+        latency_runs,
+        latency_warmup,
     )
     click.echo(result.table())
     path = result.to_json(out_dir / "compare.json")

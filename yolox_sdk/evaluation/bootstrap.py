@@ -2,7 +2,7 @@
 
 Resampling images and rerunning ``COCOeval.evaluate()`` each time would take minutes per resample. The
 matching of a detection to a ground-truth box depends only on its own image, so it is done once per model
-(``match_records``); a resample only changes how many times each image counts. ``weighted_precision``
+(``match_records``); a resample only changes how many times each image counts. ``class_precision``
 redoes ``COCOeval.accumulate``'s arithmetic (area ``all``, the last max-detections setting, 101-point
 interpolated precision) with every detection and ground-truth box counted as often as its image was drawn.
 
@@ -108,21 +108,20 @@ def _class_matches(entries: Sequence[dict | None], num_thresholds: int, max_dete
     )
 
 
-def weighted_precision(records: MatchRecords, weights: np.ndarray) -> np.ndarray:
-    """Interpolated precision ``(resamples, IoU thresholds, recall thresholds, classes)`` under image
-    ``weights`` (``(resamples, images)`` non-negative integers); ``-1`` where a class has no ground truth
-    under that resample, as pycocotools marks absent classes."""
-    weights = np.atleast_2d(np.asarray(weights, dtype=np.int64))
-    if weights.ndim != 2 or weights.shape[1] != records.num_images:
-        raise ValueError(f"Expected weights of shape (resamples, {records.num_images}), got {weights.shape}.")
-    shape = (len(weights), len(records.iou_thresholds), len(records.recall_thresholds), len(records.classes))
-    precision = np.empty(shape, dtype=np.float64)
-    for k, matches in enumerate(records.classes):
-        ground_truth = weights @ matches.ground_truth_per_image  # pycocotools' npig, per resample
-        needed = _true_positives_needed(ground_truth, records.recall_thresholds)
-        for t in range(len(records.iou_thresholds)):
-            precision[:, t, :, k] = _threshold_precision(matches, t, weights, needed)
-        precision[ground_truth == 0, :, :, k] = -1.0
+def class_precision(records: MatchRecords, k: int, weights: np.ndarray) -> np.ndarray:
+    """Interpolated precision ``(resamples, IoU thresholds, recall thresholds)`` of class ``k`` under image
+    ``weights`` (``(resamples, images)`` non-negative integers); ``-1`` where the class has no ground truth
+    under a resample, as pycocotools marks absent classes."""
+    matches = records.classes[k]
+    ground_truth = weights @ matches.ground_truth_per_image  # pycocotools' npig, per resample
+    shape = (len(weights), len(records.iou_thresholds), len(records.recall_thresholds))
+    precision = np.full(shape, -1.0)
+    if not ground_truth.any():
+        return precision
+    needed = _true_positives_needed(ground_truth, records.recall_thresholds)
+    for t in range(len(records.iou_thresholds)):
+        precision[:, t] = _threshold_precision(matches, t, weights, needed)
+    precision[ground_truth == 0] = -1.0
     return precision
 
 
@@ -171,12 +170,21 @@ def _true_positives_needed(ground_truth: np.ndarray, recall_thresholds: np.ndarr
     in floating point, the comparison ``np.searchsorted(recall, thresholds)`` makes in pycocotools.
 
     Division by a positive number is monotone, so "recall reaches the threshold" is "the true-positive
-    count reaches ``v``", an exact integer test."""
-    needed = np.zeros((len(ground_truth), len(recall_thresholds)), dtype=np.int64)
-    for row, total in enumerate(ground_truth.tolist()):
-        if total > 0:
-            recalls = np.arange(total + 1, dtype=np.int64) / total
-            needed[row] = np.searchsorted(recalls, recall_thresholds, side="left")
+    count reaches ``v``", an exact integer test. ``ceil(threshold * npig)`` is that count up to rounding;
+    the loops move it until the floating-point test itself holds at ``v`` and fails at ``v - 1``.
+    """
+    total = np.maximum(ground_truth, 1)[:, None].astype(np.float64)
+    needed = np.ceil(recall_thresholds[None, :] * total).astype(np.int64)
+    while True:  # too high: v - 1 already reaches the threshold
+        lower = (needed > 0) & ((needed - 1) / total >= recall_thresholds[None, :])
+        if not lower.any():
+            break
+        needed -= lower
+    while True:  # too low: v does not reach it
+        higher = needed / total < recall_thresholds[None, :]
+        if not higher.any():
+            break
+        needed += higher
     return needed
 
 
@@ -194,28 +202,32 @@ def _first_reaching(counts: np.ndarray, needed: np.ndarray) -> np.ndarray:
     return found.reshape(needed.shape) - np.arange(rows, dtype=np.int64)[:, None] * columns
 
 
-def average_precision(precision: np.ndarray) -> dict[str, np.ndarray]:
-    """AP@[.5:.95] and AP50, overall (mean over present classes, pycocotools' ``stats[0]``/``stats[1]``)
-    and per class, for each resample; ``NaN`` where nothing is present.
+def average_precision(records: MatchRecords, weights: np.ndarray) -> dict[str, np.ndarray]:
+    """AP@[.5:.95] and AP50 under image ``weights`` (``(resamples, images)``), per class and overall (the
+    mean over the classes with ground truth, pycocotools' ``stats[0]`` and ``stats[1]``); ``NaN`` where a
+    class, or every class, has no ground truth in a resample.
 
     Returns:
-        ``mAP``, ``mAP50`` of shape ``(resamples,)``; ``AP``, ``AP50`` of shape ``(resamples, classes)``.
+        ``AP``, ``AP50`` of shape ``(resamples, classes)``; ``mAP``, ``mAP50`` of shape ``(resamples,)``.
     """
-    at_50 = precision[:, :1]
-    return {
-        "mAP": _mean_present(precision, axes=(1, 2, 3)),
-        "mAP50": _mean_present(at_50, axes=(1, 2, 3)),
-        "AP": _mean_present(precision, axes=(1, 2)),
-        "AP50": _mean_present(at_50, axes=(1, 2)),
-    }
+    weights = np.atleast_2d(np.asarray(weights, dtype=np.int64))
+    if weights.ndim != 2 or weights.shape[1] != records.num_images:
+        raise ValueError(f"Expected weights of shape (resamples, {records.num_images}), got {weights.shape}.")
+    per_class = np.full((2, len(weights), len(records.classes)), math.nan)
+    for k in range(len(records.classes)):
+        precision = class_precision(records, k, weights)
+        present = precision[:, 0, 0] > -1
+        per_class[0, present, k] = precision[present].mean(axis=(1, 2))
+        per_class[1, present, k] = precision[present, 0].mean(axis=1)
+    overall = [_mean_over_present(values) for values in per_class]
+    return {"AP": per_class[0], "AP50": per_class[1], "mAP": overall[0], "mAP50": overall[1]}
 
 
-def _mean_present(values: np.ndarray, axes: tuple[int, ...]) -> np.ndarray:
-    present = values > -1
-    count = present.sum(axis=axes)
-    total = np.where(present, values, 0.0).sum(axis=axes)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(count > 0, total / np.maximum(count, 1), math.nan)
+def _mean_over_present(values: np.ndarray) -> np.ndarray:
+    present = ~np.isnan(values)
+    count = present.sum(axis=1)
+    total = np.where(present, values, 0.0).sum(axis=1)
+    return np.where(count > 0, total / np.maximum(count, 1), math.nan)
 
 
 def resample_weights(num_images: int, resamples: int, seed: int) -> np.ndarray:

@@ -229,6 +229,7 @@ def compare(
     seed: int = 0,
     device: str = "auto",
     latency_runs: int = DEFAULT_LATENCY_RUNS,
+    latency_warmup: int = LATENCY_WARMUP_RUNS,
 ) -> ComparisonResult:
     """Compare two checkpoints on the same dataset (``yolox-sdk compare``).
 
@@ -237,7 +238,7 @@ def compare(
         data: dataset path or catalog name; ``split`` and ``format_name`` as for ``yolox-sdk eval``.
         resamples: bootstrap resamples; ``seed`` makes them repeat exactly.
         device: where both models run (and are timed).
-        latency_runs: timed batch-1 runs per model (after ``LATENCY_WARMUP_RUNS`` untimed ones).
+        latency_runs: timed batch-1 runs per model, after ``latency_warmup`` untimed ones.
 
     Raises:
         CheckpointError: a checkpoint cannot be read, or the two were trained on different classes.
@@ -249,6 +250,8 @@ def compare(
 
     _check_positive("resamples", resamples)
     _check_positive("latency_runs", latency_runs)
+    if isinstance(latency_warmup, bool) or not isinstance(latency_warmup, int) or latency_warmup < 0:
+        raise ConfigError(f"latency_warmup must be a whole number of at least 0, got {latency_warmup!r}.")
     paths = (Path(checkpoint_a), Path(checkpoint_b))
     first, second = (load_checkpoint(path) for path in paths)
     label_map, class_note = class_mapping(first, second, *paths)
@@ -256,8 +259,9 @@ def compare(
     if not dataset.records:
         raise DatasetError(f"{data}: the dataset has no images to compare the models on.")
     run_on = resolve_device(device)
-    report_a, detections_a = _measure(first, paths[0], dataset, run_on, latency_runs, None)
-    report_b, detections_b = _measure(second, paths[1], dataset, run_on, latency_runs, label_map)
+    timing = (latency_runs, latency_warmup)
+    report_a, detections_a = _measure(first, paths[0], dataset, run_on, timing, None)
+    report_b, detections_b = _measure(second, paths[1], dataset, run_on, timing, label_map)
     started = time.perf_counter()
     overall, per_class = compare_detections(dataset, detections_a, detections_b, resamples, seed)
     overall = tuple(_with_point_values(delta, report_a.evaluation, report_b.evaluation) for delta in overall)
@@ -314,7 +318,7 @@ def _measure(
     path: Path,
     dataset: DetectionDataset,
     device: torch.device,
-    latency_runs: int,
+    timing: tuple[int, int],
     label_map: np.ndarray | None,
 ) -> tuple[ModelReport, list[ImageDetections]]:
     """Detect, evaluate and time one checkpoint with the evaluation settings it was trained with."""
@@ -338,7 +342,7 @@ def _measure(
     evaluation = evaluate_detections(
         dataset, detections, {"input_size": list(input_size), "device": str(device)}
     )
-    latency = measure_latency(model, dataset, input_size, settings, device, latency_runs)
+    latency = measure_latency(model, dataset, input_size, settings, device, *timing)
     report = ModelReport(path, checkpoint.spec.name, input_size, settings, evaluation, latency)
     return report, detections
 
@@ -402,12 +406,8 @@ def compare_detections(
     records_b = match_records_of(dataset, detections_b)
     weights = bootstrap.resample_weights(len(dataset), resamples, seed)
     full = np.ones((1, len(dataset)), dtype=np.int64)
-    point_a, point_b = (
-        bootstrap.average_precision(bootstrap.weighted_precision(r, full)) for r in (records_a, records_b)
-    )
-    drawn_a, drawn_b = (
-        bootstrap.average_precision(bootstrap.weighted_precision(r, weights)) for r in (records_a, records_b)
-    )
+    point_a, point_b = (bootstrap.average_precision(r, full) for r in (records_a, records_b))
+    drawn_a, drawn_b = (bootstrap.average_precision(r, weights) for r in (records_a, records_b))
     overall = tuple(
         _delta(shown, None, point_a[key][0], point_b[key][0], drawn_b[key] - drawn_a[key])
         for shown, key, _ in METRICS
