@@ -16,7 +16,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 from yolox_sdk.cli.main import cli
-from yolox_sdk.data import validation
+from yolox_sdk.data import near_duplicates, validation
 from yolox_sdk.data.conversion import save_dataset
 from yolox_sdk.data.formats import load_dataset
 from yolox_sdk.data.near_duplicates import NEAR_DUPLICATE_DISTANCE, hash_images
@@ -94,6 +94,9 @@ def test_planted_duplicates_are_grouped(planted: tuple[Path, set[frozenset[str]]
     groups = duplicate_image_groups(dataset, NEAR_DUPLICATE_DISTANCE)
     found = {frozenset(dataset.records[i].image_path.name for i in group) for group in groups}
     assert found == pairs
+    with pytest.MonkeyPatch.context() as patch:  # pairs that span the comparison blocks are found too
+        patch.setattr(near_duplicates, "BLOCK_ROWS", 5)
+        assert duplicate_image_groups(dataset, NEAR_DUPLICATE_DISTANCE) == groups
     exact = duplicate_image_groups(dataset, 0)
     found = {frozenset(dataset.records[i].image_path.name for i in group) for group in exact}
     assert found == {pair for pair in pairs if any(name.startswith("copy_") for name in pair)}

@@ -13,7 +13,7 @@ Two hashes per image, from one read of the file:
 
 The thumbnail is what makes this fast: JPEGs are decoded at 1/8 scale by the decoder itself (PIL's
 ``draft``), so hashing costs about as much as reading the file. Pairs are found by comparing every hash
-with every other in blocks (``numpy.bitwise_count``), which takes well under a second for 10,000 images.
+with every other in blocks (``numpy.bitwise_count``): 0.8 s for 10,000 images on 2 cores, growing with the square of the count.
 ``duplicate_groups`` merges the matching pairs into groups with union-find: a group is every image
 connected by a chain of matches.
 """
@@ -33,7 +33,9 @@ from PIL import Image
 
 HASH_SIDE = 8
 NEAR_DUPLICATE_DISTANCE = 12
-"""Default largest Hamming distance (of 128 bits) between two near-duplicates; see ``docs`` in README."""
+"""Default largest Hamming distance (of 128 bits) between near-duplicates. Measured on BCCD (README,
+"Checking and preparing data"): 0.5x resized and JPEG-60 copies differ in at most 6 bits, the closest two
+unrelated images in 28."""
 BLOCK_ROWS = 512
 
 
@@ -123,13 +125,13 @@ def _close_difference_hashes(hashes: Sequence[ImageHashes], max_distance: int) -
     words = np.array([hashes[i].difference for i in indices], dtype=np.uint64)
     found = []
     for start in range(0, len(words), BLOCK_ROWS):
-        block = words[start : start + BLOCK_ROWS]
-        distances = np.bitwise_count(block[:, None, 0] ^ words[None, :, 0]).astype(np.int16)
-        distances += np.bitwise_count(block[:, None, 1] ^ words[None, :, 1])
+        block, rest = words[start : start + BLOCK_ROWS], words[start:]  # each pair once: j >= i
+        distances = np.bitwise_count(block[:, None, 0] ^ rest[None, :, 0])  # uint8: at most 128
+        distances += np.bitwise_count(block[:, None, 1] ^ rest[None, :, 1])
         rows, columns = np.nonzero(distances <= max_distance)
         for row, column in zip(rows.tolist(), columns.tolist(), strict=True):
-            if start + row < column:
-                found.append((indices[start + row], indices[column], int(distances[row, column])))
+            if row < column:
+                found.append((indices[start + row], indices[start + column], int(distances[row, column])))
     return found
 
 
