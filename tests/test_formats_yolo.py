@@ -174,3 +174,11 @@ def test_detect(coco8_dir: Path, bccd_dir: Path) -> None:
     assert YoloFormat().detect(coco8_dir)
     assert YoloFormat().detect(coco8_dir / "data.yaml")
     assert not YoloFormat().detect(bccd_dir)
+
+
+def test_unknown_split_with_a_number_as_a_yaml_key(coco8_copy: Path) -> None:
+    """A slipped indentation turns a class id into a top-level key; the error still lists the keys."""
+    data_yaml = coco8_copy / "data.yaml"
+    data_yaml.write_text(data_yaml.read_text().replace("  79: toothbrush", "79: toothbrush"))
+    with pytest.raises(DatasetError, match=r"no 'test' split; it lists: train, val, 79;"):
+        YoloFormat().load(coco8_copy, "test")

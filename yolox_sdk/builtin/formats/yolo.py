@@ -183,7 +183,7 @@ def _from_yaml(yaml_path: Path, split: str | None) -> tuple[list[Path], list[str
     if split is not None and not config.get(split):
         if _split_folders(root, split):
             return _unlisted_images(root, split), names, ids
-        listed = ", ".join(k for k in config if k not in ("names", "path", "nc", "download")) or "none"
+        listed = ", ".join(str(k) for k in config if k not in ("names", "path", "nc", "download")) or "none"
         folders = available_splits(root)
         also = f"; split folders found: {', '.join(folders)}" if folders else ""
         raise DatasetError(
