@@ -76,9 +76,9 @@ def run_pipeline(config: Config, resume_dir: Path | None = None) -> RunResult:
     report.write(result.run_dir / f"eval_{which}", json_path=result.run_dir / f"eval_{which}.json")
     _record_recommended_conf(result.best_checkpoint, checkpoint, report.recommended_conf)
     log.info(
-        "Evaluation analysis of the best checkpoint written to %s; recommended confidence threshold: %s",
+        "%s\nEvaluation analysis of the best checkpoint written to %s",
+        report.summary(),
         result.run_dir / f"eval_{which}",
-        "none (no predictions)" if report.recommended_conf is None else f"{report.recommended_conf:.3f}",
     )
     samples = [record.image_path for record in dataset.records[:EXPORT_SAMPLE_IMAGES]]
     out_dir = Path(config.export.output_dir) if config.export.output_dir else result.run_dir / "export"
