@@ -131,8 +131,9 @@ def test_lists_and_copies_in_every_format(
     save_dataset(attrs.evolve(bccd, records=bccd.records[:24]), format_name, source)
     out = tmp_path / "out"
     args = ["data", "split", str(source), "--val", "0.25", "--seed", "1", "--out", str(out), "--copy"]
-    result = CliRunner().invoke(cli, args)
+    result = CliRunner().invoke(cli, [*args, "--format", format_name])
     assert result.exit_code == 0, result.output
+    assert f"    format: {format_name}\n" in result.output
     assert f"data info {out / 'val'} --split val" in result.output
     assert f"val_split: {(out / 'val.txt').resolve()}" in result.output
     whole = load_dataset(source)

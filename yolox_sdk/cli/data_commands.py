@@ -16,7 +16,10 @@ import click
 from yolox_sdk.cli.common import FiniteFloatRange, format_option_flag, handle_errors, parse_format_options
 from yolox_sdk.data.near_duplicates import NEAR_DUPLICATE_DISTANCE
 
-SPLIT_HELP = "Split to read (VOC ImageSets name, YOLO data.yaml key, COCO file suffix)."
+SPLIT_HELP = (
+    "Split to read: a name (VOC ImageSets name, YOLO data.yaml key, COCO file suffix) or a split list file "
+    "of image paths (ends in .txt or holds a '/'; what `data split` writes)."
+)
 FORMAT_HELP = "Dataset format plugin of the input (auto-detected by default)."
 
 
@@ -209,7 +212,7 @@ def stats(
 @click.option(
     "--seed", type=click.IntRange(0, 2**32 - 1), default=0, show_default=True, help="Same seed, same split."
 )
-@click.option("--split", default=None, help="Split of the input to read (default: everything).")
+@click.option("--split", default=None, help=f"{SPLIT_HELP} Default: everything.")
 @click.option("--format", "format_name", default="auto", show_default=True, help=FORMAT_HELP)
 @format_option_flag
 @click.option(
@@ -280,7 +283,8 @@ def split(
         click.echo(f"{class_name[:23]:<24}" + "".join(f"{counts[n][index]:>10}" for n in names))
     _echo_groups(dataset, groups, no_group_duplicates, near_duplicate_distance)
     click.echo(f"Split lists: {', '.join(str(p) for p in lists)}")
-    _echo_how_to_use(path, resolved, dict(zip(names, lists, strict=True)), format_name)
+    options = dict(parse_format_options(format_options))
+    _echo_how_to_use(path, resolved, dict(zip(names, lists, strict=True)), format_name, options)
     if copy:
         _write_copies(dataset, result, out_dir)
 
@@ -296,12 +300,16 @@ def _echo_groups(dataset: Any, groups: list[tuple[int, ...]], off: bool, distanc
         click.echo("  " + " = ".join(dataset.records[i].image_path.name for i in group))
 
 
-def _echo_how_to_use(path: str, resolved: Path, lists: dict[str, Path], format_name: str) -> None:
+def _echo_how_to_use(
+    path: str, resolved: Path, lists: dict[str, Path], format_name: str, options: dict[str, Any]
+) -> None:
     dataset_path = path if not Path(path).expanduser().exists() else str(resolved.resolve())
     click.echo("To train on them, in the config:")
     click.echo("  data:")
     if format_name != "auto":
         click.echo(f"    format: {format_name}")
+    if options:
+        click.echo(f"    format_options: {json.dumps(options)}")
     for which in ("train", "val", "test"):
         if which in lists:
             click.echo(f"    {which}_path: {dataset_path}")
