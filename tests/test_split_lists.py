@@ -176,3 +176,18 @@ def test_convert_and_fix_write_a_list_as_its_stem(
     result = CliRunner().invoke(cli, args)
     assert result.exit_code == 0, result.output
     assert sorted(r.image_path.name for r in load_dataset(fixed, split="val").records) == expected
+
+
+def test_the_load_report_is_the_listed_images_part(
+    bccd_dir: Path, bccd: DetectionDataset, tmp_path: Path
+) -> None:
+    # BCCD has one zero-area box in BloodImage_00338.xml and one in BloodImage_00343.xml (see test_data_validate).
+    [problem] = bccd.report.counts
+    assert bccd.report.counts[problem] == 2
+    one, none = tmp_path / "one.txt", tmp_path / "none.txt"
+    one.write_text("BloodImage_00338\nBloodImage_00001\n", encoding="utf-8")
+    none.write_text("BloodImage_00001\n", encoding="utf-8")
+    subset = load_dataset(bccd_dir, split=str(one))
+    assert dict(subset.report.counts) == {problem: 1}
+    assert "BloodImage_00338.xml" in subset.report.examples[problem][0]
+    assert not load_dataset(bccd_dir, split=str(none)).report.counts
