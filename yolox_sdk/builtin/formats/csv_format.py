@@ -73,6 +73,7 @@ BOX_COLUMNS = ("xmin", "ymin", "xmax", "ymax")
 SIZE_COLUMNS = ("width", "height")
 OPEN_IMAGES_COLUMNS = ("imageid", "labelname", "xmin", "xmax", "ymin", "ymax")
 HEAD_BYTES = 64 << 10
+ROOT_SAMPLE = 50  # images checked to tell which folder holds them (every image is checked later)
 
 
 @attrs.define
@@ -256,14 +257,19 @@ def read_csv_rows(path: Path) -> CsvRows:
 
 
 def _image_roots(csv_path: Path, images: list[str], image_dir: str | None) -> list[Path]:
-    """The folders images are looked for in, per image in order (see the module docstring)."""
+    """The folders images are looked for in, per image in order (see the module docstring).
+
+    The ``images/`` beside the CSV's folder is chosen only when the first images are in none of the nearer
+    folders but are there, so a dataset that read before reads the same.
+    """
     folder = csv_path.parent
     if image_dir is not None:
         return [folder / Path(image_dir).expanduser()]
     roots = [folder, folder / "images"]
     beside = folder.parent / "images"
-    found_near = any((root / image).is_file() for root in roots for image in images)
-    if not found_near and folder.parent != folder and any((beside / image).is_file() for image in images):
+    sample = images[:ROOT_SAMPLE]
+    found_near = any((root / image).is_file() for root in roots for image in sample)
+    if not found_near and folder.parent != folder and any((beside / image).is_file() for image in sample):
         return [beside]
     return roots
 
