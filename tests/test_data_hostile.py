@@ -290,7 +290,7 @@ def test_json_nested_too_deeply_is_refused_with_the_file_named(
         assert_no_bug(output)
         assert code == 2 and f"{target}: the JSON is nested too deeply" in output
         code, output = invoke("data", "validate", root, "--format", name)
-    assert code == 1 and "nested too deeply" in output
+    assert code == 2 and "nested too deeply" in output
     assert_no_bug(output)
 
 
@@ -350,7 +350,7 @@ def test_split_list_naming_a_missing_image_is_reported_by_every_command(
     code, output = invoke("data", "validate", root)
     assert code == 1 and "split list names an image without annotation file" in output and where in output
     code, output = invoke("data", "validate", root, "--split", "val")
-    assert code == 1 and "'BloodImage_99999' has no annotation file" in output
+    assert code == 2 and "'BloodImage_99999' has no annotation file" in output
 
 
 def test_voc_coordinate_that_is_not_a_number_names_the_field(

@@ -86,7 +86,7 @@ def check_case(root: Path, name: str, registry: Registry, what: str) -> None:
     CASES[name, "cases"] += 1
     started = time.monotonic()
     with process_registry(registry):
-        for command, codes in ((["validate", "--format", name], (0, 1)), (["info"], (0, 1, 2))):
+        for command, codes in ((["validate", "--format", name], (0, 1, 2)), (["info"], (0, 1, 2))):
             code, output = invoke("data", command[0], root, *command[1:])
             try:
                 assert_no_bug(output)
