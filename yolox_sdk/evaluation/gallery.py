@@ -71,7 +71,8 @@ def _label(
 
 
 def _legend(width: int, scale: float) -> np.ndarray:
-    entries = [*OUTCOME_COLORS.items(), ("object found", FOUND_COLOR), ("object missed", MISSED_COLOR)]
+    entries = [(name.replace("_", " "), color) for name, color in OUTCOME_COLORS.items()]
+    entries += [("object found", FOUND_COLOR), ("object not found", MISSED_COLOR)]
     height = int(28 * max(scale / 0.5, 1))
     rows = [np.full((height, width, 3), 32, np.uint8)]
     x = 6

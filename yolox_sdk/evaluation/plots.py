@@ -93,7 +93,7 @@ def plot_precision_recall(curves: PrecisionRecallCurves, path: Path, has_predict
         )
         axes.grid(alpha=0.3)
         if axes.get_legend_handles_labels()[0]:
-            axes.legend(loc="lower left", fontsize=8)
+            axes.legend(loc="best", fontsize=8)
     figure.tight_layout()
     return _save(figure, path)
 
@@ -134,7 +134,7 @@ def plot_against_confidence(
     )
     axes.grid(alpha=0.3)
     if axes.get_legend_handles_labels()[0]:
-        axes.legend(loc="lower left" if metric != "recall" else "upper right", fontsize=8)
+        axes.legend(loc="best", fontsize=8)
     figure.tight_layout()
     return _save(figure, path)
 
