@@ -229,3 +229,62 @@ def test_run_records_the_threshold_in_best_pt_and_the_onnx_export(
     assert load_checkpoint(best).recommended_conf == pytest.approx(result.report.recommended_conf)
     props = {prop.key: prop.value for prop in onnx.load(str(result.exports[0].path)).metadata_props}
     assert float(props["recommended_conf"]) == pytest.approx(result.report.recommended_conf)
+
+
+def bccd_subset(bccd_dir: Path, folder: Path, train: int = 16, val: int = 8) -> Path:
+    """A VOC folder of the first BCCD train and val images (links to the read-only originals)."""
+    for sub in ("Annotations", "JPEGImages", "ImageSets/Main"):
+        (folder / sub).mkdir(parents=True, exist_ok=True)
+    for split, count in (("train", train), ("val", val)):
+        ids = (bccd_dir / "ImageSets" / "Main" / f"{split}.txt").read_text().split()[:count]
+        (folder / "ImageSets" / "Main" / f"{split}.txt").write_text("\n".join(ids) + "\n")
+        for image_id in ids:
+            (folder / "Annotations" / f"{image_id}.xml").symlink_to(
+                bccd_dir / "Annotations" / f"{image_id}.xml"
+            )
+            (folder / "JPEGImages" / f"{image_id}.jpg").symlink_to(
+                bccd_dir / "JPEGImages" / f"{image_id}.jpg"
+            )
+    return folder
+
+
+@pytest.mark.slow
+def test_a_real_bccd_run_writes_the_analysis_and_carries_its_threshold(
+    bccd_dir: Path, tmp_path: Path
+) -> None:
+    """Train yolox-nano for 2 epochs at 160 px on 16 BCCD images; the run's eval of 8 val images writes
+    every figure, and whatever threshold it measured is the one in best.pt and in the ONNX file."""
+    data = bccd_subset(bccd_dir, tmp_path / "bccd")
+    config = load_config(
+        None,
+        [
+            "model.name=yolox-nano",
+            "model.input_size=[160,160]",
+            f"data.train_path={data}",
+            "data.train_split=train",
+            f"data.val_path={data}",
+            "data.val_split=val",
+            "data.format=voc",
+            "data.batch_size=8",
+            "training.epochs=2",
+            "training.warmup_epochs=1",
+            "training.no_aug_epochs=1",
+            "training.multiscale_range=0",
+            "export.formats=[onnx]",
+            "device.type=cpu",
+            f"monitoring.output_dir={tmp_path / 'runs'}",
+            "monitoring.run_name=bccd",
+        ],
+    )
+    result = jobs.run_pipeline(config)
+    run_dir = result.train.run_dir
+    for name in FIGURES:
+        assert_drawn(run_dir / "eval_val" / name)
+    report = json.loads((run_dir / "eval_val.json").read_text())
+    assert report["settings"]["num_images"] == 8
+    errors = json.loads((run_dir / "eval_val" / "errors.json").read_text())
+    assert errors["all"]["counts"]["missed"] <= report["settings"]["num_gt_boxes"]
+    assert load_checkpoint(run_dir / "best.pt").recommended_conf == report["recommended_conf"]
+    props = {prop.key: prop.value for prop in onnx.load(str(result.exports[0].path)).metadata_props}
+    exported = props.get("recommended_conf")
+    assert (None if exported is None else float(exported)) == report["recommended_conf"]
