@@ -127,6 +127,20 @@ def test_an_image_weight_counts_as_that_many_copies_of_the_image(
     assert recomputed["mAP"][1] != recomputed["mAP"][0]
 
 
+def test_large_datasets_take_the_bounded_memory_path_to_the_same_numbers(
+    coco8_val: DetectionDataset, detections: dict, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    records = match_records_of(coco8_val, detections["good"])
+    weights = bootstrap.resample_weights(len(coco8_val), 100, seed=0)
+    by_matrix = bootstrap.average_precision(records, weights)
+
+    monkeypatch.setattr(bootstrap, "MATRIX_ELEMENTS", 0)  # as if images x detections were too many
+    by_chunks = bootstrap.average_precision(records, weights)
+
+    for key, values in by_matrix.items():
+        np.testing.assert_array_equal(by_chunks[key], values)
+
+
 def test_a_model_against_itself_gives_exactly_zero(coco8_val: DetectionDataset, detections: dict) -> None:
     overall, per_class = compare_detections(coco8_val, detections["good"], detections["good"], 300, seed=0)
 

@@ -62,8 +62,10 @@ def compare(
     latency_warmup: int,
     out_dir: Path,
 ) -> None:
-    """Compare CKPT_B against CKPT_A on the same images: AP50:95 and AP50 per class and overall, B - A with
-    a 95 % paired-bootstrap interval, a verdict, and each model's latency on this device.
+    """Is CKPT_B better than CKPT_A? Both measured on the same images, with bootstrap intervals.
+
+    Prints AP50:95 and AP50 per class and overall, B - A with a 95 % paired-bootstrap interval over images,
+    a verdict, and each model's latency on this device; writes the same to compare.json in --out.
 
     Each checkpoint is evaluated with the evaluation settings it was trained with, as `yolox-sdk eval` does.
     """

@@ -20,6 +20,9 @@ import attrs
 import numpy as np
 from pycocotools.cocoeval import COCOeval
 
+# Largest work matrix (elements) of the weighted counts; beyond it they are summed in chunks of resamples.
+MATRIX_ELEMENTS = 4_000_000
+
 
 @attrs.frozen
 class ClassMatches:
@@ -133,20 +136,14 @@ def _threshold_precision(
     Only the true positives' positions are evaluated: interpolated precision is a maximum of precision
     over the positions at or after a recall, and a false positive never raises precision above that of
     the true positive (or the start) before it, so leaving the false positives out changes no maximum.
-    Their counts still enter through ``false_count``: weighted sums of per-image counts, one matrix
-    product per kind, exact in float64 for whole numbers.
+    Their counts still enter through ``false_count``.
     """
     true_positive = matches.true_positive[t]
     if not true_positive.any():
         return np.zeros((len(weights), needed.shape[1]), dtype=np.float64)
-    num_images = len(matches.ground_truth_per_image)
     positions = np.flatnonzero(true_positive)
-    true_before = _running_counts(matches.image_index[positions], num_images)
-    false_running = _running_counts(matches.image_index, num_images, matches.false_positive[t])
-    false_before = false_running[:, positions]
-    as_float = weights.astype(np.float64)
-    true_count = as_float @ true_before
-    false_count = as_float @ false_before
+    true_count = weighted_running_counts(matches.image_index, true_positive, positions, weights)
+    false_count = weighted_running_counts(matches.image_index, matches.false_positive[t], positions, weights)
     precision = true_count / (false_count + true_count + np.spacing(1))
     envelope = np.flip(np.maximum.accumulate(np.flip(precision, axis=1), axis=1), axis=1)
     position = _first_reaching(true_count.astype(np.int64), needed)
@@ -155,14 +152,27 @@ def _threshold_precision(
     return np.where(reached, picked, 0.0)
 
 
-def _running_counts(
-    image_index: np.ndarray, num_images: int, include: np.ndarray | None = None
+def weighted_running_counts(
+    image_index: np.ndarray, include: np.ndarray, positions: np.ndarray, weights: np.ndarray
 ) -> np.ndarray:
-    """``(images, detections)``: how many of the detections up to each position (inclusive) belong to each
-    image, counting only those where ``include`` is true."""
-    one_hot = np.zeros((num_images, len(image_index)), dtype=np.float64)
-    one_hot[image_index, np.arange(len(image_index))] = 1.0 if include is None else include
-    return np.cumsum(one_hot, axis=1)
+    """``(resamples, positions)``: the weighted count of included detections up to each of ``positions``
+    (inclusive), each detection weighing its image's weight in that resample. Whole numbers in float64.
+
+    Small problems take one matrix product with per-image running counts (images x positions); when that
+    matrix would be large, the weighted detections are summed directly, a few resamples at a time, so
+    memory stays bounded whatever the dataset size.
+    """
+    num_images = weights.shape[1]
+    if num_images * len(image_index) <= MATRIX_ELEMENTS:
+        one_hot = np.zeros((num_images, len(image_index)), dtype=np.float64)
+        one_hot[image_index, np.arange(len(image_index))] = include
+        return weights.astype(np.float64) @ np.cumsum(one_hot, axis=1)[:, positions]
+    counts = np.empty((len(weights), len(positions)), dtype=np.float64)
+    chunk = max(1, MATRIX_ELEMENTS // max(1, len(image_index)))
+    for start in range(0, len(weights), chunk):
+        part = weights[start : start + chunk, image_index] * include
+        counts[start : start + chunk] = np.cumsum(part, axis=1)[:, positions]
+    return counts
 
 
 def _true_positives_needed(ground_truth: np.ndarray, recall_thresholds: np.ndarray) -> np.ndarray:
