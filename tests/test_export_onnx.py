@@ -13,12 +13,12 @@ import torch
 
 from yolox_sdk.builtin.exporters.onnx import OnnxExporter, OnnxOptions
 from yolox_sdk.checkpoints.format import Checkpoint, save_checkpoint
-from yolox_sdk.config.plugin_options import build_plugin
 from yolox_sdk.data.preprocess import images_to_batch, read_image
 from yolox_sdk.errors import ConfigError, ExportError, PluginError
 from yolox_sdk.export.runner import export_checkpoint
 from yolox_sdk.models import create_model
 from yolox_sdk.plugins import get_registry
+from yolox_sdk.plugins.building import build_plugin
 
 CLASSES = ["RBC", "WBC", "Platelets"]
 ANCHORS_416 = 52 * 52 + 26 * 26 + 13 * 13

@@ -9,10 +9,10 @@ import torch
 
 from yolox_sdk.builtin.callbacks.early_stopping import EarlyStopping, EarlyStoppingOptions
 from yolox_sdk.config.loader import load_config
-from yolox_sdk.config.plugin_options import build_plugin
 from yolox_sdk.errors import ConfigError
 from yolox_sdk.models import create_model
 from yolox_sdk.plugins import get_registry
+from yolox_sdk.plugins.building import build_plugin
 from yolox_sdk.plugins.interfaces import ScheduleSettings
 
 SETTINGS = ScheduleSettings(

@@ -42,14 +42,6 @@ def resolve_options(registry: Registry, kind: str, name: str, raw: Any, path: st
     return structure_options(entry.options, raw, path, "config")
 
 
-def build_plugin(registry: Registry, kind: str, name: str, raw: Any, path: str, *args: Any) -> Any:
-    """Moved to ``yolox_sdk.plugins.building.build_plugin`` (building objects is not the config's job);
-    kept here for the callers not yet moved."""
-    from yolox_sdk.plugins.building import build_plugin as build
-
-    return build(registry, kind, name, raw, path, *args)
-
-
 def named_items(items: list[Any], path: str) -> Iterator[tuple[str, dict[str, Any], str]]:
     """Yield ``(name, options, path)`` for list entries written as ``name`` or ``{name: x, opt: y}``."""
     for index, item in enumerate(items):

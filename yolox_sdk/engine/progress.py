@@ -1,5 +1,5 @@
 """What a run shows while it trains: the progress bar of an epoch, the ``iter/*`` metrics every
-``monitoring.log_interval`` batches, and the lines that open and close a run."""
+``monitoring.log_interval`` batches, the row each epoch adds to the metrics, and the lines that open and close a run."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from tqdm import tqdm
 
 from yolox_sdk.config.loader import config_to_dict, flatten_dict
 from yolox_sdk.config.schema import Config
+from yolox_sdk.engine.freezing import count_trainable_parameters
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +51,17 @@ class EpochProgress:
             for logger in loggers:
                 logger.log_metrics({f"iter/{k}": v for k, v in losses.items()}, iteration)
             log.debug("iter %d: %s", iteration, dict(losses))
+
+
+def epoch_metrics(epoch: int, losses: dict[str, float], parts: Any) -> dict[str, float]:
+    """The row an epoch adds to ``metrics.csv`` and the loggers before evaluation: its 1-based number,
+    mean losses, the learning rate it ended at and how many parameters trained (freezing changes it)."""
+    return {
+        "epoch": epoch + 1,
+        **{f"train/{key}": value for key, value in losses.items()},
+        "lr": parts.optimizer.param_groups[0]["lr"],
+        "trainable_params": count_trainable_parameters(parts.model),
+    }
 
 
 def log_run_start(config: Config, parts: Any, loggers: list[Any], run_dir: Path) -> None:

@@ -10,6 +10,7 @@ stopped stays stopped. Together they make a resumed run continue bit-identically
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -60,10 +61,18 @@ def resumed_config(config: Config, resume_dir: Path, resume_file: str, registry:
 
 
 def lock_and_load(
-    resume_dir: Path, resume_file: str, lock: RunLock, dist: DistributedContext, why: str, epochs: int
+    resume_dir: Path | None,
+    resume_file: str,
+    lock: RunLock | None,
+    dist: DistributedContext,
+    why: str,
+    epochs: int,
 ) -> ResumePoint | None:
     """Lock the run to resume (main process), then pick its checkpoint: the newest intact one, or none
-    when the run was killed in its first epoch and restarts from scratch."""
+    when the run was killed in its first epoch and restarts from scratch (or is a new run: no
+    ``resume_dir``)."""
+    if resume_dir is None or lock is None:
+        return None
     if dist.is_main:
         lock.acquire(why)
     point = load_resume_checkpoint(resume_dir, resume_file, remove_temporaries=dist.is_main)
@@ -124,6 +133,19 @@ def restore_training(point: ResumePoint, parts: Any, callbacks: Any) -> TrainSta
         state.iteration,
         f" (batch {state.batch_in_epoch} of epoch {state.epoch + 1})" if state.batch_in_epoch else "",
     )
+    return state
+
+
+def continue_run(
+    point: ResumePoint, parts: Any, callbacks: Any, run_dir: Path, log_metrics: Callable[[dict, int], None]
+) -> TrainState:
+    """Put the run back at ``point`` (``restore_training``), keep a callback's saved stop, and send the
+    last epoch's metrics to the loggers again: a kill between saving ``last.pt`` and logging leaves
+    ``metrics.csv`` a row short, and the csv logger replaces a row it already has."""
+    state = restore_training(point, parts, callbacks)
+    keep_saved_stop(state, callbacks.keys, run_dir)
+    if state.metrics:
+        log_metrics(state.metrics, state.epoch)
     return state
 
 

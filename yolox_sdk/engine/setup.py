@@ -16,7 +16,7 @@ import attrs
 import torch
 from torch import nn
 
-from yolox_sdk.config.plugin_options import build_plugin, configured_loggers, named_items
+from yolox_sdk.config.plugin_options import configured_loggers, named_items
 from yolox_sdk.config.schema import Config
 from yolox_sdk.data import training_data
 from yolox_sdk.data.records import DetectionDataset
@@ -36,6 +36,7 @@ from yolox_sdk.engine.run_lock import RunLock
 from yolox_sdk.models.factory import build_model
 from yolox_sdk.models.variants import ModelSpec, make_spec
 from yolox_sdk.models.weights import TransferReport, load_initial_weights
+from yolox_sdk.plugins.building import build_plugin
 from yolox_sdk.plugins.interfaces import ScheduleSettings
 from yolox_sdk.plugins.registry import Registry
 

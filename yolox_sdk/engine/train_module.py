@@ -3,6 +3,7 @@ wrapped in ``DistributedDataParallel`` (compiled too when asked).
 
 DDP fixes the parameters it synchronises when it is built, so unfreezing (``model.unfreeze_schedule``)
 needs a new wrapper: ``rewrap_if_needed`` builds one when the set of trainable parameters changed.
+``begin_epoch`` sets what an epoch trains and how: the augmentation phase, the L1 loss, freezing.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from typing import Any
 
 import torch
 
+from yolox_sdk.engine import freezing
 from yolox_sdk.engine.memory import compile_for_training
 
 
@@ -30,3 +32,17 @@ def rewrap_if_needed(parts: Any, trainable_before: tuple[bool, ...]) -> tuple[An
     device_ids = [parts.device.index] if parts.device.type == "cuda" else None
     wrapped = torch.nn.parallel.DistributedDataParallel(parts.model, device_ids=device_ids)
     return compile_for_training(wrapped, parts.config.training.compile, parts.device), trainable
+
+
+def begin_epoch(
+    parts: Any, epoch: int, trainable_before: tuple[bool, ...]
+) -> tuple[Any | None, tuple[bool, ...]]:
+    """Set epoch ``epoch`` (0-based) up: YOLOX's last ``training.no_aug_epochs`` train without mosaic and
+    mixup and with the L1 box loss; freezing follows ``model.freeze``/``unfreeze_schedule``. Returns
+    ``rewrap_if_needed``'s answer for the parameters that now train."""
+    training = parts.config.training
+    no_aug = epoch >= training.epochs - training.no_aug_epochs
+    parts.train_dataset.set_no_aug(no_aug)
+    parts.model.head.use_l1 = no_aug
+    freezing.apply_freezing(parts.model, parts.freeze_plan, epoch + 1)
+    return rewrap_if_needed(parts, trainable_before)

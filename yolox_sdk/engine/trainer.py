@@ -17,18 +17,21 @@ from pathlib import Path
 from typing import Any
 
 import attrs
+import torch
 
 from yolox_sdk.config.schema import Config
-from yolox_sdk.engine import distributed, freezing, restore, setup
+from yolox_sdk.engine import distributed, restore, setup
 from yolox_sdk.engine.callbacks import CallbackList, agree_on_stop, callback_keys
 from yolox_sdk.engine.checkpoint_policy import BEST, CheckpointPolicy
+from yolox_sdk.engine.epoch_evaluation import evaluate_epoch, evaluation_due
 from yolox_sdk.engine.interruption import SignalReceived, StopOnSignal, interrupted_error, saved_position
 from yolox_sdk.engine.lineage import record_lineage
 from yolox_sdk.engine.multiscale import input_size_at
-from yolox_sdk.engine.progress import EpochProgress, log_run_end, log_run_start
+from yolox_sdk.engine.progress import EpochProgress, epoch_metrics, log_run_end, log_run_start
+from yolox_sdk.engine.resources import ResourceMonitor
 from yolox_sdk.engine.resume import LAST, ResumePoint
 from yolox_sdk.engine.run_lock import RunLock
-from yolox_sdk.engine.train_module import initial_train_module, rewrap_if_needed
+from yolox_sdk.engine.train_module import begin_epoch, initial_train_module
 from yolox_sdk.engine.train_state import TrainResult, TrainState, seed_everything
 from yolox_sdk.engine.training_step import NonFiniteGuard, train_step
 from yolox_sdk.engine.training_view import CallbackRequests, TrainingView
@@ -67,6 +70,7 @@ class Trainer:
         self.lineage: dict[str, Any] = {}
         self.callbacks = CallbackList([], [], self.view)
         self.checkpoints: CheckpointPolicy | None = None
+        self.resources = ResourceMonitor(torch.device("cpu"))
         self.guard = NonFiniteGuard(config.training.max_non_finite_steps, self._position)
         self._trainable: tuple[bool, ...] = ()
         self._lock = RunLock(self.resume_dir) if self.resume_dir else None
@@ -99,8 +103,6 @@ class Trainer:
     # ----- set-up -----------------------------------------------------------------------------------------
 
     def _lock_and_load(self) -> ResumePoint | None:
-        if self.resume_dir is None:
-            return None
         point = restore.lock_and_load(
             self.resume_dir, self.resume_file, self._lock, self.dist, self._why, self.config.training.epochs
         )
@@ -125,12 +127,10 @@ class Trainer:
         self.callbacks = CallbackList(callback_keys(setup.callback_names(c), built), built, self.view)
         self.checkpoints = CheckpointPolicy(c, lambda: self.state, self._checkpoint, self._saved_at)
         self.train_module = initial_train_module(parts)
+        self.resources = ResourceMonitor(parts.device)
         if point is not None:
-            self.state = restore.restore_training(point, parts, self.callbacks)
+            self.state = restore.continue_run(point, parts, self.callbacks, self.run_dir, self.log_metrics)
             self.step = self.state.epoch * parts.steps_per_epoch
-            restore.keep_saved_stop(self.state, self.callbacks.keys, self.run_dir)
-            if self.state.metrics:  # a kill between saving last.pt and logging left metrics.csv a row short
-                self.log_metrics(self.state.metrics, self.state.epoch)
 
     # ----- events -----------------------------------------------------------------------------------------
 
@@ -167,29 +167,22 @@ class Trainer:
             distributed.shutdown()
 
     def _run_epoch(self, epoch: int) -> None:
-        parts, t = self.parts, self.config.training
-        no_aug = epoch >= t.epochs - t.no_aug_epochs
-        parts.train_dataset.set_no_aug(no_aug)
-        parts.model.head.use_l1 = no_aug
-        freezing.apply_freezing(parts.model, parts.freeze_plan, epoch + 1)
-        module, self._trainable = rewrap_if_needed(parts, self._trainable)
+        parts = self.parts
+        module, self._trainable = begin_epoch(parts, epoch, self._trainable)
         if module is not None:
             self.train_module = module
         self.fire("on_epoch_start", epoch)
-        epoch_start = time.perf_counter()
+        epoch_start, images_before = time.perf_counter(), self.state.images_seen
+        self.resources.start_epoch()
         losses = distributed.average_metrics(self._train_one_epoch(epoch))
         self.state.train_seconds += time.perf_counter() - epoch_start
         self.state.epoch = epoch + 1
-        metrics = {
-            "epoch": epoch + 1,
-            **{f"train/{k}": v for k, v in losses.items()},
-            "lr": parts.optimizer.param_groups[0]["lr"],
-            "trainable_params": freezing.count_trainable_parameters(parts.model),
-        }
-        if parts.val_data is not None and (
-            no_aug or epoch + 1 == t.epochs or (epoch + 1) % self.config.evaluation.eval_interval == 0
-        ):
-            metrics.update(self._evaluate(epoch))
+        metrics = epoch_metrics(epoch, losses, parts)
+        metrics.update(self.resources.end_epoch(self.state.images_seen - images_before))
+        if evaluation_due(self.config, epoch, parts.val_data is not None):
+            found = evaluate_epoch(self.evaluate_model, self.view.eval_model, parts.model, self.dist, epoch)
+            self.fire("on_eval_end", epoch, found)
+            metrics.update({f"val/{key}": value for key, value in found.items()})
         self.state.metrics = metrics
         self.fire("on_epoch_end", epoch, metrics)
         agree_on_stop(self.requests, self.state, self.dist)
@@ -208,7 +201,7 @@ class Trainer:
         bar = EpochProgress(
             self.config, parts.loader, epoch, parts.batches_per_epoch, first, self.dist.is_main
         )
-        for batch_index, (images, targets) in enumerate(bar, start=first):
+        for batch_index, (images, targets) in enumerate(self.resources.timed(bar), start=first):
             self.step = epoch * parts.steps_per_epoch + batch_index // parts.accumulate
             input_size = input_size_at(self.step, self.config.training, parts.spec.input_size)
             images, targets = resize_batch(images, targets, input_size)
@@ -253,25 +246,6 @@ class Trainer:
         return evaluate_model(
             model, parts.val_data, parts.spec.input_size, evaluation_settings(self.config), parts.device
         )
-
-    def _evaluate(self, epoch: int) -> dict[str, float]:
-        """Evaluate in the main process; every process gets the metrics (its callbacks decide on them)."""
-        found = None
-        if self.dist.is_main:
-            start = time.perf_counter()
-            found = dict(self.evaluate_model(self.view.eval_model).metrics)
-            self.parts.model.train()
-            seconds = time.perf_counter() - start
-            log.info(
-                "Epoch %d: mAP %.4f, mAP50 %.4f (eval %.1fs)",
-                epoch + 1,
-                found["mAP"],
-                found["mAP50"],
-                seconds,
-            )
-        found = distributed.broadcast_object(found)
-        self.fire("on_eval_end", epoch, found)
-        return {f"val/{key}": value for key, value in found.items()}
 
     def _checkpoint(self) -> Any:
         return restore.resume_checkpoint(self.parts, self.state, self.lineage, self.callbacks)

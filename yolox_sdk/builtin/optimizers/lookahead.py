@@ -83,7 +83,7 @@ def build_lookahead(
     options: LookaheadOptions, model: nn.Module, training: TrainingConfig
 ) -> torch.optim.Optimizer:
     """Lookahead around the optimizer plugin ``options.inner``."""
-    from yolox_sdk.config.plugin_options import build_plugin
+    from yolox_sdk.plugins.building import build_plugin
     from yolox_sdk.plugins.manager import get_registry
 
     inner = build_plugin(
