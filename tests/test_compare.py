@@ -206,6 +206,7 @@ def test_different_class_lists_are_an_error_naming_both(checkpoints: dict, coco8
     assert "trained on different classes" in message
     assert str(checkpoints["good"]) in message and str(checkpoints["other_classes"]) in message
     assert "'toothbrush_holder']" in message and "'toothbrush']" in message
+    assert "(only in A: ['toothbrush']; only in B: ['toothbrush_holder'])" in message
 
 
 def test_the_same_classes_in_another_order_are_mapped_by_name(checkpoints: dict, coco8_dir: Path) -> None:

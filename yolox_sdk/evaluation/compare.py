@@ -44,6 +44,7 @@ from yolox_sdk.evaluation.coco_eval import (
 from yolox_sdk.evaluation.postprocess import ImageDetections, decoding_eval_mode, postprocess
 from yolox_sdk.evaluation.runner import DEFAULT_BATCH_SIZE, checkpoint_evaluation_settings
 from yolox_sdk.models.factory import model_from_checkpoint
+from yolox_sdk.plain_values import is_whole_number
 
 log = logging.getLogger(__name__)
 
@@ -248,10 +249,9 @@ def compare(
     from yolox_sdk.data.training_data import align_classes
     from yolox_sdk.engine.devices import resolve_device
 
-    _check_positive("resamples", resamples)
-    _check_positive("latency_runs", latency_runs)
-    if isinstance(latency_warmup, bool) or not isinstance(latency_warmup, int) or latency_warmup < 0:
-        raise ConfigError(f"latency_warmup must be a whole number of at least 0, got {latency_warmup!r}.")
+    _check_count("resamples", resamples, 1)
+    _check_count("latency_runs", latency_runs, 1)
+    _check_count("latency_warmup", latency_warmup, 0)
     paths = (Path(checkpoint_a), Path(checkpoint_b))
     first, second = (load_checkpoint(path) for path in paths)
     label_map, class_note = class_mapping(first, second, *paths)
@@ -280,9 +280,9 @@ def compare(
     )
 
 
-def _check_positive(name: str, value: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ConfigError(f"{name} must be a whole number of at least 1, got {value!r}.")
+def _check_count(name: str, value: int, low: int) -> None:
+    if not is_whole_number(value) or value < low:
+        raise ConfigError(f"{name} must be a whole number of at least {low}, got {value!r}.")
 
 
 def class_mapping(
@@ -299,10 +299,12 @@ def class_mapping(
         return None, None
     same_set = sorted(names_a) == sorted(names_b) and len(set(names_a)) == len(names_a)
     if not same_set:
+        only_a = [name for name in names_a if name not in names_b]
+        only_b = [name for name in names_b if name not in names_a]
         raise CheckpointError(
             f"The checkpoints were trained on different classes: A ({path_a}) has {list(names_a)}, "
-            f"B ({path_b}) has {list(names_b)}. Only models of the same classes can be compared; "
-            "retrain one of them on the other's class list."
+            f"B ({path_b}) has {list(names_b)} (only in A: {only_a}; only in B: {only_b}). Only models "
+            "of the same classes can be compared; retrain one of them on the other's class list."
         )
     mapping = np.array([names_a.index(name) for name in names_b], dtype=np.int64)
     note = (
@@ -401,7 +403,7 @@ def compare_detections(
         ``(overall, per_class)``: overall AP50:95 and AP50; then per class, AP50:95 and AP50 of each class
         in class order.
     """
-    _check_positive("resamples", resamples)
+    _check_count("resamples", resamples, 1)
     records_a = match_records_of(dataset, detections_a)
     records_b = match_records_of(dataset, detections_b)
     weights = bootstrap.resample_weights(len(dataset), resamples, seed)
