@@ -221,6 +221,7 @@ from yolox_sdk.errors import YoloxSdkError
 from yolox_sdk.plugins import build_plugin_manager, hookimpl
 from yolox_sdk.plugins.building import build_plugin
 from yolox_sdk.plugins.interfaces import Callback
+from yolox_sdk.testing.loggers import check_logger
 
 
 class PlotAtTrainEnd(Callback):
@@ -259,6 +260,10 @@ artifacts = {}
 for folder in ("plots", "checkpoints"):
     artifacts.update({a.path: a.file_size for a in client.list_artifacts(run.info.run_id, folder)})
 
+# Everything a run can send (NaN, infinity, None, lists, re-sent rows) is taken, not dropped by a failure.
+conformance = build_plugin(registry, "logger", "mlflow", {}, "monitoring.logger_options.mlflow", Path(output_dir) / "conformance")
+check_logger(conformance)
+
 # A store that breaks mid-run (its folder replaced by a file): one warning, the logger turns off, no raise.
 broken_dir = Path(output_dir) / "broken"
 logger = build_plugin(registry, "logger", "mlflow", {}, "monitoring.logger_options.mlflow", broken_dir)
@@ -278,7 +283,7 @@ except YoloxSdkError as error:
 print(json.dumps({
     "run_dir": str(run_dir), "status": run.info.status, "run_name": run.info.run_name,
     "tags": run.data.tags, "params": run.data.params, "histories": histories, "artifacts": artifacts,
-    "broken_disabled": logger.disabled, "unreachable": unreachable,
+    "broken_disabled": logger.disabled, "unreachable": unreachable, "conformance_disabled": conformance.disabled,
 }))
 """
 
@@ -347,11 +352,14 @@ def test_a_training_run_is_logged_to_a_local_mlflow_store(
         expected = {int(row["epoch"]): float(row[key]) for row in rows}
         assert _last_per_step(found["histories"][key]) == pytest.approx(expected, rel=1e-9), key
     iteration_steps = [step for step, _ in found["histories"]["iter/total_loss"]]
-    assert iteration_steps == sorted(iteration_steps) and iteration_steps[-1] >= 2  # 2 batches per epoch
+    assert iteration_steps == [1, 2, 3, 4], found["histories"][
+        "iter/total_loss"
+    ]  # 2 batches per epoch, 2 epochs
 
     assert found["artifacts"]["checkpoints/best.pt"] == (run_dir / "best.pt").stat().st_size
     assert found["artifacts"]["plots/loss.png"] == (run_dir / "plots" / "loss.png").stat().st_size
 
+    assert found["conformance_disabled"] is False
     assert found["broken_disabled"] is True
     assert result.stderr.count("MLflow could not log metrics") == 1
     assert "Could not start the MLflow run at http://127.0.0.1:9" in found["unreachable"]
