@@ -1,7 +1,7 @@
 """COCO AP recomputed from pycocotools' per-image matches under image weights, for a fast bootstrap.
 
-Resampling images and rerunning ``COCOeval.evaluate()`` each time would take minutes per resample. The
-matching of a detection to a ground-truth box depends only on its own image, so it is done once per model
+Rerunning ``COCOeval.evaluate()`` for each of 1,000 resamples would take minutes (0.3 s each on BCCD's
+87 val images on a 2-core CPU; 1,000 weighted recomputations take under a second). The matching of a detection to a ground-truth box depends only on its own image, so it is done once per model
 (``match_records``); a resample only changes how many times each image counts. ``class_precision``
 redoes ``COCOeval.accumulate``'s arithmetic (area ``all``, the last max-detections setting, 101-point
 interpolated precision) with every detection and ground-truth box counted as often as its image was drawn.
