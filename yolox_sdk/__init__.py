@@ -27,6 +27,7 @@ _API = {
     "evaluate_checkpoint": "yolox_sdk.engine.jobs",
     "evaluate": "yolox_sdk.engine.jobs",
     "compare": "yolox_sdk.evaluation.compare",
+    "report": "yolox_sdk.reporting.run_report",
     "load_dataset": "yolox_sdk.data.formats",
     "Predictor": "yolox_sdk.evaluation.predict",
     "get_registry": "yolox_sdk.plugins.manager",

@@ -34,6 +34,7 @@ def _register_commands() -> None:
         data_commands,
         model_commands,
         plugin_commands,
+        report_commands,
         runs_commands,
     )
 
@@ -42,6 +43,7 @@ def _register_commands() -> None:
     cli.add_command(data_commands.data)
     cli.add_command(runs_commands.runs)
     cli.add_command(compare_commands.compare)
+    cli.add_command(report_commands.report)
     for command in model_commands.COMMANDS:
         cli.add_command(command)
     _register_plugin_commands()

@@ -83,7 +83,22 @@ def run_pipeline(config: Config, resume_dir: Path | None = None) -> RunResult:
     samples = [record.image_path for record in dataset.records[:EXPORT_SAMPLE_IMAGES]]
     out_dir = Path(config.export.output_dir) if config.export.output_dir else result.run_dir / "export"
     exports = _export(result.best_checkpoint, config.export.formats, config.export.options, out_dir, samples)
+    _write_run_report(result.run_dir, exports)
     return RunResult(result, evaluation, exports, report)
+
+
+def _write_run_report(run_dir: Path, exports: list[Any]) -> None:
+    """Record the exports and write ``plots/`` and ``report.html``; a report that cannot be written is a
+    warning, not a failed run (the weights, evaluation and exports are all there)."""
+    from yolox_sdk.errors import YoloxSdkError
+    from yolox_sdk.reporting.exports_record import write_exports_record
+    from yolox_sdk.reporting.run_report import report as write_report
+
+    write_exports_record(run_dir, exports)
+    try:
+        write_report(run_dir)
+    except (YoloxSdkError, OSError) as error:
+        log.warning("The run report was not written (%s); `yolox-sdk report %s` rebuilds it.", error, run_dir)
 
 
 def _record_recommended_conf(path: Path, checkpoint: Checkpoint, conf: float | None) -> None:
