@@ -39,6 +39,11 @@ def run(config_path: Path, overrides: tuple[str, ...], resume_dir: Path | None) 
     if result.evaluation is None:  # a torchrun process other than rank 0: rank 0 reports
         return
     click.echo(result.evaluation.table())
+    if result.report is not None and result.report.recommended_conf is not None:
+        click.echo(
+            f"Recommended confidence threshold (max F1 on the evaluation data): "
+            f"{result.report.recommended_conf:.3f}, stored in best.pt and its exports (predict --conf auto)"
+        )
     for export in result.exports:
         click.echo(
             f"Exported {export.format}: {export.path} (max abs diff vs PyTorch {export.max_abs_diff:.2e})"

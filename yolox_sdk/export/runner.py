@@ -18,17 +18,22 @@ from yolox_sdk.errors import ConfigError
 from yolox_sdk.evaluation.predict import list_images
 from yolox_sdk.models import model_from_checkpoint
 from yolox_sdk.plugins.building import build_plugin
-from yolox_sdk.plugins.interfaces import ExportResult
+from yolox_sdk.plugins.interfaces import (
+    METADATA_CLASS_NAMES,
+    METADATA_FILE_STEM,
+    METADATA_INPUT_SIZE,
+    METADATA_MODEL_NAME,
+    METADATA_RECOMMENDED_CONF,
+    METADATA_SDK_VERSION,
+    METADATA_TRAINED_WITH,
+    ExportResult,
+)
 from yolox_sdk.plugins.registry import Registry
 
 if TYPE_CHECKING:
     from yolox_sdk.checkpoints.format import Checkpoint
 
 log = logging.getLogger(__name__)
-
-# ``float``: the confidence threshold with the highest F1 where the model was evaluated; sent only when the
-# checkpoint carries one (``Checkpoint.recommended_conf``, written by ``yolox-sdk run``).
-METADATA_RECOMMENDED_CONF = "recommended_conf"
 
 
 def export_metadata(checkpoint: Checkpoint, file_stem: str = "model") -> dict[str, Any]:
@@ -41,14 +46,14 @@ def export_metadata(checkpoint: Checkpoint, file_stem: str = "model") -> dict[st
     from yolox_sdk import __version__
 
     spec = attrs.asdict(checkpoint.spec)
-    spec["model_name"] = spec.pop("name")
+    spec[METADATA_MODEL_NAME] = spec.pop("name")
     metadata = {
         **spec,
-        "class_names": list(checkpoint.class_names),
-        "input_size": list(checkpoint.spec.input_size),
-        "sdk_version": __version__,
-        "trained_with_sdk_version": checkpoint.sdk_version,
-        "file_stem": file_stem,
+        METADATA_CLASS_NAMES: list(checkpoint.class_names),
+        METADATA_INPUT_SIZE: list(checkpoint.spec.input_size),
+        METADATA_SDK_VERSION: __version__,
+        METADATA_TRAINED_WITH: checkpoint.sdk_version,
+        METADATA_FILE_STEM: file_stem,
     }
     recommended = getattr(checkpoint, "recommended_conf", None)  # duck-typed callers may lack it
     if recommended is not None:

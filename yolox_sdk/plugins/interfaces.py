@@ -244,6 +244,10 @@ METADATA_TRAINED_WITH = "trained_with_sdk_version"
 """``str``: the yolox-sdk version that trained the checkpoint."""
 METADATA_FILE_STEM = "file_stem"
 """``str``: the name to give the exported file(s), without suffix (the checkpoint's: ``best``)."""
+METADATA_RECOMMENDED_CONF = "recommended_conf"
+"""``float``, present only when the checkpoint has one: the confidence threshold with the highest F1 on
+the validation data (``yolox-sdk eval``/``run``), what ``predict --conf auto`` uses; optional, so it is not
+in ``METADATA_KEYS``."""
 METADATA_KEYS = (
     METADATA_CLASS_NAMES,
     METADATA_INPUT_SIZE,
