@@ -19,11 +19,12 @@ from yolox_sdk.plugins.registry import Registry
 
 hookspec = pluggy.HookspecMarker(hookspecs.PROJECT_NAME)
 
+# A kind the table does not have (the real ``metric`` kind is a row now), with config keys of its own.
 METRIC = PluginKind(
-    "metric",
-    "register_metrics",
+    "box_metric",
+    "register_box_metrics",
     "Metric",
-    config=ConfigSlot("evaluation.metrics", NAME_LIST, "evaluation.metric_options"),
+    config=ConfigSlot("evaluation.box_metrics", NAME_LIST, "evaluation.box_metric_options"),
 )
 
 
@@ -31,7 +32,7 @@ class MetricSpecs:
     """The hook spec of the test's new kind: the only thing besides the table row a kind needs."""
 
     @hookspec
-    def register_metrics(self, register: hookspecs.Register) -> None:
+    def register_box_metrics(self, register: hookspecs.Register) -> None:
         """Register evaluation metrics."""
 
 
@@ -42,7 +43,7 @@ class SmallObjectOptions:
 
 class MetricPlugin:
     @hookimpl
-    def register_metrics(self, register) -> None:
+    def register_box_metrics(self, register) -> None:
         register("small_objects", lambda options: options, options=SmallObjectOptions, description="test")
 
 
@@ -73,7 +74,7 @@ def test_a_kind_added_to_the_table_is_registered_looked_up_and_option_checked() 
     _, registry = build_plugin_manager(
         extra_plugins=[("metrics", MetricPlugin())], kinds=(*PLUGIN_KINDS, METRIC), specs=[MetricSpecs]
     )
-    entry = registry.get("metric", "small_objects")
+    entry = registry.get("box_metric", "small_objects")
     assert entry.factory(SmallObjectOptions()) == SmallObjectOptions()
     assert METRIC in registry.kinds and registry.names("optimizer")  # the built-in kinds are still there
 
@@ -81,7 +82,9 @@ def test_a_kind_added_to_the_table_is_registered_looked_up_and_option_checked() 
     sections = {field.name: getattr(base, field.name) for field in attrs.fields(Config)}
 
     def config_with(metrics: list[str], options: dict) -> SimpleNamespace:
-        evaluation = SimpleNamespace(metrics=metrics, metric_options=options)
+        evaluation = SimpleNamespace(
+            metrics=[], metric_options={}, box_metrics=metrics, box_metric_options=options
+        )
         return SimpleNamespace(**{**sections, "evaluation": evaluation})
 
     assert (
@@ -89,19 +92,21 @@ def test_a_kind_added_to_the_table_is_registered_looked_up_and_option_checked() 
         == []
     )
     problems = validate_plugin_options(config_with(["small_object"], {}), registry)
-    assert len(problems) == 1 and problems[0].startswith("evaluation.metrics: Unknown metric 'small_object'.")
+    assert len(problems) == 1 and problems[0].startswith(
+        "evaluation.box_metrics: Unknown box metric 'small_object'."
+    )
     assert "Did you mean 'small_objects'?" in problems[0]
     problems = validate_plugin_options(
         config_with(["small_objects"], {"small_objects": {"max_aera": 1}}), registry
     )
     assert len(problems) == 1
     assert problems[0].startswith(
-        "unknown key 'evaluation.metric_options.small_objects.max_aera'. Did you mean 'max_area'?"
+        "unknown key 'evaluation.box_metric_options.small_objects.max_aera'. Did you mean 'max_area'?"
     )
 
 
 def test_a_row_without_a_hook_spec_is_refused() -> None:
-    with pytest.raises(PluginError, match="'register_metrics', which has no hook spec"):
+    with pytest.raises(PluginError, match="'register_box_metrics', which has no hook spec"):
         build_plugin_manager(kinds=(*PLUGIN_KINDS, METRIC))
 
 

@@ -22,6 +22,7 @@ from yolox_sdk.config.validators import (
     freeze_entries,
     image_size,
     index_list,
+    metric_name,
     number,
     one_of,
     probability,
@@ -178,15 +179,19 @@ class EvaluationConfig:
     """Validation during training and ``yolox-sdk eval``.
 
     Thresholds default to YOLOX's evaluation values (confidence 0.01, NMS IoU 0.65); ``save_best_metric``
-    chooses what makes a checkpoint ``best``. An evaluation always runs after the last epoch.
+    chooses what makes a checkpoint ``best``: one of ``BEST_METRICS`` or a name a metric plugin listed in
+    ``metrics`` computes (checked with the plugins, ``plugin_options.validate_plugin_options``). An
+    evaluation always runs after the last epoch.
     """
 
     conf_threshold: float = attrs.field(default=0.01, validator=probability())
     nms_threshold: float = attrs.field(default=0.65, validator=probability())
-    save_best_metric: str = attrs.field(default="mAP", validator=one_of(BEST_METRICS))
+    save_best_metric: str = attrs.field(default="mAP", validator=metric_name())
     eval_interval: int = attrs.field(default=10, validator=number(1, MAX_EPOCHS))
     batch_size: int | None = attrs.field(default=None, validator=number(1, MAX_BATCH_SIZE, optional=True))
     class_agnostic_nms: bool = False
+    metrics: list[str] = attrs.field(factory=list)
+    metric_options: dict[str, dict[str, Any]] = attrs.field(factory=dict)
 
 
 @attrs.frozen

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import re
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -114,6 +115,17 @@ def one_of(choices: Sequence[str]) -> Validator:
             raise FieldError(attribute.name, f"one of {', '.join(choices)}", value, hint)
 
     return check
+
+
+def metric_name() -> Validator:
+    """A metric's name: letters, digits, ``_``, ``-``, ``.`` and ``@`` (``mAP50``, ``F1``, ``count_accuracy``);
+    which names exist depends on the metric plugins configured, so that is checked with them."""
+    return _make(
+        lambda value: (
+            isinstance(value, str) and re.fullmatch(r"[A-Za-z][A-Za-z0-9_.@-]{0,63}", value) is not None
+        ),
+        "a metric name such as mAP, mAP50, mAP75, loss or one a plugin in evaluation.metrics computes",
+    )
 
 
 def boolean() -> Validator:

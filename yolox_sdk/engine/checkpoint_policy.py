@@ -17,6 +17,7 @@ record (the best value lives in ``TrainState``) and the function that builds a f
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -27,6 +28,7 @@ from yolox_sdk.engine.interruption import saved_position
 from yolox_sdk.engine.resume import LAST, PREVIOUS_LAST
 from yolox_sdk.engine.train_state import TrainState
 from yolox_sdk.engine.training_view import TrainingView
+from yolox_sdk.evaluation.runner import best_metric_lower_is_better
 from yolox_sdk.plugins.interfaces import Callback
 
 log = logging.getLogger(__name__)
@@ -34,11 +36,15 @@ log = logging.getLogger(__name__)
 BEST = "best.pt"
 
 
-def best_metric_value(metrics: Mapping[str, float], name: str) -> float | None:
-    """The value ``best.pt`` maximises: ``val/<name>``, or the negated training loss for ``loss``."""
+def best_metric_value(metrics: Mapping[str, float], name: str, lower_is_better: bool = False) -> float | None:
+    """The value ``best.pt`` maximises: ``val/<name>`` (negated for a metric plugin's lower-is-better
+    name), or the negated training loss for ``loss``. ``None`` when the epoch has none (or it is NaN)."""
     if name == "loss":
         return -metrics["train/total_loss"] if "train/total_loss" in metrics else None
-    return metrics.get(f"val/{name}")
+    value = metrics.get(f"val/{name}")
+    if value is None or math.isnan(value):
+        return None
+    return -value if lower_is_better else value
 
 
 class CheckpointPolicy(Callback):
@@ -48,6 +54,7 @@ class CheckpointPolicy(Callback):
         self, config: Config, state: Callable[[], TrainState], build: Callable[[], Checkpoint], saved_at: str
     ) -> None:
         self.best_metric = config.evaluation.save_best_metric
+        self.lower_is_better = best_metric_lower_is_better(config.evaluation)
         self.interval = config.monitoring.save_interval
         self.minutes = config.monitoring.save_every_minutes
         self._state = state
@@ -58,7 +65,7 @@ class CheckpointPolicy(Callback):
     def on_epoch_end(self, view: TrainingView, epoch: int, metrics: Mapping[str, float]) -> None:
         """Update the best value (every process), then write the epoch's files (main process)."""
         state = self._state()
-        value = best_metric_value(metrics, self.best_metric)
+        value = best_metric_value(metrics, self.best_metric, self.lower_is_better)
         improved = value is not None and (state.best_value is None or value > state.best_value)
         if improved:
             state.best_value, state.best_epoch = value, epoch + 1

@@ -33,6 +33,7 @@ from yolox_sdk.engine.memory import enable_gradient_checkpointing
 from yolox_sdk.engine.precision import Precision
 from yolox_sdk.engine.run_dir import new_run_dir, write_run_config
 from yolox_sdk.engine.run_lock import RunLock
+from yolox_sdk.evaluation.runner import best_metric_lower_is_better
 from yolox_sdk.models.factory import build_model
 from yolox_sdk.models.variants import ModelSpec, make_spec
 from yolox_sdk.models.weights import TransferReport, load_initial_weights
@@ -235,6 +236,9 @@ def build_training_parts(config: Config, registry: Registry, dist: DistributedCo
     """Device, data, model (initial weights, freeze plan, memory options, EMA), loader, optimizer and
     schedule, in the order that fails fastest: a bad freeze pattern fails before any run directory exists."""
     c = config
+    best_metric_lower_is_better(
+        c.evaluation, registry
+    )  # an unknown save_best_metric fails before any data is read
     device = join_process_group(c, dist)
     train_data, val_data = training_data.load_training_data(c)
     spec = model_spec_from_config(c, resolve_num_classes(c, train_data))

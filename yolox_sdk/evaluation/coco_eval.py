@@ -90,6 +90,13 @@ class EvalResult:
         for start in range(0, len(METRIC_NAMES), 3):  # AP, AP by size, AR, AR by size
             names = METRIC_NAMES[start : start + 3]
             lines.append("    ".join(f"{name:<10} {_format(self.metrics[name]):>6}" for name in names))
+        extra = [name for name in self.metrics if name not in METRIC_NAMES]  # metric plugins' values
+        for start in range(0, len(extra), 3):
+            lines.append(
+                "    ".join(
+                    f"{name:<10} {_format(self.metrics[name]):>6}" for name in extra[start : start + 3]
+                )
+            )
         return "\n".join(lines)
 
     def to_dict(self) -> dict[str, Any]:

@@ -21,13 +21,17 @@ import attrs
 import torch
 
 from yolox_sdk.checkpoints.format import Checkpoint
-from yolox_sdk.config.schema import Config, EvaluationConfig
+from yolox_sdk.config.schema import BEST_METRICS, Config, EvaluationConfig
 from yolox_sdk.config.structure import structure_options
 from yolox_sdk.data.records import DetectionDataset
 from yolox_sdk.data.training_data import align_classes
-from yolox_sdk.errors import ConfigError, DatasetError
+from yolox_sdk.errors import ConfigError, DatasetError, did_you_mean
 from yolox_sdk.evaluation.coco_eval import EvalResult, evaluate
+from yolox_sdk.evaluation.matches import MatchedBoxes, matched_boxes
 from yolox_sdk.models.factory import model_from_checkpoint
+from yolox_sdk.plugins.building import build_plugin
+from yolox_sdk.plugins.manager import get_registry
+from yolox_sdk.plugins.registry import Registry
 
 log = logging.getLogger(__name__)
 
@@ -76,9 +80,10 @@ def evaluate_model(
     """COCO metrics of ``model`` on ``dataset`` at ``input_size`` (height, width), as ``settings`` say:
     confidence and NMS thresholds, class-agnostic or per-class NMS, batch size.
 
-    The model is moved to ``device`` and left in the train/eval state it came in.
+    The metric plugins of ``settings.metrics`` add their values to ``metrics`` (``F1``...). The model is
+    moved to ``device`` and left in the train/eval state it came in.
     """
-    return evaluate(
+    result = evaluate(
         model,
         dataset,
         input_size,
@@ -88,6 +93,63 @@ def evaluate_model(
         class_agnostic=settings.class_agnostic_nms,
         device=str(device),
     )
+    if settings.metrics and result.evaluator is not None:
+        matches = matched_boxes(result.evaluator, tuple(dataset.class_names), result.category_ids)
+        result.metrics.update(plugin_metrics(settings, matches))
+    return result
+
+
+def build_metrics(settings: EvaluationConfig, registry: Registry | None = None) -> list[Any]:
+    """The metric plugins ``settings.metrics`` names, built with ``evaluation.metric_options.<name>``."""
+    registry = registry or get_registry()
+    return [
+        build_plugin(
+            registry,
+            "metric",
+            name,
+            settings.metric_options.get(name, {}),
+            f"evaluation.metric_options.{name}",
+        )
+        for name in settings.metrics
+    ]
+
+
+def best_metric_lower_is_better(settings: EvaluationConfig, registry: Registry | None = None) -> bool:
+    """Whether ``best.pt`` keeps the lowest value of ``settings.save_best_metric`` (a metric plugin's
+    ``lower_is_better`` name such as ``count_mae``; ``loss`` is handled by the checkpoint policy).
+
+    Raises:
+        ConfigError: the name is neither built in (``BEST_METRICS``) nor computed by a metric in
+            ``settings.metrics``.
+    """
+    wanted = settings.save_best_metric
+    if wanted in BEST_METRICS:
+        return False
+    metrics = build_metrics(settings, registry)
+    names = [str(name) for metric in metrics for name in getattr(metric, "names", ())]
+    if wanted not in names:
+        computed = f"; the metrics in evaluation.metrics compute {', '.join(names)}" if names else ""
+        raise ConfigError(
+            f"Invalid config: evaluation.save_best_metric: '{wanted}' is not a metric this run computes: use one "
+            f"of {', '.join(BEST_METRICS)}{computed}, or add the metric plugin that computes it to "
+            f"evaluation.metrics ('yolox-sdk plugins' lists them).{did_you_mean(wanted, [*BEST_METRICS, *names])}"
+        )
+    return any(wanted in getattr(metric, "lower_is_better", ()) for metric in metrics)
+
+
+def plugin_metrics(settings: EvaluationConfig, matches: MatchedBoxes) -> dict[str, float]:
+    """Every configured metric plugin's values on ``matches``; a name two plugins compute is an error."""
+    values: dict[str, float] = {}
+    for name, metric in zip(settings.metrics, build_metrics(settings), strict=True):
+        computed = {str(key): float(value) for key, value in metric.compute(matches).items()}
+        clash = sorted(set(computed) & set(values))
+        if clash:
+            raise ConfigError(
+                f"Invalid config: evaluation.metrics: '{name}' computes {', '.join(clash)}, which another metric "
+                "in the list computes too; keep one of them."
+            )
+        values.update(computed)
+    return values
 
 
 def dataset_for_checkpoint(

@@ -131,3 +131,18 @@ def register_exporters(register: Register) -> None:
 @hookspec
 def register_commands(cli: Any) -> None:
     """Add sub-commands to the ``yolox-sdk`` click group ``cli``."""
+
+
+@hookspec
+def register_metrics(register: Register) -> None:
+    """Register evaluation metrics computed from an evaluation's matched boxes.
+
+    ``factory(options)`` returns a ``Metric``: ``names`` (the keys ``compute`` returns), optional
+    ``lower_is_better`` (those of ``names`` where less is better) and ``compute(matches)``, which gets a
+    ``yolox_sdk.evaluation.matches.MatchedBoxes`` (every ground-truth box and detection of the evaluation,
+    with pycocotools' own IoU-0.5 matching) and returns ``{name: value}``. The metrics listed in
+    ``evaluation.metrics`` (options under ``evaluation.metric_options.<name>``) are computed at every
+    evaluation: training's ``val/<name>`` columns (``metrics.csv``, every logger), ``yolox-sdk eval``'s
+    output and JSON, and the run report; ``evaluation.save_best_metric`` may name one. ``compute`` must
+    not modify ``matches`` and should take well under a second (it runs at every evaluation).
+    """

@@ -229,6 +229,20 @@ class ExportResult:
     notes: tuple[str, ...] = ()
 
 
+class Metric(Protocol):
+    """An evaluation metric beyond COCO's AP, computed from the evaluation's matched boxes.
+
+    ``names`` are the keys ``compute`` returns (``F1``: training logs ``val/F1``); ``best.pt`` keeps the
+    highest value of a name ``evaluation.save_best_metric`` picks, the lowest for names listed in
+    ``lower_is_better``. ``compute`` receives a ``yolox_sdk.evaluation.matches.MatchedBoxes`` and returns
+    finite floats (``NaN`` where undefined, e.g. no ground truth).
+    """
+
+    names: tuple[str, ...]
+
+    def compute(self, matches: Any) -> Mapping[str, float]: ...
+
+
 # The keys of the ``metadata`` mapping every exporter receives (built by ``export.runner.export_metadata``
 # from the checkpoint), enough to use the exported file without the checkpoint.
 METADATA_CLASS_NAMES = "class_names"

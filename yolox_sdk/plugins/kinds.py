@@ -112,6 +112,12 @@ PLUGIN_KINDS: tuple[PluginKind, ...] = (
         config=ConfigSlot("training.callbacks", ITEM_LIST),
     ),
     PluginKind(
+        "metric",
+        "register_metrics",
+        "Metric",
+        config=ConfigSlot("evaluation.metrics", NAME_LIST, "evaluation.metric_options"),
+    ),
+    PluginKind(
         "exporter",
         "register_exporters",
         "Exporter",
