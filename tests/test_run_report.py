@@ -27,6 +27,7 @@ from test_training_plots import trained_run, write_metrics
 
 from yolox_sdk.cli.main import cli
 from yolox_sdk.reporting.run_report import report
+from yolox_sdk.reporting.sections import OVERALL_METRICS
 
 HOSTILE = "<img src=x onerror=alert(1)>"
 HOSTILE_CONFIG = f"""model:
@@ -128,6 +129,24 @@ def test_a_model_that_predicts_nothing_is_said_plainly(tmp_path: Path) -> None:
     assert "No recommended threshold: the model predicts nothing." in text
 
 
+@pytest.mark.parametrize("damaged", [5, "text", [1, 2], None, {"a": {"counts": 3}}])
+def test_damaged_json_files_show_n_a_never_a_traceback(tmp_path: Path, damaged: object) -> None:
+    run_dir = hand_made_run(tmp_path / "run", "model: {name: yolox-nano}\n")
+    hostile_evaluation(run_dir)
+    content = json.loads((run_dir / "eval_val.json").read_text())
+    content.update(metrics=damaged, per_class=damaged, settings=damaged, recommended=damaged)
+    (run_dir / "eval_val.json").write_text(json.dumps(content))
+    errors = {"all": {"counts": damaged, "ap50_gain": damaged}, "per_class": {"x": damaged}}
+    (run_dir / "eval_val" / "errors.json").write_text(json.dumps(errors))
+    export = {"format": damaged, "path": damaged, "bytes": damaged, "max_abs_diff": damaged, "notes": damaged}
+    (run_dir / "exports.json").write_text(json.dumps({"exports": [export]}))
+    lineage = {"versions": damaged, "git": damaged, "parent": damaged, "dataset": {"train": damaged}}
+    (run_dir / "lineage.json").write_text(json.dumps(lineage))
+    document = parse(report(run_dir).path.read_text(encoding="utf-8"))
+    assert len([tag for tag, _ in document.tags if tag == "section"]) == 10
+    assert " ".join(document.text).count("n/a") >= len(OVERALL_METRICS)  # the metrics table, at least
+
+
 def test_report_of_a_folder_that_is_no_run_exits_2(tmp_path: Path) -> None:
     result = CliRunner().invoke(cli, ["report", str(tmp_path)])
     assert result.exit_code == 2
@@ -137,6 +156,10 @@ def test_report_of_a_folder_that_is_no_run_exits_2(tmp_path: Path) -> None:
     result = CliRunner().invoke(cli, ["report", str(tmp_path)])
     assert result.exit_code == 2
     assert "has no metrics.csv" in result.output
+    (tmp_path / "metrics.csv").write_bytes(b"epoch,loss\n1,\xff\xfe\n")
+    result = CliRunner().invoke(cli, ["report", str(tmp_path)])
+    assert result.exit_code == 2
+    assert f"Cannot read {tmp_path / 'metrics.csv'}" in result.output and "Traceback" not in result.output
 
 
 @pytest.fixture()

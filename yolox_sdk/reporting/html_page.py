@@ -48,6 +48,7 @@ img { max-width: 100%; height: auto; border: 1px solid #eee; margin: 4px 0; }
 .figures { display: flex; flex-wrap: wrap; gap: 12px; align-items: flex-start; }
 .figures figure { margin: 0; max-width: 48%; }
 .figures figure.wide { max-width: 100%; }
+.figures.thumbnails figure { max-width: 24%; }
 figcaption { font-size: 12px; color: #555; }
 .missing { color: #8a5a00; background: #fff6e0; border-left: 4px solid #e0a800; padding: 6px 10px; }
 pre { background: #f5f5f5; padding: 10px; overflow-x: auto; font-size: 12px; max-height: 480px; }
@@ -125,9 +126,10 @@ def figure(source: ImageSource, path: Path, caption: str, wide: bool = False, ph
     )
 
 
-def figures(items: Iterable[str]) -> str:
-    """Figures side by side, wrapping."""
-    return f'<div class="figures">{"".join(items)}</div>'
+def figures(items: Iterable[str], thumbnails: bool = False) -> str:
+    """Figures side by side, wrapping; ``thumbnails`` puts four in a row (the gallery)."""
+    css = "figures thumbnails" if thumbnails else "figures"
+    return f'<div class="{css}">{"".join(items)}</div>'
 
 
 @attrs.frozen

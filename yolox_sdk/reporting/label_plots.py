@@ -48,12 +48,13 @@ def write_label_statistics(config: Mapping[str, Any], out_dir: Path) -> LabelSta
     train_path = data.get("train_path")
     if not train_path:
         return LabelStatistics({}, {}, "the config names no training data (data.train_path)")
+    split, options = data.get("train_split"), data.get("format_options")
     try:
         dataset = load_dataset(
             str(train_path),
-            split=data.get("train_split"),
+            split=None if split is None else str(split),
             format=str(data.get("format") or "auto"),
-            options=data.get("format_options") or None,
+            options=options if isinstance(options, Mapping) and options else None,
         )
     except (YoloxSdkError, OSError) as error:
         log.warning("Label statistics skipped: cannot read the training data %s (%s)", train_path, error)

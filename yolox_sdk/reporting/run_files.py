@@ -88,8 +88,10 @@ def read_run_files(run_dir: Path | str) -> RunFiles:
             ``metrics.csv``.
     """
     run_dir = Path(run_dir)
+    if not (run_dir / CONFIG_FILENAME).is_file():
+        read_run(run_dir)  # raises the "not a run directory" error, which says what one is
+    metrics = read_metrics_table(run_dir)  # before read_run, whose reader does not expect a damaged file
     summary = read_run(run_dir)
-    metrics = read_metrics_table(run_dir)
     config_path = run_dir / CONFIG_FILENAME
     return RunFiles(
         path=run_dir,

@@ -8,7 +8,6 @@ machine that has the run directory, and gives the same content apart from its ge
 from __future__ import annotations
 
 import datetime
-import logging
 from pathlib import Path
 
 import attrs
@@ -19,8 +18,6 @@ from yolox_sdk.reporting.html_page import ImageSource, page
 from yolox_sdk.reporting.label_plots import write_label_statistics
 from yolox_sdk.reporting.run_files import RunFiles, read_run_files
 from yolox_sdk.reporting.training_plots import write_training_plots
-
-log = logging.getLogger(__name__)
 
 PLOTS_FOLDER = "plots"
 REPORT_FILENAME = "report.html"
@@ -74,7 +71,6 @@ def report(run_dir: Path | str, out: Path | str | None = None, embed_images: boo
         sections.lineage_section(run.lineage),
     ]
     write_text_atomically(out_path, page(f"Run report: {run.path.name}", _subtitle(run), page_sections))
-    log.info("Run report written to %s (training plots in %s)", out_path, plots_dir)
     return RunReport(out_path, {**plots, **labels.files}, labels.problem)
 
 

@@ -128,7 +128,7 @@ def metrics_section(evaluation: EvaluationFiles | None) -> Section:
     if _predicts_nothing(evaluation):
         parts.append(missing(f"The model predicts nothing on the {evaluation.split} split: every AP is 0."))
     parts.append(table(OVERALL_METRICS, [[number(metrics.get(name)) for name in OVERALL_METRICS]], range(7)))
-    per_class = [_mapping(row) for row in content.get("per_class", []) if isinstance(row, Mapping)]
+    per_class = [row for row in _list(content.get("per_class")) if isinstance(row, Mapping)]
     rows = [
         (r.get("class_name"), number(r.get("AP")), number(r.get("AP50")), number(r.get("num_gt")))
         for r in per_class
@@ -213,7 +213,8 @@ def gallery_section(evaluation: EvaluationFiles | None, source: ImageSource) -> 
         return Section("gallery", title, missing("No worst-image gallery was written for this evaluation."))
     conf = number(evaluation.content.get("deploy_conf"))
     intro = f"<p>Boxes at conf &ge; {conf}, coloured by outcome; worst image first.</p>"
-    return Section("gallery", title, intro + figures(figure(source, p, p.name, photo=True) for p in images))
+    gallery = figures((figure(source, p, p.name, photo=True) for p in images), thumbnails=True)
+    return Section("gallery", title, intro + gallery)
 
 
 def exports_section(exports: list[dict[str, Any]]) -> Section:
@@ -283,6 +284,10 @@ def _predicts_nothing(evaluation: EvaluationFiles) -> bool:
 
 def _mapping(value: Any) -> Mapping[str, Any]:
     return value if isinstance(value, Mapping) else {}
+
+
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
 
 
 def _value(value: Any) -> str:

@@ -39,7 +39,8 @@ RESOURCE_PANELS = (
     ("Memory", "MB", lambda name: name.endswith("_mb")),
     ("Utilisation", "%", lambda name: name.endswith("_percent")),
 )
-PANEL_COLUMNS = 2
+PANEL_COLUMNS = 3
+PANEL_INCHES = (4.6, 3.2)
 
 
 @attrs.frozen
@@ -111,9 +112,9 @@ def _save(figure: Figure, path: Path) -> Path:
 
 
 def _panels(count: int, title: str) -> tuple[Figure, list[Any]]:
-    columns = min(PANEL_COLUMNS, count)
-    rows = math.ceil(count / columns)
-    figure = Figure(figsize=(6 * columns, 3.6 * rows))
+    rows = math.ceil(count / PANEL_COLUMNS)
+    columns = math.ceil(count / rows)  # rows as even as they can be: 4 panels are 2 x 2, not 3 + 1
+    figure = Figure(figsize=(PANEL_INCHES[0] * columns, PANEL_INCHES[1] * rows + 0.4))
     figure.suptitle(title)
     return figure, [figure.add_subplot(rows, columns, index + 1) for index in range(count)]
 
@@ -182,6 +183,7 @@ def _val_figure(table: MetricsTable, best: BestEpoch | None) -> Figure | None:
             label=f"best epoch {best.epoch} ({best.metric} {best.value:.4f})",
         )
     axes.set_title("Validation mAP at the evaluated epochs")
+    axes.set_ylim(bottom=0)
     _finish(axes, "mAP", legend=True)
     figure.tight_layout()
     return figure
