@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from yolox_sdk.cli.common import FiniteFloatRange, format_option_flag, handle_errors, parse_format_options
+
+if TYPE_CHECKING:
+    from yolox_sdk.evaluation.predict import Predictor
 
 _config_argument = click.argument(
     "config_path", metavar="CONFIG", type=click.Path(dir_okay=False, path_type=Path)
@@ -199,7 +203,7 @@ class _ConfidenceOrAuto(FiniteFloatRange):
 
 @click.command()
 @click.argument("checkpoint", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.argument("source", type=click.Path(exists=True, path_type=Path))
+@click.argument("source", metavar="SOURCE")
 @click.option(
     "--out",
     "out_dir",
@@ -217,25 +221,59 @@ class _ConfidenceOrAuto(FiniteFloatRange):
 )
 @click.option("--nms", default=0.45, show_default=True, type=FiniteFloatRange(0, 1))
 @click.option("--device", default="auto", show_default=True)
-@click.option("--strict", is_flag=True, help="Exit with status 1 when any image could not be read.")
+@click.option(
+    "--strict", is_flag=True, help="Exit with status 1 when any image or video frame could not be read."
+)
+@click.option(
+    "--max-frames",
+    type=click.IntRange(1),
+    help="Videos and cameras: stop after predicting this many frames [default: the whole video; cameras "
+    "run until Ctrl-C or SIGTERM].",
+)
+@click.option(
+    "--stride",
+    type=click.IntRange(1),
+    default=1,
+    show_default=True,
+    help="Videos and cameras: predict every K-th frame only (the output video runs at fps/K).",
+)
 @handle_errors
 def predict(
-    checkpoint: Path, source: Path, out_dir: Path, conf: float | str, nms: float, device: str, strict: bool
+    checkpoint: Path,
+    source: str,
+    out_dir: Path,
+    conf: float | str,
+    nms: float,
+    device: str,
+    strict: bool,
+    max_frames: int | None,
+    stride: int,
 ) -> None:
-    """Detect objects in SOURCE (an image or a folder); write annotated images and detections.json.
+    """Detect objects in SOURCE: an image, a folder of images, a video file (.mp4, .avi, .mov, .mkv,
+    .webm, .m4v), a camera (0, /dev/video0) or a stream URL (rtsp://, http://).
 
-    Images that cannot be decoded are skipped with a warning each and listed in detections.json.
+    Images: annotated copies and detections.json; images that cannot be decoded are skipped with a warning
+    each and listed in detections.json. Videos and cameras: an annotated video, detections.jsonl (one line
+    per frame) and summary.json; damaged frames are skipped and counted; Ctrl-C or SIGTERM stops after the
+    current frames with every file complete.
     """
     from yolox_sdk.engine.devices import resolve_device
     from yolox_sdk.evaluation.predict import Predictor, predict_to_folder, read_skipped
+    from yolox_sdk.evaluation.video import is_video_source
 
+    video = is_video_source(source)
+    if not video and (max_frames is not None or stride != 1):
+        raise click.UsageError(f"--max-frames and --stride apply to videos and cameras; {source} is neither.")
     predictor = Predictor.from_checkpoint(checkpoint, device=str(resolve_device(device)))
     threshold, note = predictor.resolve_conf(conf)
     if note:
         click.secho(note, fg="yellow", err=True)
     elif conf == "auto":
         click.echo(f"Confidence threshold {threshold:.3f} (recommended, from {checkpoint.name})")
-    json_path = predict_to_folder(predictor, source, out_dir, conf=threshold, nms=nms)
+    if video:
+        _predict_video_source(predictor, source, out_dir, threshold, nms, max_frames, stride, strict)
+        return
+    json_path = predict_to_folder(predictor, Path(source), out_dir, conf=threshold, nms=nms)
     click.echo(f"Annotated images and {json_path} written to {out_dir}")
     skipped = read_skipped(json_path)
     if skipped:
@@ -246,6 +284,45 @@ def predict(
         )
         if strict:
             sys.exit(1)
+
+
+def _predict_video_source(
+    predictor: Predictor,
+    source: str,
+    out_dir: Path,
+    conf: float,
+    nms: float,
+    max_frames: int | None,
+    stride: int,
+    strict: bool,
+) -> None:
+    """``predict`` on a video, camera or stream: report what was written; a signal that stopped it exits
+    130/143 like every interrupted command, after the files were completed."""
+    import signal
+
+    from yolox_sdk.evaluation.video import predict_video
+
+    result = predict_video(
+        predictor, source, out_dir, conf=conf, nms=nms, max_frames=max_frames, stride=stride
+    )
+    for line in result.report_lines():
+        click.echo(line)
+    if result.skipped_frames:
+        click.secho(
+            f"Skipped {result.skipped_frames} frame(s) that could not be decoded; see {result.summary_path}.",
+            fg="yellow",
+            err=True,
+        )
+    if result.stopped_by is not None:
+        click.secho(
+            f"Stopped by {result.stopped_by} after {result.frames_predicted} frame(s); the video and "
+            f"{result.detections_path.name} are complete up to there.",
+            fg="yellow",
+            err=True,
+        )
+        sys.exit(128 + signal.Signals[result.stopped_by])
+    if strict and result.skipped_frames:
+        sys.exit(1)
 
 
 @click.command()
