@@ -26,6 +26,9 @@ from click.testing import CliRunner
 from test_training_plots import trained_run, write_metrics
 
 from yolox_sdk.cli.main import cli
+from yolox_sdk.config.loader import load_config
+from yolox_sdk.engine.run_dir import write_run_config
+from yolox_sdk.reporting.run_files import read_run_files
 from yolox_sdk.reporting.run_report import report
 from yolox_sdk.reporting.sections import OVERALL_METRICS
 
@@ -127,6 +130,19 @@ def test_a_model_that_predicts_nothing_is_said_plainly(tmp_path: Path) -> None:
     text = " ".join(parse(report(run_dir).path.read_text(encoding="utf-8")).text)
     assert "The model predicts nothing on the val split" in text
     assert "No recommended threshold: the model predicts nothing." in text
+
+
+def test_best_epoch_of_a_lower_is_better_plugin_metric(tmp_path: Path) -> None:
+    config = load_config(None, ["evaluation.metrics=[counting]", "evaluation.save_best_metric=count_mae"])
+    header = ["epoch", "train/total_loss", "val/mAP", "val/count_mae"]
+    run_dir = write_metrics(
+        tmp_path / "run", [[1, 5.0, 0.1, 3.5], [2, 4.0, 0.2, 1.25], [3, 4.5, 0.3, 2.0]], header
+    )
+    write_run_config(run_dir, config)
+    run = read_run_files(run_dir)
+    assert (run.save_best_metric, run.lower_is_better) == ("count_mae", True)
+    text = " ".join(parse(report(run_dir).path.read_text(encoding="utf-8")).text)
+    assert "Best epoch 2: val/count_mae 1.2500" in text
 
 
 @pytest.mark.parametrize("damaged", [5, "text", [1, 2], None, {"a": {"counts": 3}}])

@@ -132,6 +132,14 @@ def test_a_run_never_evaluated_has_no_val_figure_and_loss_picks_the_best_epoch(t
     assert (best.epoch, best.value) == (2, 4.0)
 
 
+def test_a_lower_is_better_metric_picks_the_lowest_epoch(tmp_path: Path) -> None:
+    header = ["epoch", "train/total_loss", "val/count_mae"]
+    run_dir = write_metrics(tmp_path / "run", [[1, 5.0, 3.5], [2, 4.0, 1.25], [3, 4.5, 2.0]], header)
+    table = read_metrics_table(run_dir)
+    assert best_epoch(table, "count_mae", lower_is_better=True).epoch == 2
+    assert best_epoch(table, "count_mae").epoch == 1
+
+
 def test_no_metrics_csv_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(RunDirectoryError, match=r"has no metrics.csv.*first epoch"):
         read_metrics_table(tmp_path)

@@ -16,6 +16,7 @@ import attrs
 
 from yolox_sdk.engine.run_dir import CONFIG_FILENAME
 from yolox_sdk.engine.runs import read_run
+from yolox_sdk.errors import YoloxSdkError
 from yolox_sdk.reporting.exports_record import read_exports
 from yolox_sdk.reporting.metrics_table import MetricsTable, read_metrics_table
 from yolox_sdk.yaml_files import load_yaml_file
@@ -68,6 +69,8 @@ class RunFiles:
         lineage: ``lineage.json`` (empty when absent).
         evaluation: the best checkpoint's evaluation, ``None`` when none was run.
         exports: the exports (``exports_record.read_exports``), empty when none.
+        save_best_metric: ``evaluation.save_best_metric``, what ``best.pt`` was chosen by.
+        lower_is_better: whether that is a metric plugin's lower-is-better name (``count_mae``).
     """
 
     path: Path
@@ -78,6 +81,8 @@ class RunFiles:
     lineage: dict[str, Any]
     evaluation: EvaluationFiles | None
     exports: list[dict[str, Any]]
+    save_best_metric: str = "mAP"
+    lower_is_better: bool = False
 
 
 def read_run_files(run_dir: Path | str) -> RunFiles:
@@ -93,6 +98,7 @@ def read_run_files(run_dir: Path | str) -> RunFiles:
     metrics = read_metrics_table(run_dir)  # before read_run, whose reader does not expect a damaged file
     summary = read_run(run_dir)
     config_path = run_dir / CONFIG_FILENAME
+    save_best = str(summary.config.get("evaluation.save_best_metric") or "mAP")
     return RunFiles(
         path=run_dir,
         config=load_yaml_file(config_path)[0],
@@ -102,7 +108,25 @@ def read_run_files(run_dir: Path | str) -> RunFiles:
         lineage=summary.lineage,
         evaluation=find_evaluation(run_dir),
         exports=read_exports(run_dir),
+        save_best_metric=save_best,
+        lower_is_better=_lower_is_better(config_path, save_best),
     )
+
+
+def _lower_is_better(config_path: Path, save_best_metric: str) -> bool:
+    """Whether ``best.pt`` kept the lowest value: asked of the run's metric plugins, as training did.
+    A config this installation cannot load (a plugin missing) counts as higher-is-better, with a warning."""
+    from yolox_sdk.config.loader import load_config
+    from yolox_sdk.config.schema import BEST_METRICS
+    from yolox_sdk.evaluation.runner import best_metric_lower_is_better
+
+    if save_best_metric in BEST_METRICS:
+        return False
+    try:
+        return best_metric_lower_is_better(load_config(config_path).evaluation)
+    except YoloxSdkError as error:
+        log.warning("Taking the highest %s as the best epoch: %s", save_best_metric, error)
+        return False
 
 
 def find_evaluation(run_dir: Path) -> EvaluationFiles | None:

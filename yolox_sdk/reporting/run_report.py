@@ -52,8 +52,7 @@ def report(run_dir: Path | str, out: Path | str | None = None, embed_images: boo
     """
     run = read_run_files(run_dir)
     plots_dir = run.path / PLOTS_FOLDER
-    save_best = str(run.flat_config.get("evaluation.save_best_metric", "mAP"))
-    plots = write_training_plots(run.metrics, plots_dir, save_best)
+    plots = write_training_plots(run.metrics, plots_dir, run.save_best_metric, run.lower_is_better)
     labels = write_label_statistics(run.config, plots_dir)
     out_path = Path(out) if out is not None else run.path / REPORT_FILENAME
     out_path.parent.mkdir(parents=True, exist_ok=True)

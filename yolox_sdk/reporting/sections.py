@@ -76,8 +76,7 @@ def config_section(run: RunFiles) -> Section:
 def training_section(run: RunFiles, plots: Mapping[str, Path], source: ImageSource) -> Section:
     """The training curves, the best epoch, and what is missing from ``metrics.csv``."""
     parts = []
-    save_best = str(run.flat_config.get("evaluation.save_best_metric", "mAP"))
-    best = best_epoch(run.metrics, save_best)
+    best = best_epoch(run.metrics, run.save_best_metric, run.lower_is_better)
     if best is not None:
         parts.append(f"<p>Best epoch {best.epoch}: {text(best.metric)} {number(best.value, 4)}.</p>")
     if "val_metrics" not in plots:

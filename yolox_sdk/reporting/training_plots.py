@@ -56,20 +56,23 @@ class BestEpoch:
         return {"metric": self.metric, "epoch": self.epoch, "value": self.value}
 
 
-def best_epoch(table: MetricsTable, save_best_metric: str = "mAP") -> BestEpoch | None:
-    """The first epoch with the highest ``val/<metric>`` (lowest ``train/total_loss`` for ``loss``), as
-    the checkpoint policy keeps it (a later tie does not replace ``best.pt``); ``None`` if never logged."""
+def best_epoch(
+    table: MetricsTable, save_best_metric: str = "mAP", lower_is_better: bool = False
+) -> BestEpoch | None:
+    """The first epoch with the highest ``val/<metric>`` (the lowest for a metric plugin's lower-is-better
+    name, and the lowest ``train/total_loss`` for ``loss``), as the checkpoint policy keeps it (a later
+    tie does not replace ``best.pt``); ``None`` if never logged."""
     name = "train/total_loss" if save_best_metric == "loss" else f"val/{save_best_metric}"
     values = np.array(table.columns.get(name, ()), dtype=np.float64)
     if not np.isfinite(values).any():
         return None
-    scores = -values if save_best_metric == "loss" else values
+    scores = -values if save_best_metric == "loss" or lower_is_better else values
     index = int(np.nanargmax(np.where(np.isfinite(scores), scores, -np.inf)))
     return BestEpoch(metric=name, epoch=table.epochs[index], value=float(values[index]))
 
 
 def write_training_plots(
-    table: MetricsTable, out_dir: Path, save_best_metric: str = "mAP"
+    table: MetricsTable, out_dir: Path, save_best_metric: str = "mAP", lower_is_better: bool = False
 ) -> dict[str, Path]:
     """Write the figures of the module docstring that have data, and ``training_curves.json``.
 
@@ -77,7 +80,7 @@ def write_training_plots(
     ``training_curves``); a figure without any logged value is not written.
     """
     out_dir.mkdir(parents=True, exist_ok=True)
-    best = best_epoch(table, save_best_metric)
+    best = best_epoch(table, save_best_metric, lower_is_better)
     figures = {
         "losses": _losses_figure(table),
         "learning_rate": _learning_rate_figure(table),
