@@ -52,6 +52,9 @@ def run(config_path: Path, overrides: tuple[str, ...], resume_dir: Path | None) 
         click.echo(
             f"Exported {export.format}: {export.path} (max abs diff vs PyTorch {export.max_abs_diff:.2e})"
         )
+    report = result.train.run_dir / "report.html"
+    if report.is_file():
+        click.echo(f"Report: {report} (plots in {result.train.run_dir / 'plots'})")
     click.echo(f"Run directory: {result.train.run_dir}")
 
 
@@ -85,7 +88,7 @@ def train(
 
 
 @click.command("eval")
-@click.argument("checkpoint", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("checkpoint", metavar="MODEL", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--data", "data_path", required=True, help="Dataset path or catalog name.")
 @click.option("--split", default=None, help="Split to evaluate (e.g. val).")
 @click.option("--format", "format_name", default="auto", show_default=True)
@@ -155,8 +158,9 @@ def evaluate(
     deploy_conf: float | None,
     gallery_size: int,
 ) -> None:
-    """Evaluate CHECKPOINT on a dataset with pycocotools; print the per-class table and the recommended
-    confidence threshold; write precision-recall, F1 and confusion-matrix figures with their numbers.
+    """Evaluate MODEL (a .pt checkpoint, or a file it was exported to: .onnx, ...) on a dataset with
+    pycocotools; print the per-class table and the recommended confidence threshold; write
+    precision-recall, F1 and confusion-matrix figures with their numbers.
 
     Thresholds and NMS default to the evaluation settings CHECKPOINT was trained with, so the numbers are
     those its training measured; the options override them one by one.
@@ -202,7 +206,7 @@ class _ConfidenceOrAuto(FiniteFloatRange):
 
 
 @click.command()
-@click.argument("checkpoint", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("checkpoint", metavar="MODEL", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.argument("source", metavar="SOURCE")
 @click.option(
     "--out",
@@ -264,7 +268,7 @@ def predict(
     video = is_video_source(source)
     if not video and (max_frames is not None or stride != 1):
         raise click.UsageError(f"--max-frames and --stride apply to videos and cameras; {source} is neither.")
-    predictor = Predictor.from_checkpoint(checkpoint, device=str(resolve_device(device)))
+    predictor = Predictor.from_file(checkpoint, device=str(resolve_device(device)))
     threshold, note = predictor.resolve_conf(conf)
     if note:
         click.secho(note, fg="yellow", err=True)
