@@ -29,6 +29,7 @@ _API = {
     "compare": "yolox_sdk.evaluation.compare",
     "report": "yolox_sdk.reporting.run_report",
     "load_dataset": "yolox_sdk.data.formats",
+    "audit_labels": "yolox_sdk.data.audit",
     "Predictor": "yolox_sdk.evaluation.predict",
     "get_registry": "yolox_sdk.plugins.manager",
     "hookimpl": "yolox_sdk.plugins.hookspecs",

@@ -1,4 +1,4 @@
-"""``yolox-sdk data``: inspect and prepare datasets (info, validate, stats, split, convert).
+"""``yolox-sdk data``: inspect and prepare datasets (info, validate, stats, split, convert, audit).
 
 No command ever writes into the dataset it reads: outputs go to the folder named on the command line.
 """
@@ -392,3 +392,112 @@ def convert(
         )
     else:
         click.echo(f"Nothing was lost: {to_format} holds everything the source had.")
+
+
+@data.command("audit")
+@dataset_arguments
+@click.option(
+    "--model",
+    "checkpoint",
+    type=click.Path(path_type=Path),
+    required=True,
+    help="Checkpoint (.pt) of a model trained on this kind of data.",
+)
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Folder for audit.json, audit.csv and gallery/ (default: ./<dataset folder name>_audit).",
+)
+@click.option(
+    "--top",
+    type=click.IntRange(0, 10_000),
+    default=20,
+    show_default=True,
+    help="Suggestions drawn and printed.",
+)
+@click.option(
+    "--fix-copy",
+    "fix_dir",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Write a copy of the dataset (same format) with the suggestions scoring --fix-threshold or more applied "
+    "into this empty folder, for review; the input is never modified.",
+)
+@click.option(
+    "--fix-threshold",
+    type=FiniteFloatRange(0, 1),
+    default=0.5,
+    show_default=True,
+    help="Score from which --fix-copy applies a suggestion.",
+)
+@click.option(
+    "--conf",
+    type=FiniteFloatRange(0, 1, min_open=True),
+    default=0.05,
+    show_default=True,
+    help="Confidence threshold of the predictions compared with the labels.",
+)
+@click.option(
+    "--batch-size",
+    type=click.IntRange(1, 1024),
+    default=None,
+    help="Images per batch (default: the checkpoint's).",
+)
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N or mps.")
+@handle_errors
+def audit(
+    path: str,
+    split: str | None,
+    format_name: str,
+    format_options: tuple[str, ...],
+    checkpoint: Path,
+    out_dir: Path | None,
+    top: int,
+    fix_dir: Path | None,
+    fix_threshold: float,
+    conf: float,
+    batch_size: int | None,
+    device: str,
+) -> None:
+    """Rank the labels of the dataset at PATH most likely to be wrong, by what the model in --model sees:
+    missing boxes, wrong classes, badly placed boxes and spurious boxes, each with a score in [0, 1] and a fix.
+
+    Writes audit.json, audit.csv and a gallery of the top suggestions into --out; the dataset is never modified.
+    """
+    from yolox_sdk.data.audit import audit_labels
+    from yolox_sdk.data.conversion import check_dataset_folder, check_output_folder, save_dataset
+    from yolox_sdk.data.formats import resolve_dataset_path
+    from yolox_sdk.data.split_lists import written_split_name
+
+    resolved = resolve_dataset_path(path)[0]
+    out_dir = out_dir or Path.cwd() / f"{(resolved if resolved.is_dir() else resolved.parent).name}_audit"
+    check_output_folder(out_dir, resolved, force=True)
+    if fix_dir is not None:
+        check_dataset_folder(fix_dir, resolved, force=False)
+    result = audit_labels(
+        path,
+        checkpoint,
+        split=split,
+        format_name=format_name,
+        format_options=parse_format_options(format_options),
+        device=device,
+        conf_threshold=conf,
+        batch_size=batch_size,
+    )
+    for line in result.summary_lines(top):
+        click.secho(line, fg="yellow" if line.startswith("note:") else None)
+    written = result.write(out_dir, top)
+    click.echo(f"Wrote audit.json, audit.csv and {len(written) - 2} gallery images to {out_dir}")
+    if fix_dir is not None:
+        fixed = result.fixed(fix_threshold)
+        split_name = written_split_name(split)
+        warnings = save_dataset(fixed.dataset, result.dataset.format, fix_dir, split=split_name)
+        read_back = f" --split {split_name}" if split_name else ""
+        click.echo(
+            f"Wrote a copy with {len(fixed.applied)} suggestions (score >= {fix_threshold:g}) applied to {fix_dir} "
+            f"({result.dataset.format}); review it with `yolox-sdk data info {fix_dir}{read_back}`"
+        )
+        for line in [*fixed.skipped, *warnings]:
+            click.secho(f"  not applied or not kept: {line}", fg="yellow")
