@@ -268,7 +268,7 @@ def predict(
     video = is_video_source(source)
     if not video and (max_frames is not None or stride != 1):
         raise click.UsageError(f"--max-frames and --stride apply to videos and cameras; {source} is neither.")
-    predictor = Predictor.from_checkpoint(checkpoint, device=str(resolve_device(device)))
+    predictor = Predictor.from_file(checkpoint, device=str(resolve_device(device)))
     threshold, note = predictor.resolve_conf(conf)
     if note:
         click.secho(note, fg="yellow", err=True)

@@ -28,6 +28,7 @@ from yolox_sdk.evaluation.runner import (
     checkpoint_evaluation_settings,
     dataset_for_checkpoint,
     evaluate_checkpoint_weights,
+    evaluate_model,
     evaluation_settings,
 )
 
@@ -195,18 +196,37 @@ def _evaluate_on_data(
     format_options: Mapping[str, Any] | None,
 ) -> tuple[EvalResult, Any]:
     from yolox_sdk.data.formats import load_dataset
+    from yolox_sdk.runtimes import as_torch_module, load_model
 
-    checkpoint = load_checkpoint(checkpoint_path)
-    settings = checkpoint_evaluation_settings(
-        checkpoint,
+    resolved = resolve_device(device)
+    loaded = load_model(checkpoint_path, str(resolved))
+    settings = _model_evaluation_settings(
+        loaded,
         batch_size=batch_size,
         conf_threshold=conf,
         nms_threshold=nms,
         class_agnostic_nms=class_agnostic_nms,
     )
     dataset = load_dataset(data, split=split, format=format_name, options=format_options)
-    dataset = dataset_for_checkpoint(dataset, checkpoint.class_names, checkpoint_path)
-    return evaluate_checkpoint_weights(checkpoint, dataset, settings, resolve_device(device)), dataset
+    dataset = dataset_for_checkpoint(dataset, loaded.class_names, checkpoint_path)
+    model = as_torch_module(loaded)
+    return evaluate_model(model, dataset, loaded.input_size, settings, resolved), dataset
+
+
+def _model_evaluation_settings(loaded: Any, **overrides: Any) -> Any:
+    """A checkpoint's saved evaluation settings; for an exported file (no training config inside) the
+    defaults, YOLOX's, so that the checkpoint and its export are measured alike unless flags differ."""
+    checkpoint = getattr(loaded, "checkpoint", None)
+    if checkpoint is not None:
+        return checkpoint_evaluation_settings(checkpoint, **overrides)
+    return checkpoint_evaluation_settings(_ConfigOnly(config={}), **overrides)
+
+
+@attrs.frozen
+class _ConfigOnly:
+    """What ``checkpoint_evaluation_settings`` reads of a checkpoint: its saved config."""
+
+    config: dict[str, Any]
 
 
 def export_from_cli(

@@ -79,26 +79,31 @@ class Predictor:
     """A model ready for inference, with the class names and input size it was trained with.
 
     The model is used in eval mode with box decoding on during each call and restored afterwards, so a
-    model still being trained can be wrapped too.
+    model still being trained can be wrapped too. ``from_file`` wraps any model file a runtime plugin
+    reads (an exported ``.onnx`` too); ``spec`` is then ``None`` and ``input_size`` comes from the file.
     """
 
     def __init__(
         self,
         model: torch.nn.Module,
-        spec: ModelSpec,
+        spec: ModelSpec | None,
         class_names: Sequence[str],
         device: torch.device | str = "cpu",
         recommended_conf: float | None = None,
+        input_size: tuple[int, int] | None = None,
     ) -> None:
-        if len(class_names) != spec.num_classes:
+        if spec is not None and len(class_names) != spec.num_classes:
             raise ConfigError(
                 f"The model has {spec.num_classes} classes but {len(class_names)} class names were given."
             )
+        if spec is None and input_size is None:
+            raise ConfigError("A Predictor without a model spec needs input_size=(height, width).")
         self.model = model.to(device)
         self.spec = spec
         self.class_names = tuple(class_names)
         self.device = torch.device(device)
         self.recommended_conf = recommended_conf
+        self._input_size = tuple(input_size) if input_size is not None else spec.input_size  # type: ignore[union-attr]
 
     @classmethod
     def from_checkpoint(
@@ -108,6 +113,24 @@ class Predictor:
         checkpoint = load_checkpoint(path)
         model = model_from_checkpoint(checkpoint, use_ema=use_ema)
         return cls(model, checkpoint.spec, checkpoint.class_names, device, checkpoint.recommended_conf)
+
+    @classmethod
+    def from_file(cls, path: Path | str, device: torch.device | str = "cpu") -> Predictor:
+        """Load any model file an installed runtime reads: a ``.pt`` checkpoint, an exported ``.onnx``,
+        ... (``yolox_sdk.runtimes.load_model``); class names, input size and the recommended threshold
+        come from the file itself."""
+        from yolox_sdk.runtimes import as_torch_module, load_model
+
+        loaded = load_model(path, str(device))
+        spec = getattr(getattr(loaded, "checkpoint", None), "spec", None)
+        return cls(
+            as_torch_module(loaded),
+            spec,
+            loaded.class_names,
+            device,
+            loaded.recommended_conf,
+            input_size=loaded.input_size,
+        )
 
     def resolve_conf(self, conf: float | str) -> tuple[float, str | None]:
         """The confidence threshold ``conf`` stands for, and a note when ``auto`` had to fall back.
@@ -128,7 +151,7 @@ class Predictor:
     @property
     def input_size(self) -> tuple[int, int]:
         """The network input ``(height, width)`` images are letterboxed to."""
-        return self.spec.input_size
+        return self._input_size  # type: ignore[return-value]
 
     @torch.inference_mode()
     def predict(

@@ -146,3 +146,18 @@ def register_metrics(register: Register) -> None:
     output and JSON, and the run report; ``evaluation.save_best_metric`` may name one. ``compute`` must
     not modify ``matches`` and should take well under a second (it runs at every evaluation).
     """
+
+
+@hookspec
+def register_runtimes(register: Register) -> None:
+    """Register runtimes: what runs an exported (or trained) model file for ``predict``, ``eval`` and
+    ``benchmark`` (PyTorch checkpoints, ONNX Runtime, OpenVINO, TFLite, TensorRT, ...).
+
+    ``factory(options)`` returns a ``Runtime``: ``suffixes`` (``(".onnx",)``), ``accepts(path)`` (cheap;
+    exactly one installed runtime may accept a file) and ``load(path, device)``, which returns a
+    ``LoadedModel`` giving ``class_names``, ``input_size``, ``recommended_conf`` and
+    ``forward(batch) -> decoded rows`` (see ``interfaces.LoadedModel``), so the SDK's own NMS and
+    evaluator run on every format unchanged. Read class names and input size from the file's metadata
+    (what the exporter wrote, ``interfaces.METADATA_*``); ``load`` raises ``WeightsError`` naming the file
+    when they are missing. Options (threads, ...) are the plugin's options class.
+    """

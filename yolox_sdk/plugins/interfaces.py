@@ -299,3 +299,42 @@ class Exporter(Protocol):
         out_dir: Path,
         sample_images: Sequence[Path],
     ) -> ExportResult: ...
+
+
+class LoadedModel(Protocol):
+    """A model file loaded by a ``Runtime``, ready to run on letterboxed batches.
+
+    Attributes:
+        class_names: in label-index order (output column ``5 + i`` is class ``i``).
+        input_size: the network input ``(height, width)`` images are letterboxed to.
+        recommended_conf: the file's recommended confidence threshold (``predict --conf auto``), or ``None``.
+        runtime: the runtime's registered name, for messages and the benchmark table.
+    """
+
+    class_names: tuple[str, ...]
+    input_size: tuple[int, int]
+    recommended_conf: float | None
+    runtime: str
+
+    def forward(self, batch: np.ndarray) -> np.ndarray:
+        """Decoded rows ``(N, anchors, 5 + classes)`` of ``[cx, cy, w, h, objectness, class
+        probabilities...]`` in input pixels (YOLOX's decoded output) for a float32 ``(N, 3, H, W)`` batch
+        made by ``yolox_sdk.data.preprocess`` (BGR, 0..255). Any ``N`` must work: a runtime whose file has
+        a fixed batch runs it in pieces."""
+        ...
+
+
+class Runtime(Protocol):
+    """Runs one kind of model file (a checkpoint, ONNX, OpenVINO IR, ...) for predict, eval and benchmark.
+
+    ``accepts(path)`` must be cheap (the suffix, or a file's first bytes): every runtime is asked in turn
+    and exactly one must say yes. ``load`` raises ``WeightsError`` (``CheckpointError`` for a corrupt or
+    truncated file) naming the file when it cannot give a ``LoadedModel``, for example when the file
+    lacks the ``METADATA_*`` keys an exporter writes.
+    """
+
+    suffixes: tuple[str, ...]
+
+    def accepts(self, path: Path) -> bool: ...
+
+    def load(self, path: Path, device: str) -> LoadedModel: ...

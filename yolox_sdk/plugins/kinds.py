@@ -123,6 +123,7 @@ PLUGIN_KINDS: tuple[PluginKind, ...] = (
         "Exporter",
         config=ConfigSlot("export.formats", NAME_LIST, "export.options"),
     ),
+    PluginKind("runtime", "register_runtimes", "Runtime"),
 )
 
 KINDS: tuple[str, ...] = tuple(kind.name for kind in PLUGIN_KINDS)

@@ -1,0 +1,1 @@
+"""runtimes: what runs a model file for predict, eval and benchmark."""
