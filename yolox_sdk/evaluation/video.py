@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import signal
 import threading
 import time
@@ -38,6 +39,8 @@ SUMMARY_FILENAME = "summary.json"
 MAX_CONSECUTIVE_FAILURES = 10
 # The writer's frame rate when the source reports none (many cameras and streams).
 FALLBACK_FPS = 30.0
+# FFmpeg's AV_LOG_QUIET.
+FFMPEG_LOG_QUIET = -8
 # (suffix, FourCC) tried in order: MPEG-4 Part 2 in .mp4 plays almost everywhere; Motion-JPEG in .avi is
 # built into OpenCV itself, so it opens where no FFmpeg encoder does.
 WRITER_CODECS = ((".mp4", "mp4v"), (".avi", "MJPG"))
@@ -122,7 +125,10 @@ def _backend_names(backends: Sequence[int]) -> str:
 
 @contextmanager
 def _quiet_opencv() -> Iterator[None]:
-    """OpenCV logs a warning per back-end that fails to open a source; our error says it all once."""
+    """OpenCV logs a warning per back-end that fails to open a source, and FFmpeg a line per damaged
+    packet; our error, or the skipped-frame count, says it once. FFmpeg's level is read when OpenCV first
+    uses it; a value the user set (``OPENCV_FFMPEG_LOGLEVEL=24`` shows its warnings) is kept."""
+    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", str(FFMPEG_LOG_QUIET))
     previous = cv2.utils.logging.getLogLevel()
     cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
     try:
