@@ -31,6 +31,8 @@ _API = {
     "load_dataset": "yolox_sdk.data.formats",
     "audit_labels": "yolox_sdk.data.audit",
     "Predictor": "yolox_sdk.evaluation.predict",
+    "benchmark": "yolox_sdk.benchmarking",
+    "load_model": "yolox_sdk.runtimes",
     "get_registry": "yolox_sdk.plugins.manager",
     "hookimpl": "yolox_sdk.plugins.hookspecs",
     "YoloxSdkError": "yolox_sdk.errors",

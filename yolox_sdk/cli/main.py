@@ -29,6 +29,7 @@ def cli(verbose: bool) -> None:
 
 def _register_commands() -> None:
     from yolox_sdk.cli import (
+        benchmark_commands,
         compare_commands,
         config_commands,
         data_commands,
@@ -44,6 +45,7 @@ def _register_commands() -> None:
     cli.add_command(runs_commands.runs)
     cli.add_command(compare_commands.compare)
     cli.add_command(report_commands.report)
+    cli.add_command(benchmark_commands.benchmark)
     for command in model_commands.COMMANDS:
         cli.add_command(command)
     _register_plugin_commands()

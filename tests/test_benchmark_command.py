@@ -1,0 +1,100 @@
+"""``yolox-sdk benchmark`` end to end on coco8's 4 val images with the COCO nano at 256 px."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import onnxruntime
+import pytest
+import torch
+from click.testing import CliRunner
+
+from yolox_sdk.checkpoints.format import Checkpoint, save_checkpoint
+from yolox_sdk.cli.main import cli
+from yolox_sdk.data.formats import load_dataset
+from yolox_sdk.engine.jobs import evaluate_checkpoint
+from yolox_sdk.models import create_model
+
+
+def cpuinfo_field(name: str) -> str:
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() == name:
+            return value.strip()
+    raise AssertionError(f"no {name} in /proc/cpuinfo")
+
+
+@pytest.mark.skipif(not Path("/proc/cpuinfo").is_file(), reason="reads the CPU from /proc/cpuinfo")
+def test_benchmark_writes_table_json_and_markdown_with_a_row_for_what_cannot_run(tmp_path: Path) -> None:
+    names = load_dataset("coco8", split="val", format="yolo").class_names
+    model, spec, _ = create_model("yolox-nano", 80, pretrained=True, input_size=(256, 256))
+    checkpoint = save_checkpoint(tmp_path / "nano.pt", Checkpoint(model.state_dict(), spec, names, config={}))
+    out = tmp_path / "bench"
+    args = [
+        "benchmark",
+        str(checkpoint),
+        "--data",
+        "coco8",
+        "--format",
+        "yolo",
+        "--formats",
+        "pytorch,onnx,tflite",
+    ]
+    result = CliRunner().invoke(
+        cli, [*args, "--runs", "3", "--warmup", "1", "--batch", "2", "--threads", "2", "--out", str(out)]
+    )
+    assert result.exit_code == 0, result.output
+
+    report = json.loads((out / "benchmark.json").read_text())
+    rows = {row["format"]: row for row in report["rows"]}
+    assert list(rows) == ["pytorch", "onnx", "tflite"]
+    expected = evaluate_checkpoint(
+        checkpoint, "coco8", "val", "yolo", device="cpu"
+    ).metrics  # the eval command's path
+    for name in ("pytorch", "onnx"):
+        row = rows[name]
+        assert row["status"] == "ok" and row["reason"] is None
+        assert row["mAP"] == pytest.approx(expected["mAP"], abs=1e-3)
+        assert row["mAP50"] == pytest.approx(expected["mAP50"], abs=1e-3)
+        assert 0 < row["latency_ms_median"] <= row["latency_ms_p90"]
+        assert row["throughput"] > 0 and row["size_mb"] == pytest.approx(
+            Path(row["path"]).stat().st_size / 2**20, rel=1e-3
+        )
+    assert rows["pytorch"]["path"] == str(checkpoint) and rows["pytorch"]["speedup"] == 1.0
+    assert Path(rows["onnx"]["path"]) == out / "onnx" / "nano.onnx" and rows["onnx"]["max_abs_diff"] < 1e-4
+    assert rows["onnx"]["speedup"] == pytest.approx(
+        rows["pytorch"]["latency_ms_median"] / rows["onnx"]["latency_ms_median"], rel=1e-2
+    )
+    assert rows["tflite"]["status"] == "not run" and "tflite" in rows["tflite"]["reason"]
+    assert rows["tflite"]["mAP"] is None
+
+    machine = report["machine"]
+    assert machine["model"] == cpuinfo_field("model name")
+    assert machine["flags"] == cpuinfo_field("flags").split()
+    assert (
+        machine["versions"]["torch"] == torch.__version__
+        and machine["versions"]["onnxruntime"] == onnxruntime.__version__
+    )
+    assert (
+        report["settings"]["threads"] == 2
+        and report["settings"]["runs"] == 3
+        and report["settings"]["num_images"] == 4
+    )
+
+    markdown = (out / "benchmark.md").read_text()
+    assert "| format | status |" in markdown and cpuinfo_field("model name") in markdown
+    assert "- tflite: " in markdown
+    for name in ("pytorch", "onnx", "tflite"):
+        assert any(line.startswith(name) for line in result.output.splitlines())
+    assert f"{rows['onnx']['mAP']:.4f}" in result.output
+
+
+def test_benchmark_refuses_a_format_named_twice(tmp_path: Path) -> None:
+    checkpoint = tmp_path / "nano.pt"
+    names = load_dataset("coco8", split="val", format="yolo").class_names
+    model, spec, _ = create_model("yolox-nano", 80, pretrained=False, input_size=(160, 160))
+    save_checkpoint(checkpoint, Checkpoint(model.state_dict(), spec, names, config={}))
+    args = ["benchmark", str(checkpoint), "--data", "coco8", "--format", "yolo", "--formats", "onnx,onnx"]
+    result = CliRunner().invoke(cli, [*args, "--out", str(tmp_path / "b")])
+    assert result.exit_code == 2 and "each format once" in result.output and "Traceback" not in result.output
