@@ -15,6 +15,7 @@ from yolox_sdk.cli.main import cli
 from yolox_sdk.data.formats import load_dataset
 from yolox_sdk.engine.jobs import evaluate_checkpoint
 from yolox_sdk.models import create_model
+from yolox_sdk.plugins.hookspecs import hookimpl
 
 
 def cpuinfo_field(name: str) -> str:
@@ -98,3 +99,70 @@ def test_benchmark_refuses_a_format_named_twice(tmp_path: Path) -> None:
     args = ["benchmark", str(checkpoint), "--data", "coco8", "--format", "yolo", "--formats", "onnx,onnx"]
     result = CliRunner().invoke(cli, [*args, "--out", str(tmp_path / "b")])
     assert result.exit_code == 2 and "each format once" in result.output and "Traceback" not in result.output
+
+
+class ExporterPlugins:
+    """Two third-party exporters: one writes a format no runtime reads, one needs a missing library."""
+
+    @staticmethod
+    def _unreadable(options: object) -> object:
+        class Unreadable:
+            def export(self, model, metadata, out_dir, sample_images):  # noqa: ANN001, ANN202
+                from yolox_sdk.plugins.interfaces import ExportResult
+
+                out_dir.mkdir(parents=True, exist_ok=True)
+                path = out_dir / f"{metadata['file_stem']}.xyz"
+                path.write_bytes(b"a model no runtime reads")
+                return ExportResult(path=path, format="xyz")
+
+        return Unreadable()
+
+    @staticmethod
+    def _needs_library(options: object) -> object:
+        class NeedsLibrary:
+            def export(self, model, metadata, out_dir, sample_images):  # noqa: ANN001, ANN202
+                raise ImportError("No module named 'fancy_runtime'")
+
+        return NeedsLibrary()
+
+    @hookimpl
+    def register_exporters(self, register) -> None:  # noqa: ANN001
+        register("xyz", self._unreadable, description="test: a format without a runtime")
+        register("fancy", self._needs_library, description="test: an exporter whose library is missing")
+
+
+def test_formats_without_a_runtime_or_a_library_are_rows_saying_why(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from yolox_sdk import benchmark
+    from yolox_sdk.plugins import manager
+
+    monkeypatch.setattr(
+        manager, "_cached", manager.build_plugin_manager([("test-exporters", ExporterPlugins())])
+    )
+    names = load_dataset("coco8", split="val", format="yolo").class_names
+    model, spec, _ = create_model("yolox-nano", 80, pretrained=False, input_size=(160, 160))
+    checkpoint = save_checkpoint(tmp_path / "nano.pt", Checkpoint(model.state_dict(), spec, names, config={}))
+    result = benchmark(
+        checkpoint,
+        "coco8",
+        formats=["pytorch", "xyz", "fancy"],
+        runs=1,
+        warmup=0,
+        batch=1,
+        out_dir=tmp_path / "b",
+        format_name="yolo",
+    )
+    rows = {row.format: row for row in result.rows}
+    assert rows["pytorch"].status == "ok"
+    assert rows["xyz"].status == "not run"
+    assert (
+        "No installed runtime reads" in rows["xyz"].reason
+        and str(tmp_path / "b" / "xyz" / "nano.xyz") in rows["xyz"].reason
+    )
+    assert (
+        rows["fancy"].status == "not run"
+        and rows["fancy"].reason == "ImportError: No module named 'fancy_runtime'"
+    )
+    saved = json.loads((tmp_path / "b" / "benchmark.json").read_text())
+    assert [row["status"] for row in saved["rows"]] == ["ok", "not run", "not run"]

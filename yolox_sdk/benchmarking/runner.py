@@ -250,19 +250,25 @@ def _measure_format(chosen: BenchmarkFormat, context: _Context) -> FormatResult:
     try:
         path = _model_file(chosen, context, row)
         loaded = _load(path, context, row)
-    except YoloxSdkError as error:
+    except Exception as error:  # noqa: BLE001 - a third-party exporter or runtime may raise anything
         log.warning("benchmark: %s cannot run here: %s", chosen.name, error)
-        row.status, row.reason = "not run", str(error)
+        row.status, row.reason = "not run", _reason(error)
         return row
     row.path, row.runtime = str(path), loaded.runtime
     row.size_mb = round(_size_bytes(path) / 2**20, 3)
     try:
         _evaluate(loaded, context, row)
         _time(loaded, context, row)
-    except (YoloxSdkError, RuntimeError, ValueError) as error:  # a runtime failing mid-run is a row too
+    except Exception as error:  # noqa: BLE001 - a runtime failing mid-run is a row too, not a crash
         log.warning("benchmark: %s failed while running: %s", chosen.name, error)
-        row.status, row.reason = "failed", f"{type(error).__name__}: {error}"
+        row.status, row.reason = "failed", _reason(error)
     return row
+
+
+def _reason(error: Exception) -> str:
+    """The error as one line for the table: our errors as written, others with their type."""
+    text = str(error).strip() or type(error).__name__
+    return text if isinstance(error, YoloxSdkError) else f"{type(error).__name__}: {text}"
 
 
 def _model_file(chosen: BenchmarkFormat, context: _Context, row: FormatResult) -> Path:
