@@ -129,7 +129,8 @@ def plugin_option_overrides() -> list[tuple[str, str, list[str]]]:
     """``(plugin, option, overrides with RAW standing for the value)`` for every installed plugin option."""
     registry = get_registry()
     found = []
-    for kind in KINDS:
+    configured = {row.name for row in PLUGIN_KINDS if row.config is not None}  # runtimes: chosen by file
+    for kind in (kind for kind in KINDS if kind in configured):
         for name in registry.names(kind):
             options = registry.get(kind, name).options
             for field in attrs.fields(options) if options is not None else ():
