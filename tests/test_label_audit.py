@@ -109,8 +109,8 @@ def test_a_prediction_that_belongs_to_a_neighbouring_label_does_not_move_a_label
     issues = image_issues(truth, predicted, np.array([0.5, 0.5, 0.5]))
     assert [i.kind for i in issues] == [SPURIOUS]
     assert issues[0].label_index == 0
-    # evidence is 0.9 * min(1, IoU / 0.5) with IoU 30 / 170 with the neighbour's prediction
-    assert issues[0].score == pytest.approx(0.5 * (1 - 0.9 * (30 / 170) / 0.5))
+    # evidence is min(1, 0.9 / 0.3) * min(1, IoU / 0.5) with IoU 30 / 170 with the neighbour's prediction
+    assert issues[0].score == pytest.approx(0.5 * (1 - (30 / 170) / 0.5))
 
 
 def test_a_label_no_prediction_supports_is_spurious_as_far_as_the_model_finds_its_class() -> None:
@@ -119,6 +119,14 @@ def test_a_label_no_prediction_supports_is_spurious_as_far_as_the_model_finds_it
     (issue,) = image_issues(truth, predicted, np.array([0.9, 0.9, 0.6]))
     assert (issue.kind, issue.label_index) == (SPURIOUS, 1)
     assert issue.score == pytest.approx(0.6)
+
+
+def test_a_weak_prediction_on_a_label_is_partial_evidence_against_spurious() -> None:
+    truth = Boxes([[0, 0, 10, 10]], [0])
+    predicted = Boxes([[0, 0, 10, 10]], [1], [0.15])  # half of DETECTED_SCORE, another class
+    issues = image_issues(truth, predicted, np.array([0.8, 0.8, 0.8]))
+    spurious = only(issues, SPURIOUS)
+    assert spurious and spurious[0].score == pytest.approx(0.8 * (1 - 0.5))
 
 
 def test_a_model_that_finds_nothing_makes_no_label_suspicious() -> None:

@@ -120,7 +120,7 @@ class AuditResult:
             f"{len(self.suggestions)} suggestions: {counts}",
         ]
         lines += [f"note: {note}" for note in self.notes]
-        if self.suggestions:
+        if self.suggestions and top:
             lines.append(f"Top {min(top, len(self.suggestions))}:")
         for rank, s in enumerate(self.suggestions[:top], start=1):
             lines.append(f"  {rank:>3}. {s.score:.2f} {s.kind:<13} {s.image_id:<24} {s.fix}")

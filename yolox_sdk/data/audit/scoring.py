@@ -9,7 +9,8 @@ one issue, so one planted error never shows up as three suggestions. Scores are 
   (``MIN_OVERLAP <= IoU < GOOD_IOU``) and explains no other label (IoU < 0.5 with all others):
   ``s_p * (1 - IoU) * (1 - good)``, ``good`` the best same-class prediction at IoU >= ``GOOD_IOU``.
 * ``spurious``: no prediction sees an object there: ``recall * (1 - evidence) * (1 - s_p)``, where
-  ``evidence`` is the best ``s * min(1, IoU / 0.5)`` over all predictions, ``s_p`` the badly-placed
+  ``evidence`` is the best ``min(1, s / DETECTED_SCORE) * min(1, IoU / 0.5)`` over all predictions (a
+  prediction that would count the label as found in ``recall`` is full evidence), ``s_p`` the badly-placed
   candidate's score (a shifted box is placed badly, not invented) and ``recall`` the share of this class's
   labels the model finds in the whole dataset (a model that finds nothing makes no label suspicious).
 * ``missing``: a prediction no label explains (IoU < 0.5 with every label), not already the target of a
@@ -137,7 +138,8 @@ def _label_issue(
         candidates.append(
             BoxIssue(BADLY_PLACED, float(weights[p]) * (1 - good), g, p, None, float(overlap[p]))
         )
-    evidence = float(np.max(scores * np.minimum(1.0, overlap / MATCH_IOU), initial=0.0))
+    seen = np.minimum(1.0, scores / DETECTED_SCORE) * np.minimum(1.0, overlap / MATCH_IOU)
+    evidence = float(np.max(seen, initial=0.0))
     unseen = float(recall[truth.labels[g]]) * (1 - evidence) * (1 - placed_score)
     candidates.append(BoxIssue(SPURIOUS, unseen, g, None))
     best = max(candidates, key=lambda issue: issue.score)
