@@ -149,9 +149,10 @@ def test_two_gloo_processes_match_one_process(tmp_path: Path, bccd_dir: Path) ->
     assert "Process 1 of 2 joined the gloo process group" in finished.stderr
     ddp_dir = tmp_path / "ddp"
     # `run` under torchrun: rank 0 alone writes checkpoints, evaluates, exports and reports
-    extra_files = {"eval_val.json", "export"}
+    extra_files = {"eval_val.json", "eval_val", "export", "exports.json", "plots", "report.html"}
     assert {p.name for p in ddp_dir.iterdir()} == {p.name for p in single.run_dir.iterdir()} | extra_files
     assert finished.stdout.count("Run directory:") == 1 and "Exported onnx" in finished.stdout
+    assert finished.stdout.count("Report:") == 1  # one report, by rank 0
 
     one, two = load_checkpoint(single.last_checkpoint), load_checkpoint(ddp_dir / "last.pt")
     assert one.training_state["state"]["iteration"] == 2  # 8 images / 8 per step, 2 epochs
