@@ -239,8 +239,11 @@ def export_from_cli(
     """Export a checkpoint (``yolox-sdk export``); options are ``NAME.KEY=VALUE`` strings."""
     options: dict[str, dict[str, Any]] = {}
     for text in option_texts:
+        # Exporter names may hold hyphens (onnx-int8), which config keys may not: parse with a stand-in.
+        name, dot, rest = text.partition(".")
         try:
-            keys, value = parse_override(text)
+            keys, value = parse_override(f"{name.replace('-', '_')}{dot}{rest}")
+            keys[0] = name.strip()
         except ConfigError as error:
             raise ConfigError(str(error).replace("Bad override", "Bad --option", 1)) from None
         if len(keys) != 2:

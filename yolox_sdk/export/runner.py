@@ -109,4 +109,24 @@ def export_checkpoint(
     model = model_from_checkpoint(checkpoint)
     metadata = export_metadata(checkpoint, file_stem=Path(checkpoint_path).stem)
     samples = _sample_paths(sample_images)
-    return [exporter.export(model, dict(metadata), Path(out_dir), samples) for _, exporter in exporters]
+    return [
+        _run_exporter(exporter, model, metadata, Path(out_dir), samples, checkpoint)
+        for _, exporter in exporters
+    ]
+
+
+def _run_exporter(
+    exporter: Any,
+    model: Any,
+    metadata: dict[str, Any],
+    out_dir: Path,
+    samples: list[Path],
+    checkpoint: Checkpoint,
+) -> ExportResult:
+    """Call ``exporter.export``; exporters that set ``uses_training_config`` (they need data, e.g. INT8
+    calibration) also get the checkpoint's saved config as ``training_config``."""
+    if getattr(exporter, "uses_training_config", False):
+        return exporter.export(
+            model, dict(metadata), out_dir, samples, training_config=dict(checkpoint.config)
+        )
+    return exporter.export(model, dict(metadata), out_dir, samples)

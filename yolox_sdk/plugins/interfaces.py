@@ -289,6 +289,12 @@ class Exporter(Protocol):
       ``yolox_sdk.data.preprocess.letterbox`` (what the model was trained on), and fall back on a
       synthetic image, saying so in ``ExportResult.notes``, when there are none.
 
+    An exporter that needs data beyond a few samples (INT8 calibration, an accuracy budget: ``onnx-int8``)
+    sets the class attribute ``uses_training_config = True``; ``export_checkpoint`` then also passes
+    ``training_config=``, the checkpoint's saved config as a plain mapping (its ``data`` section names the
+    training and validation data, ``evaluation`` the thresholds). It may lack both (an API-made
+    checkpoint): say in the error which option supplies the data instead.
+
     ``yolox_sdk.testing.check_exporter`` runs an exporter on a tiny model and checks this contract.
     """
 
