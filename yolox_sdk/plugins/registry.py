@@ -16,7 +16,17 @@ import attrs
 from yolox_sdk.errors import PluginError, did_you_mean
 from yolox_sdk.plugins.kinds import KINDS, PLUGIN_KINDS, PluginKind
 
-__all__ = ["KINDS", "BrokenPlugin", "PluginEntry", "PluginOrigin", "Registry"]
+__all__ = ["FIRST_PARTY_PLUGINS", "KINDS", "BrokenPlugin", "PluginEntry", "PluginOrigin", "Registry"]
+
+# Features of the separately installed distributions in ``plugins/``: an unknown name that is one of these
+# is answered with the command that installs it rather than only a did-you-mean.
+FIRST_PARTY_PLUGINS: Mapping[tuple[str, str], str] = {
+    ("exporter", "openvino"): "yolox-sdk-openvino",
+    ("runtime", "openvino"): "yolox-sdk-openvino",
+    ("logger", "wandb"): "yolox-sdk-wandb",
+    ("logger", "mlflow"): "yolox-sdk-mlflow",
+    ("dataset_format", "labelme"): "yolox-sdk-labelme",
+}
 
 
 @attrs.frozen
@@ -149,6 +159,17 @@ class Registry:
             available = ", ".join(self.names(kind)) or "none"
             raise PluginError(
                 f"Unknown {kind.replace('_', ' ')} '{name}'.{did_you_mean(name, self.names(kind))} "
-                f"Available: {available}. Run `yolox-sdk plugins` to see what is installed."
+                f"Available: {available}. Run `yolox-sdk plugins` to see what is installed.{_install_hint(kind, name)}"
             )
         return entry
+
+
+def _install_hint(kind: str, name: str) -> str:
+    """How to install the first-party distribution providing ``name``, or an empty string."""
+    distribution = FIRST_PARTY_PLUGINS.get((kind, name))
+    if distribution is None:
+        return ""
+    return (
+        f" The {kind.replace('_', ' ')} '{name}' comes with the plugin {distribution}: install it from a checkout "
+        f"of yolox-sdk with `pip install ./plugins/{distribution}`."
+    )
