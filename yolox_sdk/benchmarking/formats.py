@@ -36,6 +36,8 @@ KNOWN_FORMATS: dict[str, BenchmarkFormat] = {
     "onnx": BenchmarkFormat("onnx", "onnx", {"dynamic_batch": True}),
     "onnx-fp16": BenchmarkFormat("onnx-fp16", "onnx", {"dynamic_batch": True, "fp16": True}),
     "onnx-slim": BenchmarkFormat("onnx-slim", "onnx", {"dynamic_batch": True, "simplify": True}),
+    # Always dynamic batch; not a default row: its accuracy search evaluates ~30 mixes on the val split.
+    "onnx-int8": BenchmarkFormat("onnx-int8", "onnx-int8"),
 }
 DEFAULT_FORMATS = (PYTORCH, "onnx", "onnx-fp16", "onnx-slim")
 
