@@ -215,7 +215,7 @@ def predict(model, name):
     return run
 
 
-samples = ["--sample", Path(checkpoint).parent / "samples"]
+samples = [part for image in sorted((Path(checkpoint).parent / "samples").iterdir()) for part in ("--sample", image)]
 found = {"plugins": invoke("plugins")}
 found["export_fp32"] = invoke("export", checkpoint, "--format", "openvino", "--out", out / "fp32", *samples)
 found["export_fp16"] = invoke(
@@ -223,6 +223,9 @@ found["export_fp16"] = invoke(
 )
 stem = Path(checkpoint).stem
 fp32, fp16 = out / "fp32" / f"{stem}.xml", out / "fp16" / f"{stem}.xml"
+if not (fp32.is_file() and fp16.is_file()):
+    print(json.dumps(found))
+    sys.exit(0)
 found["sizes"] = {name: (path.with_suffix(".bin").stat().st_size if path.is_file() else None) for name, path in (("fp32", fp32), ("fp16", fp16))}
 found["eval"] = {"pt": evaluate(checkpoint, "pt"), "fp32": evaluate(fp32, "fp32"), "fp16": evaluate(fp16, "fp16")}
 found["predict"] = {"pt": predict(checkpoint, "pt"), "fp32": predict(fp32, "ov_fp32")}
