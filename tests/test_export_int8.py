@@ -128,3 +128,16 @@ def test_a_checkpoint_without_val_data_asks_for_a_val_dataset(tmp_path: Path) ->
     train_only = make_checkpoint(tmp_path / "train.pt", {"train_path": "coco8", "train_split": "train"})
     with pytest.raises(ExportError, match=r"onnx-int8.val_path=DATASET"):
         export_int8(train_only, tmp_path / "out")
+
+
+@pytest.mark.slow
+def test_a_calibration_folder_skips_and_counts_unreadable_images(checkpoint: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "calibration"
+    folder.mkdir()
+    bccd = sorted((ASSETS / "datasets" / "bccd" / "BCCD" / "JPEGImages").glob("*.jpg"))[:2]
+    for image in bccd:  # 640 x 480 microscope images: another size and domain than coco8's, letterboxed
+        (folder / image.name).write_bytes(image.read_bytes())
+    (folder / "broken.jpg").write_bytes(b"not a jpeg")
+    path = export_int8(checkpoint, tmp_path / "out", max_ap_drop=100, calibration_folder=str(folder))
+    report = quantization_metadata(path)
+    assert report["calibration_images"] == 2 and report["calibration_skipped"] == 1
