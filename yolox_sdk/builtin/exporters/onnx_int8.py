@@ -282,8 +282,10 @@ class _Search:
         self.ranges = quantization.calibrate(float_path, "images", calibration, options.calibration_method)
         blocks = quantization.graph_blocks(float_path)
         self.all_blocks = blocks
-        self.blocks = {name: nodes for name, nodes in blocks.items() if _searchable(name, nodes, float_path)}
         self.convolutions = _convolutions(float_path)
+        self.blocks = {
+            name: nodes for name, nodes in blocks.items() if _searchable(name, nodes, self.convolutions)
+        }
         self.trials: list[Trial] = []
         self.sensitivity: dict[str, float] = {}
         self.all_int8: Trial | None = None
@@ -365,21 +367,16 @@ def _no_mix_message(fp32: Trial, best: Trial, options: OnnxInt8Options, share: f
     )
 
 
-def _searchable(block: str, nodes: list[str], float_path: Path) -> bool:
+def _searchable(block: str, nodes: list[str], convolutions: frozenset[str]) -> bool:
     """Blocks worth trying float: those with convolutions, and the head's output ops."""
-    return block == quantization.HEAD_OUTPUT_BLOCK or any(node in _convolutions(float_path) for node in nodes)
-
-
-_CONVOLUTIONS: dict[Path, frozenset[str]] = {}
+    return block == quantization.HEAD_OUTPUT_BLOCK or any(node in convolutions for node in nodes)
 
 
 def _convolutions(float_path: Path) -> frozenset[str]:
-    if float_path not in _CONVOLUTIONS:
-        import onnx
+    import onnx
 
-        graph = onnx.load(str(float_path)).graph
-        _CONVOLUTIONS[float_path] = frozenset(node.name for node in graph.node if node.op_type == "Conv")
-    return _CONVOLUTIONS[float_path]
+    graph = onnx.load(str(float_path)).graph
+    return frozenset(node.name for node in graph.node if node.op_type == "Conv")
 
 
 def _evaluation_settings(config: Mapping[str, Any]) -> Any:
