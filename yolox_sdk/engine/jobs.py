@@ -240,12 +240,15 @@ def export_from_cli(
     options: dict[str, dict[str, Any]] = {}
     for text in option_texts:
         # Exporter names may hold hyphens (onnx-int8), which config keys may not: parse with a stand-in.
-        name, dot, rest = text.partition(".")
+        key, equals, raw_value = text.partition("=")
+        name, dot, rest = key.partition(".")
+        stand_in = f"{name.replace('-', '_')}{dot}{rest}{equals}{raw_value}"
         try:
-            keys, value = parse_override(f"{name.replace('-', '_')}{dot}{rest}")
+            keys, value = parse_override(stand_in)
             keys[0] = name.strip()
         except ConfigError as error:
-            raise ConfigError(str(error).replace("Bad override", "Bad --option", 1)) from None
+            message = str(error).replace("Bad override", "Bad --option", 1).replace(stand_in, text)
+            raise ConfigError(message) from None
         if len(keys) != 2:
             raise ConfigError(
                 f"Bad --option '{text}': expected EXPORTER.KEY=VALUE, e.g. onnx.dynamic_batch=true."
