@@ -141,3 +141,10 @@ def test_a_calibration_folder_skips_and_counts_unreadable_images(checkpoint: Pat
     path = export_int8(checkpoint, tmp_path / "out", max_ap_drop=100, calibration_folder=str(folder))
     report = quantization_metadata(path)
     assert report["calibration_images"] == 2 and report["calibration_skipped"] == 1
+
+
+def test_export_options_of_the_hyphenated_exporter_are_parsed_and_checked(checkpoint: Path) -> None:
+    args = ["export", str(checkpoint), "--format", "onnx-int8", "--option", "onnx-int8.max_ap_drop=-3"]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code != 0 and "Traceback" not in result.output
+    assert "export.options.onnx-int8.max_ap_drop" in result.output and "-3" in result.output
