@@ -22,7 +22,9 @@ from yolox_sdk.errors import ConfigError
 from yolox_sdk.plugins.registry import Registry
 from yolox_sdk.yaml_files import YamlLimitError, dump_yaml, load_yaml_file, parse_yaml
 
-_KEY_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
+# Dotted keys of letters, digits, ``_`` and ``-`` (plugin names such as ``onnx-int8`` are keys under
+# ``export.options``), each starting with a letter or ``_``.
+_KEY_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*(\.[A-Za-z_][A-Za-z0-9_-]*)*$")
 _PATH_IN_MESSAGE = re.compile(r"^(?:unknown key ')?([A-Za-z_][\w.]*)")
 
 
@@ -77,8 +79,8 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     key = key.strip()
     if not separator or not _KEY_PATTERN.match(key):
         raise ConfigError(
-            f"Bad override '{text}': expected section.key=value with a dotted key of letters, digits and "
-            "underscores, e.g. training.lr=0.005 or model.input_size=[320,320]."
+            f"Bad override '{text}': expected section.key=value with a dotted key of letters, digits, "
+            "underscores and hyphens, e.g. training.lr=0.005 or model.input_size=[320,320]."
         )
     try:
         value = parse_yaml(raw_value)[0] if raw_value.strip() else None

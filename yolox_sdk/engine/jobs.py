@@ -239,16 +239,10 @@ def export_from_cli(
     """Export a checkpoint (``yolox-sdk export``); options are ``NAME.KEY=VALUE`` strings."""
     options: dict[str, dict[str, Any]] = {}
     for text in option_texts:
-        # Exporter names may hold hyphens (onnx-int8), which config keys may not: parse with a stand-in.
-        key, equals, raw_value = text.partition("=")
-        name, dot, rest = key.partition(".")
-        stand_in = f"{name.replace('-', '_')}{dot}{rest}{equals}{raw_value}"
         try:
-            keys, value = parse_override(stand_in)
-            keys[0] = name.strip()
+            keys, value = parse_override(text)
         except ConfigError as error:
-            message = str(error).replace("Bad override", "Bad --option", 1).replace(stand_in, text)
-            raise ConfigError(message) from None
+            raise ConfigError(str(error).replace("Bad override", "Bad --option", 1)) from None
         if len(keys) != 2:
             raise ConfigError(
                 f"Bad --option '{text}': expected EXPORTER.KEY=VALUE, e.g. onnx.dynamic_batch=true."
