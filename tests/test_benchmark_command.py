@@ -166,3 +166,13 @@ def test_formats_without_a_runtime_or_a_library_are_rows_saying_why(
     )
     saved = json.loads((tmp_path / "b" / "benchmark.json").read_text())
     assert [row["status"] for row in saved["rows"]] == ["ok", "not run", "not run"]
+
+
+def test_the_size_of_an_openvino_ir_counts_its_weights_file(tmp_path: Path) -> None:
+    from yolox_sdk.benchmarking.runner import _size_bytes
+
+    (tmp_path / "best.xml").write_bytes(b"<net/>" * 10)
+    (tmp_path / "best.bin").write_bytes(bytes(1000))
+    (tmp_path / "best.onnx").write_bytes(bytes(300))
+    assert _size_bytes(tmp_path / "best.xml") == 60 + 1000
+    assert _size_bytes(tmp_path / "best.onnx") == 300

@@ -300,9 +300,13 @@ def _load(path: Path, context: _Context, row: FormatResult) -> Any:
 
 
 def _size_bytes(path: Path) -> int:
+    """What shipping the model takes: a folder's files (CoreML packages), a file plus its same-stem
+    weights file (OpenVINO's ``.xml`` and ``.bin``), or the file."""
     if path.is_dir():
         return sum(item.stat().st_size for item in path.rglob("*") if item.is_file())
-    return path.stat().st_size
+    weights = path.with_suffix(".bin")
+    extra = weights.stat().st_size if path.suffix == ".xml" and weights.is_file() else 0
+    return path.stat().st_size + extra
 
 
 def _evaluate(loaded: Any, context: _Context, row: FormatResult) -> None:
