@@ -23,6 +23,11 @@ __all__ = ["FIRST_PARTY_PLUGINS", "KINDS", "BrokenPlugin", "PluginEntry", "Plugi
 FIRST_PARTY_PLUGINS: Mapping[tuple[str, str], str] = {
     ("exporter", "openvino"): "yolox-sdk-openvino",
     ("runtime", "openvino"): "yolox-sdk-openvino",
+    ("exporter", "openvino-int8"): "yolox-sdk-openvino",
+    ("exporter", "tflite"): "yolox-sdk-tflite",
+    ("exporter", "tflite-int8"): "yolox-sdk-tflite",
+    ("runtime", "tflite"): "yolox-sdk-tflite",
+    ("exporter", "coreml"): "yolox-sdk-coreml",
     ("logger", "wandb"): "yolox-sdk-wandb",
     ("logger", "mlflow"): "yolox-sdk-mlflow",
     ("dataset_format", "labelme"): "yolox-sdk-labelme",
