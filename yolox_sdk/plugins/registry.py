@@ -28,6 +28,7 @@ FIRST_PARTY_PLUGINS: Mapping[tuple[str, str], str] = {
     ("exporter", "tflite-int8"): "yolox-sdk-tflite",
     ("runtime", "tflite"): "yolox-sdk-tflite",
     ("exporter", "coreml"): "yolox-sdk-coreml",
+    ("runtime", "coreml"): "yolox-sdk-coreml",
     ("logger", "wandb"): "yolox-sdk-wandb",
     ("logger", "mlflow"): "yolox-sdk-mlflow",
     ("dataset_format", "labelme"): "yolox-sdk-labelme",
