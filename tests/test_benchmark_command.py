@@ -40,7 +40,7 @@ def test_benchmark_writes_table_json_and_markdown_with_a_row_for_what_cannot_run
         "--format",
         "yolo",
         "--formats",
-        "pytorch,onnx,tflite",
+        "pytorch,onnx,tensorrt",
     ]
     result = CliRunner().invoke(
         cli, [*args, "--runs", "3", "--warmup", "1", "--batch", "2", "--threads", "2", "--out", str(out)]
@@ -49,7 +49,7 @@ def test_benchmark_writes_table_json_and_markdown_with_a_row_for_what_cannot_run
 
     report = json.loads((out / "benchmark.json").read_text())
     rows = {row["format"]: row for row in report["rows"]}
-    assert list(rows) == ["pytorch", "onnx", "tflite"]
+    assert list(rows) == ["pytorch", "onnx", "tensorrt"]
     expected = evaluate_checkpoint(
         checkpoint, "coco8", "val", "yolo", device="cpu"
     ).metrics  # the eval command's path
@@ -67,8 +67,8 @@ def test_benchmark_writes_table_json_and_markdown_with_a_row_for_what_cannot_run
     assert rows["onnx"]["speedup"] == pytest.approx(
         rows["pytorch"]["latency_ms_median"] / rows["onnx"]["latency_ms_median"], rel=1e-2
     )
-    assert rows["tflite"]["status"] == "not run" and "tflite" in rows["tflite"]["reason"]
-    assert rows["tflite"]["mAP"] is None
+    assert rows["tensorrt"]["status"] == "not run" and "trtexec --onnx=" in rows["tensorrt"]["reason"]
+    assert rows["tensorrt"]["mAP"] is None
 
     machine = report["machine"]
     assert machine["model"] == cpuinfo_field("model name")
@@ -85,8 +85,8 @@ def test_benchmark_writes_table_json_and_markdown_with_a_row_for_what_cannot_run
 
     markdown = (out / "benchmark.md").read_text()
     assert "| format | status |" in markdown and cpuinfo_field("model name") in markdown
-    assert "- tflite: " in markdown
-    for name in ("pytorch", "onnx", "tflite"):
+    assert "- tensorrt: " in markdown
+    for name in ("pytorch", "onnx", "tensorrt"):
         assert any(line.startswith(name) for line in result.output.splitlines())
     assert f"{rows['onnx']['mAP']:.4f}" in result.output
 

@@ -15,8 +15,9 @@ import attrs
 
 from yolox_sdk.errors import PluginError, did_you_mean
 from yolox_sdk.plugins.kinds import KINDS, PLUGIN_KINDS, PluginKind
+from yolox_sdk.plugins.unavailable import UNAVAILABLE_FEATURES
 
-__all__ = ["FIRST_PARTY_PLUGINS", "KINDS", "BrokenPlugin", "PluginEntry", "PluginOrigin", "Registry"]
+__all__ = ["FIRST_PARTY_PLUGINS", "FIRST_PARTY_SUFFIXES", "KINDS", "BrokenPlugin", "PluginEntry", "PluginOrigin", "Registry"]
 
 # Features of the separately installed distributions in ``plugins/``: an unknown name that is one of these
 # is answered with the command that installs it rather than only a did-you-mean.
@@ -32,6 +33,14 @@ FIRST_PARTY_PLUGINS: Mapping[tuple[str, str], str] = {
     ("logger", "wandb"): "yolox-sdk-wandb",
     ("logger", "mlflow"): "yolox-sdk-mlflow",
     ("dataset_format", "labelme"): "yolox-sdk-labelme",
+}
+
+# Model files read by the runtimes of those distributions: a file no installed runtime accepts is answered
+# with the distribution that reads it.
+FIRST_PARTY_SUFFIXES: Mapping[str, str] = {
+    ".xml": "yolox-sdk-openvino",
+    ".tflite": "yolox-sdk-tflite",
+    ".mlpackage": "yolox-sdk-coreml",
 }
 
 
@@ -161,6 +170,8 @@ class Registry:
                 "Uninstall one of these distributions, or disable one with YOLOX_SDK_PLUGINS."
             )
         entry = self._entries[kind].get(name)
+        if entry is None and (kind, name) in UNAVAILABLE_FEATURES:
+            raise PluginError(f"No {kind.replace('_', ' ')} '{name}'. {UNAVAILABLE_FEATURES[kind, name]}")
         if entry is None:
             available = ", ".join(self.names(kind)) or "none"
             raise PluginError(

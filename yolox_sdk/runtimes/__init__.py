@@ -63,7 +63,7 @@ def load_model(
         raise ConfigError(
             f"No installed runtime reads {path}: its suffix '{path.suffix}' is none of {', '.join(known)}. Give "
             "a yolox-sdk checkpoint (.pt) or a file exported by `yolox-sdk export`, or install the runtime "
-            "plugin for this format (`yolox-sdk plugins` lists the runtimes installed)."
+            f"plugin for this format (`yolox-sdk plugins` lists the runtimes installed).{_suffix_hint(path)}"
         )
     if len(accepting) > 1:
         raise PluginError(
@@ -71,6 +71,23 @@ def load_model(
             "plugins, or load the file with the runtime you want through its plugin directly."
         )
     return accepting[0][1].load(path, device)
+
+
+def _suffix_hint(path: Path) -> str:
+    """Which first-party plugin reads ``path``'s suffix, or why yolox-sdk has none, or an empty string."""
+    from yolox_sdk.plugins.registry import FIRST_PARTY_SUFFIXES
+    from yolox_sdk.plugins.unavailable import UNAVAILABLE_SUFFIXES
+
+    suffix = path.suffix.lower()
+    if suffix in UNAVAILABLE_SUFFIXES:
+        return f" {UNAVAILABLE_SUFFIXES[suffix]}"
+    distribution = FIRST_PARTY_SUFFIXES.get(suffix)
+    if distribution is None:
+        return ""
+    return (
+        f" '{suffix}' files are read by the plugin {distribution}: install it from a checkout of yolox-sdk with "
+        f"`pip install ./plugins/{distribution}`."
+    )
 
 
 def as_torch_module(loaded: LoadedModel) -> torch.nn.Module:
