@@ -1,0 +1,317 @@
+"""The ``coreml`` exporter: a YOLOX model as a CoreML ML Program (``<stem>.mlpackage``), verified.
+
+The network (decoding included) is traced with ``torch.jit.trace`` at batch 1 and converted with
+``coremltools.convert(convert_to="mlprogram")`` in the chosen ``compute_precision``. The input is a float
+tensor, not a CoreML image: an image input would hand resizing and padding to CoreML/Vision, which scale
+and centre-pad differently from our letterbox (top-left, pad 114); a tensor makes the package compute
+exactly what the PyTorch model computes on ``yolox_sdk.data.preprocess``'s arrays.
+
+The package is written under a temporary name in the output folder and checked there, on every OS:
+
+1. read back with ``MLModel(path, skip_model_load=True)`` (no CoreML needed): ML Program type, input and
+   output names, shapes and types, every metadata value, and the stored weights' dtype (float16 for
+   ``fp16``, float32 for ``fp32``);
+2. the saved program itself evaluated on the sample images (``yolox_sdk_coreml.program``) and compared
+   with PyTorch's decoded rows, boxes as fractions of the input size;
+3. on macOS only, also ``MLModel.predict`` on the same images, i.e. CoreML itself (not run in CI).
+
+Above the precision's tolerance the package is kept as ``<stem>.failed.mlpackage`` and ``ExportError`` is
+raised; any other failure removes it. Only a checked package gets the final name.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import io
+import logging
+import shutil
+import sys
+import tempfile
+import time
+import warnings
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from yolox_sdk.errors import ExportError
+from yolox_sdk.plugins.interfaces import (
+    METADATA_CLASS_NAMES,
+    METADATA_FILE_STEM,
+    METADATA_INPUT_SIZE,
+    METADATA_SDK_VERSION,
+    ExportResult,
+)
+from yolox_sdk_coreml import CoreMLExportOptions
+from yolox_sdk_coreml.package import (
+    INPUT_NAME,
+    OUTPUT_NAME,
+    PRECISION,
+    SUFFIX,
+    encode,
+    import_coremltools,
+    interface_problems,
+    metadata_problems,
+    quiet_coremltools,
+    read_metadata,
+)
+
+if TYPE_CHECKING:
+    import torch
+
+log = logging.getLogger(__name__)
+
+LETTERBOX = "letterbox top-left keeping aspect, pad 114, BGR, 0..255 float, NCHW"
+OUTPUT_LAYOUT = "cx,cy,w,h,objectness,class probabilities (input pixels)"
+
+
+class CoreMLExporter:
+    """Writes ``<file_stem>.mlpackage`` (``model`` by default) and verifies it; see the module docstring."""
+
+    def __init__(self, options: CoreMLExportOptions | None = None) -> None:
+        self.options = options or CoreMLExportOptions()
+
+    def export(
+        self,
+        model: torch.nn.Module,
+        metadata: Mapping[str, Any],
+        out_dir: Path,
+        sample_images: Sequence[Path],
+    ) -> ExportResult:
+        """Export ``model`` to an ML Program and check it on ``sample_images``.
+
+        Raises:
+            PluginError: coremltools is not installed (the message says how to install it).
+            ExportError: tracing, conversion, saving or a check fails, or the package differs from PyTorch
+                by more than the precision's tolerance.
+        """
+        ct = import_coremltools()
+        if METADATA_INPUT_SIZE not in metadata:
+            raise ExportError("The CoreML exporter needs metadata['input_size'] = (height, width).")
+        input_size = (int(metadata[METADATA_INPUT_SIZE][0]), int(metadata[METADATA_INPUT_SIZE][1]))
+        out_dir = Path(out_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        stem = str(metadata.get(METADATA_FILE_STEM) or "model")
+        final, failed = out_dir / f"{stem}{SUFFIX}", out_dir / f"{stem}.failed{SUFFIX}"
+        shutil.rmtree(failed, ignore_errors=True)  # from an earlier failed run
+        network = _reference_network(model)
+        batch, notes = _sample_batch(sample_images, input_size)
+        entries = self._metadata_entries(metadata)
+
+        scratch = Path(tempfile.mkdtemp(prefix=f".{stem}.", suffix=".partial", dir=out_dir))
+        package = scratch / final.name
+        try:
+            started = time.perf_counter()
+            converted = self._convert(ct, network, batch[:1])
+            _describe(converted, entries)
+            try:
+                with quiet_coremltools():
+                    converted.save(str(package))
+            except Exception as error:  # noqa: BLE001 - coremltools raises many types
+                raise ExportError(f"coremltools could not save {final}: {error}") from error
+            seconds = time.perf_counter() - started
+            checks = _verify(package, network, batch, entries, self.options.precision)
+            difference = checks.pop("difference")
+            if not difference <= self.options.check_tolerance:  # written so that NaN fails too
+                package.replace(failed)
+                raise ExportError(
+                    f"The CoreML package disagrees with PyTorch: max abs difference {difference:.3g} > "
+                    f"tolerance {self.options.check_tolerance:g} on the sample images "
+                    f"({self.options.precision}). It was kept as {failed} for inspection. Try precision: fp32, "
+                    "or raise export.options.coreml.tolerance/fp16_tolerance if the difference is acceptable."
+                )
+            shutil.rmtree(final, ignore_errors=True)
+            package.replace(final)
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+        log.info("CoreML export %s: %.2f s, max abs diff vs PyTorch %.3g", final, seconds, difference)
+        notes.insert(
+            0,
+            f"exported in {seconds:.2f} s (coremltools {ct.__version__}, ML Program, {self.options.precision}, "
+            f"{self.options.minimum_deployment_target}+)",
+        )
+        notes.extend(str(note) for note in checks.values())
+        return ExportResult(path=final, format="coreml", max_abs_diff=difference, notes=tuple(notes))
+
+    def _metadata_entries(self, metadata: Mapping[str, Any]) -> dict[str, Any]:
+        entries = {key: value for key, value in metadata.items() if key != METADATA_FILE_STEM}
+        entries.update(
+            {
+                PRECISION: self.options.precision,
+                "minimum_deployment_target": self.options.minimum_deployment_target,
+                "decoded": True,
+                "preprocessing": LETTERBOX,
+                "output_layout": OUTPUT_LAYOUT,
+            }
+        )
+        return entries
+
+    def _convert(self, ct: Any, network: torch.nn.Module, example: torch.Tensor) -> Any:
+        """Trace and convert; coremltools' progress bars and untested-version notices go to the debug log."""
+        import torch
+
+        target = getattr(ct.target, self.options.minimum_deployment_target, None)
+        if target is None:
+            raise ExportError(
+                f"export.options.coreml.minimum_deployment_target: coremltools {ct.__version__} does not know "
+                f"{self.options.minimum_deployment_target!r}; upgrade coremltools or choose an older target."
+            )
+        precision = ct.precision.FLOAT16 if self.options.precision == "fp16" else ct.precision.FLOAT32
+        captured = io.StringIO()
+        try:
+            with warnings.catch_warnings(), contextlib.redirect_stderr(captured), quiet_coremltools():
+                warnings.simplefilter("ignore", torch.jit.TracerWarning)
+                with torch.inference_mode(False), torch.no_grad():
+                    traced = torch.jit.trace(network, example)
+                return ct.convert(
+                    traced,
+                    inputs=[ct.TensorType(name=INPUT_NAME, shape=tuple(example.shape), dtype=np.float32)],
+                    outputs=[ct.TensorType(name=OUTPUT_NAME, dtype=np.float32)],
+                    convert_to="mlprogram",
+                    compute_precision=precision,
+                    minimum_deployment_target=target,
+                )
+        except Exception as error:  # noqa: BLE001 - tracing and conversion raise many types
+            raise ExportError(f"coremltools could not convert the traced model: {error}") from error
+        finally:
+            if captured.getvalue():
+                log.debug("coremltools conversion output:\n%s", captured.getvalue()[-5000:])
+
+
+def _describe(converted: Any, entries: Mapping[str, Any]) -> None:
+    """Metadata into ``user_defined_metadata`` (what ``get_spec`` reads anywhere), plus the descriptions
+    Xcode shows."""
+    names = entries.get(METADATA_CLASS_NAMES) or []
+    converted.author = f"yolox-sdk {entries.get(METADATA_SDK_VERSION, '')}".strip()
+    converted.short_description = (
+        f"YOLOX detector ({entries.get('model_name', 'yolox')}, {len(names)} classes) exported by yolox-sdk; "
+        "class names and preprocessing in the metadata."
+    )
+    converted.version = str(entries.get(METADATA_SDK_VERSION, ""))
+    converted.input_description[INPUT_NAME] = f"(1, 3, H, W) float32: {LETTERBOX}"
+    converted.output_description[OUTPUT_NAME] = (
+        f"(1, anchors, 5 + classes) float32: {OUTPUT_LAYOUT}; class i is metadata class_names[i]"
+    )
+    for key, value in entries.items():
+        converted.user_defined_metadata[str(key)] = encode(value)
+
+
+def _reference_network(model: torch.nn.Module) -> torch.nn.Module:
+    head = getattr(model, "head", None)
+    if head is None or not hasattr(head, "decode_in_inference"):
+        raise ExportError(
+            f"The CoreML exporter expects a YOLOX network with a head (got {type(model).__name__}); "
+            "export the model built by yolox_sdk.models."
+        )
+    network = copy.deepcopy(model).cpu().float().eval()
+    network.head.decode_in_inference = True
+    return network
+
+
+def _sample_batch(
+    sample_images: Sequence[Path], input_size: tuple[int, int]
+) -> tuple[torch.Tensor, list[str]]:
+    from yolox_sdk.data.preprocess import images_to_batch, read_image
+
+    notes: list[str] = []
+    if sample_images:
+        arrays = [read_image(Path(path)) for path in sample_images]
+    else:
+        generator = np.random.default_rng(0)
+        arrays = [generator.integers(0, 256, (*input_size, 3), dtype=np.uint8)]
+        notes.append("no sample images given: checked on a synthetic image only")
+    batch, _ = images_to_batch(arrays, input_size)
+    return batch, notes
+
+
+def _fractions(rows: np.ndarray, input_size: tuple[int, int]) -> np.ndarray:
+    """Decoded rows with boxes as fractions of the input, so one tolerance fits every column."""
+    height, width = input_size
+    scale = np.array([width, height, width, height], dtype=np.float32)
+    return np.concatenate([rows[..., :4] / scale, rows[..., 4:]], axis=-1)
+
+
+def _verify(
+    package: Path, network: torch.nn.Module, batch: torch.Tensor, entries: Mapping[str, Any], precision: str
+) -> dict[str, Any]:
+    """The checks of the module docstring; returns ``difference`` (the largest over the numeric checks)
+    and a note per check. Raises ``ExportError`` for a spec that does not fit."""
+    from yolox_sdk_coreml.program import UnsupportedProgram, load_program, run_program, weight_dtypes
+
+    input_size = (int(batch.shape[2]), int(batch.shape[3]))
+    try:
+        spec, program = load_program(package)
+    except Exception as error:  # noqa: BLE001 - coremltools raises many types
+        raise ExportError(f"The CoreML package just written cannot be read back: {error}") from error
+    names = tuple(entries.get(METADATA_CLASS_NAMES) or ())
+    problems = interface_problems(spec, names, input_size)
+    problems += metadata_problems(read_metadata(spec), entries)
+    dtypes = weight_dtypes(program)
+    wanted = "float16" if precision == "fp16" else "float32"
+    if set(dtypes) != {wanted}:
+        problems.append(f"expected every stored weight in {wanted} ({precision}), found {dtypes}")
+    if problems:
+        raise ExportError(f"The CoreML package does not have the expected interface: {'; '.join(problems)}.")
+    expected = [_expected(network, batch[index : index + 1]) for index in range(len(batch))]
+    try:
+        actual = [
+            run_program(program, {INPUT_NAME: batch[index : index + 1].numpy()})[OUTPUT_NAME]
+            for index in range(len(batch))
+        ]
+    except UnsupportedProgram as error:
+        raise ExportError(
+            f"The saved ML Program cannot be checked off macOS: it holds {error}, which yolox-sdk-coreml's "
+            "evaluator does not implement (it knows what coremltools 8-9 make of a YOLOX). Export with "
+            "coremltools 9, or on macOS, where CoreML checks it."
+        ) from error
+    difference = _largest_difference(actual, expected, input_size)
+    checks: dict[str, Any] = {
+        "spec": f"spec read back: ML Program, input {INPUT_NAME} (1, 3, {input_size[0]}, {input_size[1]}), "
+        f"output {OUTPUT_NAME}, {len(entries)} metadata keys, {sum(dtypes.values())} {wanted} weight tensors",
+        "program": f"saved ML Program evaluated with PyTorch kernels (not CoreML) on {len(batch)} image(s): "
+        f"max abs diff {difference:.3g}",
+    }
+    if sys.platform == "darwin":
+        predicted = _coreml_predictions(package, batch)
+        coreml_difference = _largest_difference(predicted, expected, input_size)
+        checks["coreml"] = (
+            f"CoreML predict (macOS, CPU only) on {len(batch)} image(s): max abs diff {coreml_difference:.3g}"
+        )
+        difference = float(np.max([difference, coreml_difference]))
+    else:
+        checks["coreml"] = "CoreML predict not run: it needs macOS"
+    checks["difference"] = difference
+    return checks
+
+
+def _expected(network: torch.nn.Module, images: torch.Tensor) -> np.ndarray:
+    import torch
+
+    with torch.inference_mode():
+        return network(images).numpy()
+
+
+def _largest_difference(
+    actual: Sequence[np.ndarray], expected: Sequence[np.ndarray], input_size: tuple[int, int]
+) -> float:
+    differences = []
+    for got, want in zip(actual, expected, strict=True):
+        if got.shape != want.shape:
+            raise ExportError(f"The CoreML package returns shape {got.shape}; PyTorch returns {want.shape}.")
+        differences.append(float(np.max(np.abs(_fractions(got, input_size) - _fractions(want, input_size)))))
+    return float(np.max(differences))  # np.max, unlike max(), keeps a NaN
+
+
+def _coreml_predictions(package: Path, batch: torch.Tensor) -> list[np.ndarray]:
+    """CoreML's own results, image by image (macOS only; never run in CI)."""
+    ct = import_coremltools()
+    try:
+        model = ct.models.MLModel(str(package), compute_units=ct.ComputeUnit.CPU_ONLY)
+        return [
+            np.asarray(model.predict({INPUT_NAME: batch[index : index + 1].numpy()})[OUTPUT_NAME], np.float32)
+            for index in range(len(batch))
+        ]
+    except Exception as error:  # noqa: BLE001 - CoreML raises many types
+        raise ExportError(f"CoreML could not load or run the package just written: {error}") from error
