@@ -88,7 +88,7 @@ def train(
 
 
 @click.command("eval")
-@click.argument("checkpoint", metavar="MODEL", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("checkpoint", metavar="MODEL", type=click.Path(exists=True, path_type=Path))
 @click.option("--data", "data_path", required=True, help="Dataset path or catalog name.")
 @click.option("--split", default=None, help="Split to evaluate (e.g. val).")
 @click.option("--format", "format_name", default="auto", show_default=True)
@@ -206,7 +206,7 @@ class _ConfidenceOrAuto(FiniteFloatRange):
 
 
 @click.command()
-@click.argument("checkpoint", metavar="MODEL", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("checkpoint", metavar="MODEL", type=click.Path(exists=True, path_type=Path))
 @click.argument("source", metavar="SOURCE")
 @click.option(
     "--out",

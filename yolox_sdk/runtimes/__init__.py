@@ -39,7 +39,8 @@ def load_model(
     """Load ``path`` with the runtime plugin that accepts it.
 
     Args:
-        path: a model file: ``.pt`` checkpoint, ``.onnx``, or any suffix an installed runtime accepts.
+        path: a model file: ``.pt`` checkpoint, ``.onnx``, or any suffix an installed runtime accepts
+            (a folder too, for formats stored as one, such as CoreML's ``.mlpackage``).
         device: ``cpu``, ``cuda``, ``cuda:1``...; runtimes that cannot use it say so.
         registry: the plugin registry; the process-wide one by default.
         options: per runtime name, its raw options (``{"onnxruntime": {"threads": 2}}``).
@@ -50,8 +51,8 @@ def load_model(
         PluginError: more than one runtime accepts it.
     """
     path = Path(path)
-    if not path.is_file():
-        raise WeightsError(f"Model file {path} does not exist (or is not a file).")
+    if not path.exists():  # a folder is fine when a runtime accepts it (a CoreML .mlpackage is one)
+        raise WeightsError(f"Model file {path} does not exist.")
     if registry is None:
         from yolox_sdk.plugins import get_registry
 
