@@ -60,15 +60,16 @@ class CoreMLExportOptions:
             an ML Program needs ``iOS15``/``macOS12`` or later, newer targets allow newer operations.
         tolerance: largest absolute difference from PyTorch accepted on the sample images for ``fp32``;
             decoded boxes are compared as fractions of the input size.
-        fp16_tolerance: the same for ``fp16``. Rounding every activation to float16 moves class
-            probabilities of low-objectness anchors by up to ~0.1 on coco8 (confident boxes by ~1e-3), so
-            this check catches a broken graph only: measure mAP on the device before deploying.
+        fp16_tolerance: the same for ``fp16``. Rounding every activation to float16 moved the
+            objectness of an uncertain anchor (0.33) by 0.16 on a coco8 image (yolox-nano, 256x224; boxes
+            of anchors scoring 0.05 or more by at most 0.014 of the input), so this check catches a broken
+            graph only: measure mAP on the device before deploying.
     """
 
     precision: str = attrs.field(default="fp16", validator=one_of(PRECISIONS))
     minimum_deployment_target: str = attrs.field(default="iOS15", validator=one_of(DEPLOYMENT_TARGETS))
     tolerance: float = attrs.field(default=1e-4, validator=number(0.0))
-    fp16_tolerance: float = attrs.field(default=0.15, validator=number(0.0))
+    fp16_tolerance: float = attrs.field(default=0.25, validator=number(0.0))
 
     @property
     def check_tolerance(self) -> float:
