@@ -38,6 +38,8 @@ KNOWN_FORMATS: dict[str, BenchmarkFormat] = {
     "onnx-slim": BenchmarkFormat("onnx-slim", "onnx", {"dynamic_batch": True, "simplify": True}),
     # Always dynamic batch; not a default row: its accuracy search evaluates ~30 mixes on the val split.
     "onnx-int8": BenchmarkFormat("onnx-int8", "onnx-int8"),
+    # Formats of first-party plugins (rows saying how to install them when they are not installed).
+    "openvino-fp16": BenchmarkFormat("openvino-fp16", "openvino", {"precision": "fp16"}),
 }
 DEFAULT_FORMATS = (PYTORCH, "onnx", "onnx-fp16", "onnx-slim")
 

@@ -294,9 +294,25 @@ def _load(path: Path, context: _Context, row: FormatResult) -> Any:
     from yolox_sdk.runtimes import load_model
 
     try:
-        return load_model(path, "cpu", options={"onnxruntime": {"threads": context.threads}})
+        return load_model(path, "cpu", options=_thread_options(context.threads))
     except ConfigError as error:
         raise ConfigError(f"exported to {path}, but {error}") from error
+
+
+def _thread_options(threads: int) -> dict[str, dict[str, int]]:
+    """``threads`` for every installed runtime whose options have that field (onnxruntime, OpenVINO,
+    TFLite, ...), so each format is timed with the thread count PyTorch gets."""
+    import attrs
+
+    from yolox_sdk.plugins import get_registry
+
+    registry = get_registry()
+    options: dict[str, dict[str, int]] = {}
+    for name in registry.names("runtime"):
+        fields = registry.get("runtime", name).options
+        if fields is not None and "threads" in attrs.fields_dict(fields):
+            options[name] = {"threads": threads}
+    return options
 
 
 def _size_bytes(path: Path) -> int:

@@ -214,12 +214,15 @@ def _evaluate_on_data(
 
 
 def _model_evaluation_settings(loaded: Any, **overrides: Any) -> Any:
-    """A checkpoint's saved evaluation settings; for an exported file (no training config inside) the
-    defaults, YOLOX's, so that the checkpoint and its export are measured alike unless flags differ."""
+    """A checkpoint's saved evaluation settings; for an exported file the thresholds its exporter copied
+    from the checkpoint (``LoadedModel.evaluation``), else the defaults, YOLOX's, so that the checkpoint
+    and its export are measured alike unless flags differ."""
     checkpoint = getattr(loaded, "checkpoint", None)
     if checkpoint is not None:
         return checkpoint_evaluation_settings(checkpoint, **overrides)
-    return checkpoint_evaluation_settings(_ConfigOnly(config={}), **overrides)
+    saved = getattr(loaded, "evaluation", None)
+    config = {"evaluation": dict(saved)} if isinstance(saved, Mapping) else {}
+    return checkpoint_evaluation_settings(_ConfigOnly(config=config), **overrides)
 
 
 @attrs.frozen

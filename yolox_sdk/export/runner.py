@@ -20,6 +20,8 @@ from yolox_sdk.models import model_from_checkpoint
 from yolox_sdk.plugins.building import build_plugin
 from yolox_sdk.plugins.interfaces import (
     METADATA_CLASS_NAMES,
+    METADATA_EVALUATION,
+    METADATA_EVALUATION_KEYS,
     METADATA_FILE_STEM,
     METADATA_INPUT_SIZE,
     METADATA_MODEL_NAME,
@@ -58,7 +60,22 @@ def export_metadata(checkpoint: Checkpoint, file_stem: str = "model") -> dict[st
     recommended = getattr(checkpoint, "recommended_conf", None)  # duck-typed callers may lack it
     if recommended is not None:
         metadata[METADATA_RECOMMENDED_CONF] = recommended
+    evaluation = _evaluation_thresholds(checkpoint)
+    if evaluation:
+        metadata[METADATA_EVALUATION] = evaluation
     return metadata
+
+
+def _evaluation_thresholds(checkpoint: Checkpoint) -> dict[str, Any]:
+    """The thresholds ``eval`` of the checkpoint uses, when its config has an evaluation section; they go
+    into exported files so that ``eval`` of an export measures it as the checkpoint is measured."""
+    config = getattr(checkpoint, "config", None)
+    if not isinstance(config, Mapping) or not isinstance(config.get("evaluation"), Mapping):
+        return {}
+    from yolox_sdk.evaluation.runner import checkpoint_evaluation_settings
+
+    settings = checkpoint_evaluation_settings(checkpoint)
+    return {key: getattr(settings, key) for key in METADATA_EVALUATION_KEYS}
 
 
 def _sample_paths(sample_images: Sequence[Path | str] | Path | str) -> list[Path]:

@@ -262,6 +262,11 @@ METADATA_RECOMMENDED_CONF = "recommended_conf"
 """``float``, present only when the checkpoint has one: the confidence threshold with the highest F1 on
 the validation data (``yolox-sdk eval``/``run``), what ``predict --conf auto`` uses; optional, so it is not
 in ``METADATA_KEYS``."""
+METADATA_EVALUATION = "evaluation"
+"""``{"conf_threshold": float, "nms_threshold": float, "class_agnostic_nms": bool}``, present only when the
+checkpoint's config has an ``evaluation`` section: the thresholds ``eval`` of the checkpoint uses, so that
+``eval`` of the exported file measures it alike (a runtime exposes it as ``LoadedModel.evaluation``)."""
+METADATA_EVALUATION_KEYS = ("conf_threshold", "nms_threshold", "class_agnostic_nms")
 METADATA_KEYS = (
     METADATA_CLASS_NAMES,
     METADATA_INPUT_SIZE,
@@ -315,6 +320,10 @@ class LoadedModel(Protocol):
         input_size: the network input ``(height, width)`` images are letterboxed to.
         recommended_conf: the file's recommended confidence threshold (``predict --conf auto``), or ``None``.
         runtime: the runtime's registered name, for messages and the benchmark table.
+
+    Optionally, ``evaluation``: the file's ``METADATA_EVALUATION`` entry as a mapping (``None`` or absent
+    when it has none); ``eval`` starts from those thresholds (``yolox_sdk.runtimes.evaluation_metadata``
+    reads and checks the entry).
     """
 
     class_names: tuple[str, ...]

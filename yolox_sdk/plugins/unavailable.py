@@ -21,8 +21,7 @@ TENSORRT = (
     "`yolox-sdk export best.pt --format onnx --option onnx.dynamic_batch=true`, then `trtexec "
     "--onnx=export/best.onnx --saveEngine=best.engine --fp16 --minShapes=images:1x3xHxW "
     "--optShapes=images:1x3xHxW --maxShapes=images:8x3xHxW` (H and W: the export's input size; for INT8, "
-    "give trtexec the calibrated `--format onnx-int8` file with `--int8 --fp16`: its Q/DQ nodes carry the "
-    "scales). Then evaluate the engine's outputs on your validation data before shipping it; the README's "
+    "calibrate with TensorRT's own tools). Then evaluate the engine's outputs on your validation data before shipping it; the README's "
     "Deploying section has the details."
 )
 

@@ -21,9 +21,11 @@ from yolox_sdk.errors import CheckpointError, WeightsError
 from yolox_sdk.plugins.hookspecs import Register, hookimpl
 from yolox_sdk.plugins.interfaces import (
     METADATA_CLASS_NAMES,
+    METADATA_EVALUATION,
     METADATA_INPUT_SIZE,
     METADATA_RECOMMENDED_CONF,
 )
+from yolox_sdk.runtimes.metadata import evaluation_metadata
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +63,7 @@ class OnnxModel:
     decoded: bool
     fixed_batch: int | None
     input_name: str
+    evaluation: dict[str, Any] | None = None
     runtime: str = "onnxruntime"
 
     def forward(self, batch: np.ndarray) -> np.ndarray:
@@ -106,6 +109,7 @@ class OnnxRuntimeRuntime:
             decoded=_json(metadata.get("decoded", "true")) is not False,
             fixed_batch=batch if isinstance(batch, int) else None,
             input_name=inputs[0].name,
+            evaluation=evaluation_metadata(metadata.get(METADATA_EVALUATION), str(path)),
         )
 
 
