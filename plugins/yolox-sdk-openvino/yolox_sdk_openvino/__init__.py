@@ -1,7 +1,8 @@
-"""yolox-sdk plugin: OpenVINO IR export (``openvino`` exporter) and inference (``openvino`` runtime).
+"""yolox-sdk plugin: OpenVINO IR export (``openvino`` exporter, ``openvino-int8`` with NNCF) and inference
+(``openvino`` runtime).
 
 Imported whenever yolox-sdk builds its registry, so it declares only the options classes and the hooks;
-``openvino`` itself (a second to import) is imported when a model is exported or loaded.
+``openvino`` itself (a second to import) and ``nncf`` are imported when a model is exported or loaded.
 """
 
 from __future__ import annotations
@@ -16,12 +17,14 @@ from yolox_sdk.plugins.hookspecs import Register
 
 if TYPE_CHECKING:
     from yolox_sdk_openvino.exporter import OpenVinoExporter
+    from yolox_sdk_openvino.int8 import OpenVinoInt8Exporter
     from yolox_sdk_openvino.runtime import OpenVinoRuntime
 
 __version__ = "0.1.0"
 
 PRECISIONS = ("fp32", "fp16")
 INFERENCE_PRECISIONS = ("f32", "auto", "bf16", "f16")
+NNCF_PRESETS = ("performance", "mixed")
 
 
 @attrs.frozen
@@ -50,6 +53,37 @@ class OpenVinoExportOptions:
     def check_tolerance(self) -> float:
         """The tolerance the check applies to this precision."""
         return self.fp16_tolerance if self.precision == "fp16" else self.tolerance
+
+
+@attrs.frozen
+class OpenVinoInt8Options:
+    """Options of the ``openvino-int8`` exporter (``export.options.openvino-int8``); names as ``onnx-int8``'s.
+
+    Attributes:
+        max_ap_drop: largest accepted loss of AP50:95, in points (0-100 scale), on the validation data.
+        calibration_images: how many training images to calibrate on (drawn with a fixed seed); NNCF's
+            ``subset_size``.
+        calibration_folder: calibrate on the images of this folder instead of the training data.
+        val_path: dataset to measure the AP drop on, instead of the checkpoint's validation data.
+        val_split: its split (with ``val_path``).
+        val_format: its format (with ``val_path``).
+        eval_images: at most this many validation images (the first ones) per evaluation; all by default.
+        max_float_fraction: the largest share of convolutions the search may keep float.
+        preset: NNCF's ``performance`` (symmetric activations, NNCF's default for CNNs) or ``mixed``
+            (asymmetric activations: YOLOX's SiLU outputs are mostly positive).
+        fast_bias_correction: NNCF's fast bias correction (``False``: the slower, more exact method).
+    """
+
+    max_ap_drop: float = attrs.field(default=1.0, validator=number(0.0, 100.0))
+    calibration_images: int = attrs.field(default=100, validator=number(1, 100_000))
+    calibration_folder: str | None = None
+    val_path: str | None = None
+    val_split: str | None = None
+    val_format: str = "auto"
+    eval_images: int | None = attrs.field(default=None, validator=number(1, 1_000_000, optional=True))
+    max_float_fraction: float = attrs.field(default=0.5, validator=number(0.0, 1.0))
+    preset: str = attrs.field(default="performance", validator=one_of(NNCF_PRESETS))
+    fast_bias_correction: bool = attrs.field(default=True, validator=boolean())
 
 
 def _device_name(instance: object, attribute: attrs.Attribute, value: Any) -> None:
@@ -84,6 +118,13 @@ def create_exporter(options: OpenVinoExportOptions | None = None) -> OpenVinoExp
     return OpenVinoExporter(options or OpenVinoExportOptions())
 
 
+def create_int8_exporter(options: OpenVinoInt8Options | None = None) -> OpenVinoInt8Exporter:
+    """Factory of the ``openvino-int8`` exporter (openvino and nncf are imported when it exports)."""
+    from yolox_sdk_openvino.int8 import OpenVinoInt8Exporter
+
+    return OpenVinoInt8Exporter(options or OpenVinoInt8Options())
+
+
 def create_runtime(options: OpenVinoRuntimeOptions | None = None) -> OpenVinoRuntime:
     """Factory of the ``openvino`` runtime (openvino is imported when a file is loaded)."""
     from yolox_sdk_openvino.runtime import OpenVinoRuntime
@@ -93,12 +134,18 @@ def create_runtime(options: OpenVinoRuntimeOptions | None = None) -> OpenVinoRun
 
 @hookimpl
 def register_exporters(register: Register) -> None:
-    """Register the ``openvino`` exporter."""
+    """Register the ``openvino`` and ``openvino-int8`` exporters."""
     register(
         "openvino",
         create_exporter,
         options=OpenVinoExportOptions,
         description="OpenVINO IR (.xml + .bin, fp32 or fp16), checked against PyTorch with OpenVINO on CPU",
+    )
+    register(
+        "openvino-int8",
+        create_int8_exporter,
+        options=OpenVinoInt8Options,
+        description="INT8 OpenVINO IR (NNCF), sensitive layers kept float to stay within an AP budget",
     )
 
 
