@@ -103,7 +103,12 @@ def test_registers_the_exporter_and_the_runtime_with_their_options(
             "export.options.coreml.minimum_deployment_target: expected one of iOS15",
         ),
         ("exporter", {"tolerance": -1}, "export.options.coreml.tolerance: expected a number >= 0.0"),
-        ("exporter", {"nms": True}, "unknown key 'export.options.coreml.nms'"),
+        ("exporter", {"nms": "yes"}, "export.options.coreml.nms: expected bool"),
+        (
+            "exporter",
+            {"iou_threshold": 1.5},
+            "export.options.coreml.iou_threshold: expected a number >= 0.0 and <= 1.0",
+        ),
         ("runtime", {"compute_units": "GPU"}, "runtime.coreml.compute_units: expected one of ALL"),
     ],
 )
@@ -124,6 +129,30 @@ def test_missing_coremltools_says_how_to_install_it(
     with pytest.raises(PluginError, match=r"pip install 'coremltools>=8\.0'"):
         coreml_plugin.create_exporter().export(object(), {"input_size": [64, 64]}, tmp_path, [])
     assert list(tmp_path.iterdir()) == []
+
+
+def test_nms_thresholds_come_from_the_options_then_the_export_metadata_then_predicts_defaults(
+    coreml_plugin: ModuleType,
+) -> None:
+    from yolox_sdk_coreml.pipeline import nms_settings
+
+    metadata = {
+        "recommended_conf": 0.41,
+        "evaluation": {"conf_threshold": 0.01, "nms_threshold": 0.6, "class_agnostic_nms": True},
+    }
+
+    from_metadata = nms_settings(metadata, None, None)
+    from_options = nms_settings(metadata, 0.5, 0.2)
+    defaults = nms_settings({"evaluation": "not a mapping", "recommended_conf": True}, None, None)
+
+    assert (from_metadata.iou_threshold, from_metadata.confidence_threshold, from_metadata.per_class) == (
+        0.6,
+        0.41,
+        False,
+    )
+    assert (from_options.iou_threshold, from_options.confidence_threshold) == (0.5, 0.2)
+    assert (defaults.iou_threshold, defaults.confidence_threshold, defaults.per_class) == (0.45, 0.3, True)
+    assert "recommended" in from_metadata.sources[1] and "default" in defaults.sources[0]
 
 
 def _fake_package(folder: Path) -> Path:
@@ -248,6 +277,10 @@ found["export_fp16"] = invoke("export", checkpoint, "--format", "coreml", "--out
 found["export_fp32"] = invoke(
     "export", checkpoint, "--format", "coreml", "--option", "coreml.precision=fp32", "--out", out / "fp32", *sample_args
 )
+found["export_nms"] = invoke(
+    "export", checkpoint, "--format", "coreml", "--option", "coreml.nms=true", "--option", "coreml.iou_threshold=0.5",
+    "--out", out / "nms", *sample_args
+)
 found["export_strict"] = invoke(
     "export", checkpoint, "--format", "coreml", "--option", "coreml.fp16_tolerance=0", "--out", out / "strict", *sample_args
 )
@@ -294,6 +327,21 @@ def describe(package):
     }
 
 found["spec"] = {"fp16": describe(fp16), "fp32": describe(fp32)}
+nms_package = out / "nms" / f"{stem}.mlpackage"
+if nms_package.is_dir():
+    spec = ct.models.MLModel(str(nms_package), skip_model_load=True).get_spec()
+    image = spec.description.input[0]
+    suppression = spec.pipeline.models[1].nonMaximumSuppression
+    found["nms_spec"] = {
+        "type": spec.WhichOneof("Type"),
+        "stages": [model.WhichOneof("Type") for model in spec.pipeline.models],
+        "input": [image.name, image.type.imageType.height, image.type.imageType.width, image.type.imageType.colorSpace == image.type.imageType.BGR],
+        "outputs": [item.name for item in spec.description.output],
+        "program_outputs": [[item.name, list(item.type.multiArrayType.shape)] for item in spec.pipeline.models[0].description.output],
+        "labels": list(suppression.stringClassLabels.vector),
+        "thresholds": [suppression.iouThreshold, suppression.confidenceThreshold, suppression.pickTop.perClass],
+        "metadata": dict(spec.description.metadata.userDefined),
+    }
 
 # The off-macOS check reads the stored weights: a damaged weight.bin changes the evaluated program's output.
 import numpy as np
@@ -332,7 +380,7 @@ def _reported_difference(output: str) -> float:
     return float(output.split("max abs diff vs PyTorch ")[-1].split(")")[0])
 
 
-@pytest.mark.slow  # installs coremltools when missing and exports three times
+@pytest.mark.slow  # installs coremltools when missing and exports four times
 def test_exported_packages_have_the_promised_spec_and_match_pytorch_off_macos(
     tmp_path: Path, coreml_site: Path
 ) -> None:
@@ -384,6 +432,23 @@ def test_exported_packages_have_the_promised_spec_and_match_pytorch_off_macos(
     assert set(found["spec"]["fp32"]["weights"]) == {"FLOAT32"}
     assert found["spec"]["fp16"]["weight_bytes"] < 0.6 * found["spec"]["fp32"]["weight_bytes"]
     assert found["damage_changes_output"] > 1.0
+
+    assert found["export_nms"]["code"] == 0, found["export_nms"]["output"]
+    assert _reported_difference(found["export_nms"]["output"]) <= 0.25
+    nms = found["nms_spec"]
+    assert nms["type"] == "pipeline" and nms["stages"] == ["mlProgram", "nonMaximumSuppression"]
+    assert nms["input"] == ["image", *INPUT_SIZE, True] and nms["outputs"] == ["confidence", "coordinates"]
+    assert nms["program_outputs"] == [["raw_confidence", [anchors, 80]], ["raw_coordinates", [anchors, 4]]]
+    assert nms["labels"] == list(stored.class_names)
+    assert nms["thresholds"] == [
+        pytest.approx(0.5),
+        pytest.approx(RECOMMENDED_CONF),
+        True,
+    ]  # option; checkpoint's
+    assert (
+        json.loads(nms["metadata"]["nms"]) is True
+        and json.loads(nms["metadata"]["class_names"]) == nms["labels"]
+    )
 
     strict = found["export_strict"]
     assert strict["code"] != 0 and "The CoreML package disagrees with PyTorch" in strict["output"]

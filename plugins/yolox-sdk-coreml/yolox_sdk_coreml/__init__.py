@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 import attrs
 
-from yolox_sdk.config.validators import number, one_of
+from yolox_sdk.config.validators import boolean, number, one_of
 from yolox_sdk.plugins import hookimpl
 from yolox_sdk.plugins.hookspecs import Register
 
@@ -64,12 +64,24 @@ class CoreMLExportOptions:
             objectness of an uncertain anchor (0.33) by 0.16 on a coco8 image (yolox-nano, 256x224; boxes
             of anchors scoring 0.05 or more by at most 0.014 of the input), so this check catches a broken
             graph only: measure mAP on the device before deploying.
+        nms: end the package in CoreML's non-maximum suppression, for apps using Apple's Vision framework:
+            a pipeline taking a BGR ``image`` (letterbox it yourself, see the README) and returning
+            ``confidence`` (boxes x classes) and ``coordinates`` (boxes x 4, centre x/y, width, height as
+            fractions of the input), labels from the class names. yolox-sdk's ``predict``/``eval`` need the
+            package without it (they run their own NMS on the decoded rows).
+        iou_threshold: the NMS stage's IoU threshold; default: the checkpoint's ``evaluation.nms_threshold``
+            when the export metadata has it, else 0.45 (predict's default).
+        confidence_threshold: the NMS stage's score threshold; default: the checkpoint's recommended
+            threshold when it has one, else 0.3 (predict's default).
     """
 
     precision: str = attrs.field(default="fp16", validator=one_of(PRECISIONS))
     minimum_deployment_target: str = attrs.field(default="iOS15", validator=one_of(DEPLOYMENT_TARGETS))
     tolerance: float = attrs.field(default=1e-4, validator=number(0.0))
     fp16_tolerance: float = attrs.field(default=0.25, validator=number(0.0))
+    nms: bool = attrs.field(default=False, validator=boolean())
+    iou_threshold: float | None = attrs.field(default=None, validator=number(0.0, 1.0, optional=True))
+    confidence_threshold: float | None = attrs.field(default=None, validator=number(0.0, 1.0, optional=True))
 
     @property
     def check_tolerance(self) -> float:

@@ -2,17 +2,19 @@
 
 The network (decoding included) is traced with ``torch.jit.trace`` at batch 1 and converted with
 ``coremltools.convert(convert_to="mlprogram")`` in the chosen ``compute_precision``. The input is a float
-tensor, not a CoreML image: an image input would hand resizing and padding to CoreML/Vision, which scale
-and centre-pad differently from our letterbox (top-left, pad 114); a tensor makes the package compute
-exactly what the PyTorch model computes on ``yolox_sdk.data.preprocess``'s arrays.
+tensor ``images``, not a CoreML image: an image input hands resizing and padding to CoreML/Vision, which
+scale and centre differently from our letterbox (top-left, pad 114); a tensor makes the package compute
+exactly what the PyTorch model computes on ``yolox_sdk.data.preprocess``'s arrays. Only ``nms: true``
+takes an image (BGR, pixel values unscaled), because Vision requires one (``yolox_sdk_coreml.pipeline``).
 
 The package is written under a temporary name in the output folder and checked there, on every OS:
 
-1. read back with ``MLModel(path, skip_model_load=True)`` (no CoreML needed): ML Program type, input and
-   output names, shapes and types, every metadata value, and the stored weights' dtype (float16 for
-   ``fp16``, float32 for ``fp32``);
-2. the saved program itself evaluated on the sample images (``yolox_sdk_coreml.program``) and compared
-   with PyTorch's decoded rows, boxes as fractions of the input size;
+1. read back with ``MLModel(path, skip_model_load=True)`` (no CoreML needed): ML Program (or, with NMS,
+   pipeline) type, input and output names, shapes and types, the NMS stage's thresholds and labels, every
+   metadata value, and the stored weights' dtype (float16 for ``fp16``, float32 for ``fp32``);
+2. the saved ML Program itself evaluated on the sample images (``yolox_sdk_coreml.program``) and compared
+   with PyTorch: decoded rows with boxes as fractions of the input, or with NMS the two tensors its NMS
+   stage reads (scores, and boxes as fractions);
 3. on macOS only, also ``MLModel.predict`` on the same images, i.e. CoreML itself (not run in CI).
 
 Above the precision's tolerance the package is kept as ``<stem>.failed.mlpackage`` and ``ExportError`` is
@@ -57,6 +59,18 @@ from yolox_sdk_coreml.package import (
     quiet_coremltools,
     read_metadata,
 )
+from yolox_sdk_coreml.pipeline import (
+    CONFIDENCE,
+    COORDINATES,
+    IMAGE_INPUT,
+    RAW_CONFIDENCE,
+    RAW_COORDINATES,
+    NmsSettings,
+    nms_problems,
+    nms_settings,
+    nms_spec,
+    vision_outputs,
+)
 
 if TYPE_CHECKING:
     import torch
@@ -65,6 +79,10 @@ log = logging.getLogger(__name__)
 
 LETTERBOX = "letterbox top-left keeping aspect, pad 114, BGR, 0..255 float, NCHW"
 OUTPUT_LAYOUT = "cx,cy,w,h,objectness,class probabilities (input pixels)"
+NMS_OUTPUT_LAYOUT = (
+    "after CoreML NMS: confidence (boxes x classes, objectness x class probability), coordinates (boxes x 4: "
+    "cx,cy,w,h as fractions of the input)"
+)
 
 
 class CoreMLExporter:
@@ -96,23 +114,30 @@ class CoreMLExporter:
         stem = str(metadata.get(METADATA_FILE_STEM) or "model")
         final, failed = out_dir / f"{stem}{SUFFIX}", out_dir / f"{stem}.failed{SUFFIX}"
         shutil.rmtree(failed, ignore_errors=True)  # from an earlier failed run
-        network = _reference_network(model)
+        nms = (
+            nms_settings(metadata, self.options.iou_threshold, self.options.confidence_threshold)
+            if self.options.nms
+            else None
+        )
+        network = _reference_network(model, input_size, nms)
         batch, notes = _sample_batch(sample_images, input_size)
-        entries = self._metadata_entries(metadata)
+        entries = self._metadata_entries(metadata, nms)
 
         scratch = Path(tempfile.mkdtemp(prefix=f".{stem}.", suffix=".partial", dir=out_dir))
         package = scratch / final.name
         try:
             started = time.perf_counter()
-            converted = self._convert(ct, network, batch[:1])
-            _describe(converted, entries)
+            converted = self._convert(ct, network, batch[:1], nms is not None)
+            if nms is not None:
+                converted = _with_nms(ct, converted, entries, nms)
+            _describe(converted, entries, nms)
             try:
                 with quiet_coremltools():
                     converted.save(str(package))
             except Exception as error:  # noqa: BLE001 - coremltools raises many types
                 raise ExportError(f"coremltools could not save {final}: {error}") from error
             seconds = time.perf_counter() - started
-            checks = _verify(package, network, batch, entries, self.options.precision)
+            checks = _verify(package, network, batch, entries, self.options.precision, nms)
             difference = checks.pop("difference")
             if not difference <= self.options.check_tolerance:  # written so that NaN fails too
                 package.replace(failed)
@@ -127,15 +152,20 @@ class CoreMLExporter:
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
         log.info("CoreML export %s: %.2f s, max abs diff vs PyTorch %.3g", final, seconds, difference)
+        layout = "ML Program + NMS pipeline" if nms is not None else "ML Program"
         notes.insert(
             0,
-            f"exported in {seconds:.2f} s (coremltools {ct.__version__}, ML Program, {self.options.precision}, "
+            f"exported in {seconds:.2f} s (coremltools {ct.__version__}, {layout}, {self.options.precision}, "
             f"{self.options.minimum_deployment_target}+)",
         )
+        if nms is not None:
+            notes.append(
+                f"NMS stage: {', '.join(nms.sources)}, {'per class' if nms.per_class else 'class-agnostic'}"
+            )
         notes.extend(str(note) for note in checks.values())
         return ExportResult(path=final, format="coreml", max_abs_diff=difference, notes=tuple(notes))
 
-    def _metadata_entries(self, metadata: Mapping[str, Any]) -> dict[str, Any]:
+    def _metadata_entries(self, metadata: Mapping[str, Any], nms: NmsSettings | None) -> dict[str, Any]:
         entries = {key: value for key, value in metadata.items() if key != METADATA_FILE_STEM}
         entries.update(
             {
@@ -143,12 +173,21 @@ class CoreMLExporter:
                 "minimum_deployment_target": self.options.minimum_deployment_target,
                 "decoded": True,
                 "preprocessing": LETTERBOX,
-                "output_layout": OUTPUT_LAYOUT,
+                "output_layout": NMS_OUTPUT_LAYOUT if nms is not None else OUTPUT_LAYOUT,
+                "nms": nms is not None,
             }
         )
+        if nms is not None:
+            entries.update(
+                {
+                    "nms_iou_threshold": nms.iou_threshold,
+                    "nms_confidence_threshold": nms.confidence_threshold,
+                    "nms_per_class": nms.per_class,
+                }
+            )
         return entries
 
-    def _convert(self, ct: Any, network: torch.nn.Module, example: torch.Tensor) -> Any:
+    def _convert(self, ct: Any, network: torch.nn.Module, example: torch.Tensor, image_input: bool) -> Any:
         """Trace and convert; coremltools' progress bars and untested-version notices go to the debug log."""
         import torch
 
@@ -159,16 +198,29 @@ class CoreMLExporter:
                 f"{self.options.minimum_deployment_target!r}; upgrade coremltools or choose an older target."
             )
         precision = ct.precision.FLOAT16 if self.options.precision == "fp16" else ct.precision.FLOAT32
+        shape = tuple(example.shape)
+        if image_input:  # pixel values as they are (scale 1, no bias), channels in BGR order
+            inputs = [ct.ImageType(name=IMAGE_INPUT, shape=shape, color_layout=ct.colorlayout.BGR, scale=1.0)]
+            outputs = [ct.TensorType(name=RAW_CONFIDENCE), ct.TensorType(name=RAW_COORDINATES)]
+        else:
+            inputs = [ct.TensorType(name=INPUT_NAME, shape=shape, dtype=np.float32)]
+            outputs = [ct.TensorType(name=OUTPUT_NAME, dtype=np.float32)]
         captured = io.StringIO()
         try:
-            with warnings.catch_warnings(), contextlib.redirect_stderr(captured), quiet_coremltools():
+            # ERROR: its only warnings on a YOLOX are int64 shape constants stored as int32.
+            with (
+                warnings.catch_warnings(),
+                contextlib.redirect_stderr(captured),
+                quiet_coremltools(logging.ERROR),
+            ):
                 warnings.simplefilter("ignore", torch.jit.TracerWarning)
-                with torch.inference_mode(False), torch.no_grad():
+                warnings.simplefilter("ignore", FutureWarning)  # torch.jit.trace's deprecation notice
+                with torch.no_grad():
                     traced = torch.jit.trace(network, example)
                 return ct.convert(
                     traced,
-                    inputs=[ct.TensorType(name=INPUT_NAME, shape=tuple(example.shape), dtype=np.float32)],
-                    outputs=[ct.TensorType(name=OUTPUT_NAME, dtype=np.float32)],
+                    inputs=inputs,
+                    outputs=outputs,
                     convert_to="mlprogram",
                     compute_precision=precision,
                     minimum_deployment_target=target,
@@ -180,7 +232,20 @@ class CoreMLExporter:
                 log.debug("coremltools conversion output:\n%s", captured.getvalue()[-5000:])
 
 
-def _describe(converted: Any, entries: Mapping[str, Any]) -> None:
+def _with_nms(ct: Any, converted: Any, entries: Mapping[str, Any], nms: NmsSettings) -> Any:
+    """The converted ML Program followed by an NMS model, as one pipeline."""
+    names = list(entries.get(METADATA_CLASS_NAMES) or [])
+    try:
+        with quiet_coremltools():
+            suppression = ct.models.MLModel(
+                nms_spec(ct, converted.get_spec(), names, nms), skip_model_load=True
+            )
+            return ct.utils.make_pipeline(converted, suppression)
+    except Exception as error:  # noqa: BLE001 - coremltools raises many types
+        raise ExportError(f"coremltools could not build the ML Program + NMS pipeline: {error}") from error
+
+
+def _describe(converted: Any, entries: Mapping[str, Any], nms: NmsSettings | None) -> None:
     """Metadata into ``user_defined_metadata`` (what ``get_spec`` reads anywhere), plus the descriptions
     Xcode shows."""
     names = entries.get(METADATA_CLASS_NAMES) or []
@@ -190,15 +255,25 @@ def _describe(converted: Any, entries: Mapping[str, Any]) -> None:
         "class names and preprocessing in the metadata."
     )
     converted.version = str(entries.get(METADATA_SDK_VERSION, ""))
-    converted.input_description[INPUT_NAME] = f"(1, 3, H, W) float32: {LETTERBOX}"
-    converted.output_description[OUTPUT_NAME] = (
-        f"(1, anchors, 5 + classes) float32: {OUTPUT_LAYOUT}; class i is metadata class_names[i]"
-    )
+    if nms is None:
+        converted.input_description[INPUT_NAME] = f"(1, 3, H, W) float32: {LETTERBOX}"
+        converted.output_description[OUTPUT_NAME] = (
+            f"(1, anchors, 5 + classes) float32: {OUTPUT_LAYOUT}; class i is metadata class_names[i]"
+        )
+    else:
+        converted.input_description[IMAGE_INPUT] = (
+            "BGR image of exactly the input size, letterboxed top-left keeping aspect, padded with 114"
+        )
+        converted.output_description[CONFIDENCE] = "boxes x classes: objectness x class probability"
+        converted.output_description[COORDINATES] = "boxes x 4: centre x, centre y, width, height (fractions)"
     for key, value in entries.items():
         converted.user_defined_metadata[str(key)] = encode(value)
 
 
-def _reference_network(model: torch.nn.Module) -> torch.nn.Module:
+def _reference_network(
+    model: torch.nn.Module, input_size: tuple[int, int], nms: NmsSettings | None
+) -> torch.nn.Module:
+    """What the package must compute, in PyTorch: the decoded rows, or with NMS what its NMS stage reads."""
     head = getattr(model, "head", None)
     if head is None or not hasattr(head, "decode_in_inference"):
         raise ExportError(
@@ -207,7 +282,7 @@ def _reference_network(model: torch.nn.Module) -> torch.nn.Module:
         )
     network = copy.deepcopy(model).cpu().float().eval()
     network.head.decode_in_inference = True
-    return network
+    return vision_outputs(network, input_size) if nms is not None else network
 
 
 def _sample_batch(
@@ -226,15 +301,25 @@ def _sample_batch(
     return batch, notes
 
 
-def _fractions(rows: np.ndarray, input_size: tuple[int, int]) -> np.ndarray:
-    """Decoded rows with boxes as fractions of the input, so one tolerance fits every column."""
+def _comparable(outputs: Sequence[np.ndarray], input_size: tuple[int, int], nms: bool) -> np.ndarray:
+    """One array on a scale where one tolerance fits every column: decoded rows with boxes as fractions of
+    the input, or (with NMS) the fractional boxes beside the scores."""
+    if nms:
+        confidence, coordinates = outputs
+        return np.concatenate([coordinates, confidence], axis=-1)
+    rows = outputs[0]
     height, width = input_size
     scale = np.array([width, height, width, height], dtype=np.float32)
     return np.concatenate([rows[..., :4] / scale, rows[..., 4:]], axis=-1)
 
 
 def _verify(
-    package: Path, network: torch.nn.Module, batch: torch.Tensor, entries: Mapping[str, Any], precision: str
+    package: Path,
+    network: torch.nn.Module,
+    batch: torch.Tensor,
+    entries: Mapping[str, Any],
+    precision: str,
+    nms: NmsSettings | None,
 ) -> dict[str, Any]:
     """The checks of the module docstring; returns ``difference`` (the largest over the numeric checks)
     and a note per check. Raises ``ExportError`` for a spec that does not fit."""
@@ -246,7 +331,10 @@ def _verify(
     except Exception as error:  # noqa: BLE001 - coremltools raises many types
         raise ExportError(f"The CoreML package just written cannot be read back: {error}") from error
     names = tuple(entries.get(METADATA_CLASS_NAMES) or ())
-    problems = interface_problems(spec, names, input_size)
+    if nms is None:
+        problems = interface_problems(spec, names, input_size)
+    else:
+        problems = nms_problems(spec, names, input_size, nms)
     problems += metadata_problems(read_metadata(spec), entries)
     dtypes = weight_dtypes(program)
     wanted = "float16" if precision == "fp16" else "float32"
@@ -254,64 +342,93 @@ def _verify(
         problems.append(f"expected every stored weight in {wanted} ({precision}), found {dtypes}")
     if problems:
         raise ExportError(f"The CoreML package does not have the expected interface: {'; '.join(problems)}.")
-    expected = [_expected(network, batch[index : index + 1]) for index in range(len(batch))]
+    input_name, output_names = (
+        (IMAGE_INPUT, (RAW_CONFIDENCE, RAW_COORDINATES)) if nms is not None else (INPUT_NAME, (OUTPUT_NAME,))
+    )
+    images = [batch[index : index + 1] for index in range(len(batch))]
+    expected = [_comparable(_expected(network, image), input_size, nms is not None) for image in images]
     try:
-        actual = [
-            run_program(program, {INPUT_NAME: batch[index : index + 1].numpy()})[OUTPUT_NAME]
-            for index in range(len(batch))
-        ]
+        actual = []
+        for image in images:
+            outputs = run_program(program, {input_name: image.numpy()})
+            actual.append(_comparable([outputs[name] for name in output_names], input_size, nms is not None))
     except UnsupportedProgram as error:
         raise ExportError(
             f"The saved ML Program cannot be checked off macOS: it holds {error}, which yolox-sdk-coreml's "
             "evaluator does not implement (it knows what coremltools 8-9 make of a YOLOX). Export with "
             "coremltools 9, or on macOS, where CoreML checks it."
         ) from error
-    difference = _largest_difference(actual, expected, input_size)
+    difference = _largest_difference(actual, expected)
     checks: dict[str, Any] = {
-        "spec": f"spec read back: ML Program, input {INPUT_NAME} (1, 3, {input_size[0]}, {input_size[1]}), "
-        f"output {OUTPUT_NAME}, {len(entries)} metadata keys, {sum(dtypes.values())} {wanted} weight tensors",
+        "spec": f"spec read back: {spec.WhichOneof('Type')}, input {input_name} {input_size[0]}x{input_size[1]}, "
+        f"outputs as expected, {len(entries)} metadata keys, {sum(dtypes.values())} {wanted} weight tensors",
         "program": f"saved ML Program evaluated with PyTorch kernels (not CoreML) on {len(batch)} image(s): "
         f"max abs diff {difference:.3g}",
     }
-    if sys.platform == "darwin":
-        predicted = _coreml_predictions(package, batch)
-        coreml_difference = _largest_difference(predicted, expected, input_size)
-        checks["coreml"] = (
-            f"CoreML predict (macOS, CPU only) on {len(batch)} image(s): max abs diff {coreml_difference:.3g}"
+    if sys.platform != "darwin":
+        checks["coreml"] = "CoreML predict not run: it needs macOS" + (
+            " (nor is the NMS stage)" if nms else ""
         )
+    elif nms is None:
+        predicted = [_comparable([rows], input_size, False) for rows in _coreml_rows(package, images)]
+        coreml_difference = _largest_difference(predicted, expected)
+        checks["coreml"] = f"CoreML predict (macOS, CPU only): max abs diff {coreml_difference:.3g}"
         difference = float(np.max([difference, coreml_difference]))
     else:
-        checks["coreml"] = "CoreML predict not run: it needs macOS"
+        checks["coreml"] = _coreml_nms_smoke(package, images[0], len(names))
     checks["difference"] = difference
     return checks
 
 
-def _expected(network: torch.nn.Module, images: torch.Tensor) -> np.ndarray:
+def _expected(network: torch.nn.Module, images: torch.Tensor) -> list[np.ndarray]:
     import torch
 
     with torch.inference_mode():
-        return network(images).numpy()
+        outputs = network(images)
+    outputs = outputs if isinstance(outputs, tuple) else (outputs,)
+    return [output.numpy() for output in outputs]
 
 
-def _largest_difference(
-    actual: Sequence[np.ndarray], expected: Sequence[np.ndarray], input_size: tuple[int, int]
-) -> float:
+def _largest_difference(actual: Sequence[np.ndarray], expected: Sequence[np.ndarray]) -> float:
     differences = []
     for got, want in zip(actual, expected, strict=True):
         if got.shape != want.shape:
             raise ExportError(f"The CoreML package returns shape {got.shape}; PyTorch returns {want.shape}.")
-        differences.append(float(np.max(np.abs(_fractions(got, input_size) - _fractions(want, input_size)))))
+        differences.append(float(np.max(np.abs(got - want))))
     return float(np.max(differences))  # np.max, unlike max(), keeps a NaN
 
 
-def _coreml_predictions(package: Path, batch: torch.Tensor) -> list[np.ndarray]:
-    """CoreML's own results, image by image (macOS only; never run in CI)."""
+def _coreml_rows(package: Path, images: Sequence[torch.Tensor]) -> list[np.ndarray]:
+    """CoreML's own decoded rows, image by image (macOS only; never run in CI)."""
     ct = import_coremltools()
     try:
         model = ct.models.MLModel(str(package), compute_units=ct.ComputeUnit.CPU_ONLY)
         return [
-            np.asarray(model.predict({INPUT_NAME: batch[index : index + 1].numpy()})[OUTPUT_NAME], np.float32)
-            for index in range(len(batch))
+            np.asarray(model.predict({INPUT_NAME: image.numpy()})[OUTPUT_NAME], np.float32)
+            for image in images
         ]
     except Exception as error:  # noqa: BLE001 - CoreML raises many types
         raise ExportError(f"CoreML could not load or run the package just written: {error}") from error
+
+
+def _coreml_nms_smoke(package: Path, image: torch.Tensor, classes: int) -> str:
+    """Run the NMS pipeline once through CoreML and check the outputs' widths (macOS only; never run in
+    CI). Its boxes are not compared: they come from Apple's NMS, not ours."""
+    from PIL import Image
+
+    ct = import_coremltools()
+    pixels = (
+        image[0].numpy().transpose(1, 2, 0)[..., ::-1].round().clip(0, 255).astype(np.uint8)
+    )  # BGR -> RGB
+    try:
+        model = ct.models.MLModel(str(package), compute_units=ct.ComputeUnit.CPU_ONLY)
+        result = model.predict({IMAGE_INPUT: Image.fromarray(np.ascontiguousarray(pixels))})
+    except Exception as error:  # noqa: BLE001 - CoreML raises many types
+        raise ExportError(f"CoreML could not load or run the package just written: {error}") from error
+    confidence, coordinates = np.asarray(result[CONFIDENCE]), np.asarray(result[COORDINATES])
+    if confidence.shape[-1:] != (classes,) or coordinates.shape[-1:] != (4,):
+        raise ExportError(
+            f"CoreML's NMS pipeline returned confidence {confidence.shape} and coordinates {coordinates.shape}; "
+            f"expected (boxes, {classes}) and (boxes, 4)."
+        )
+    return f"CoreML predict (macOS, CPU only) of the NMS pipeline: {len(coordinates)} box(es), shapes as expected"

@@ -31,15 +31,20 @@ class UnsupportedProgram(Exception):
 
 
 def load_program(package: Path) -> tuple[Any, Any]:
-    """The package's spec (read with ``skip_model_load``, which needs no CoreML) and its MIL ``Program``."""
+    """The package's spec (read with ``skip_model_load``, which needs no CoreML) and its MIL ``Program``:
+    the model's own, or for a pipeline (``nms: true``) that of its ML Program stage."""
     ct = import_coremltools()
     from coremltools.converters.mil.frontend.milproto.load import load as milproto_load
 
     with quiet_coremltools():
         model = ct.models.MLModel(str(package), skip_model_load=True)
         spec = model.get_spec()
+        stages = list(spec.pipeline.models) if spec.WhichOneof("Type") == "pipeline" else [spec]
+        programs = [stage for stage in stages if stage.WhichOneof("Type") == "mlProgram"]
+        if len(programs) != 1:
+            raise UnsupportedProgram(f"{len(programs)} ML Programs in the package (expected one)")
         program = milproto_load(
-            spec, specification_version=spec.specificationVersion, file_weights_dir=model.weights_dir
+            programs[0], specification_version=spec.specificationVersion, file_weights_dir=model.weights_dir
         )
     return spec, program
 

@@ -109,6 +109,12 @@ class CoreMLRuntime:
                 f"user_defined_metadata), so its classes and input size are unknown. {_NOT_OURS}"
             )
         class_names, input_size = required
+        if spec.WhichOneof("Type") == "pipeline" or metadata.get("nms") is True:
+            raise WeightsError(
+                f"{path} was exported with nms: true, for apps using Apple's Vision framework: it returns boxes "
+                "after CoreML's NMS, not the decoded rows predict and eval run their own NMS on. Export again "
+                "without export.options.coreml.nms to use it here."
+            )
         problems = interface_problems(spec, class_names, input_size)
         if problems:
             raise WeightsError(f"{path} does not fit its own metadata: {'; '.join(problems)}. {_NOT_OURS}")
