@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -61,37 +61,46 @@ def import_converter() -> Any:
 
 def embed_metadata(content: bytes, entries: Mapping[str, Any]) -> bytes:
     """``content`` (a ``.tflite``) with ``entries`` as its ``yolox_sdk`` metadata and, inside it, the
-    digest of every other buffer, replacing an earlier ``yolox_sdk`` entry."""
-    body = dict(entries)
-    body.pop(WEIGHTS_DIGEST, None)
-    first = _with_metadata(content, json.dumps(body).encode())
-    body[WEIGHTS_DIGEST] = weights_digest(first)
-    second = _with_metadata(first, json.dumps(body).encode())
-    if weights_digest(second) != body[WEIGHTS_DIGEST]:
-        raise RuntimeError("rewriting the metadata changed the weights buffers")  # a bug, not bad input
-    return bytes(second)
+    digest of every other buffer, replacing an earlier ``yolox_sdk`` entry.
 
-
-def _with_metadata(content: bytes, payload: bytes) -> bytes:
+    The digest is computed on the unpacked model, whose buffer indices are final (the reader compacts
+    empty buffers), and checked again on the packed bytes, as the runtime will compute it.
+    """
     import numpy as np
     from ai_edge_litert import schema_py_generated as schema
     from ai_edge_litert.tools import flatbuffer_utils
 
     model = flatbuffer_utils.read_model_from_bytearray(bytearray(content))
-    data = np.frombuffer(payload, dtype=np.uint8)
     model.metadata = list(model.metadata or [])
     ours = [entry for entry in model.metadata if _text(entry.name) == METADATA_NAME]
-    if ours:  # rewrite our buffer in place: every other buffer keeps its index, so the digest holds
-        model.buffers[ours[0].buffer].data = data
+    if ours:
+        index = int(ours[0].buffer)
     else:
-        buffer = schema.BufferT()
-        buffer.data = data
-        model.buffers.append(buffer)
+        model.buffers.append(schema.BufferT())
+        index = len(model.buffers) - 1
         entry = schema.MetadataT()
         entry.name = METADATA_NAME
-        entry.buffer = len(model.buffers) - 1
+        entry.buffer = index
         model.metadata.append(entry)
-    return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
+    body = {key: value for key, value in entries.items() if key != WEIGHTS_DIGEST}
+    body[WEIGHTS_DIGEST] = _digest(
+        (position, bytes(buffer.data) if buffer.data is not None else b"")
+        for position, buffer in enumerate(model.buffers)
+        if position != index
+    )
+    model.buffers[index].data = np.frombuffer(json.dumps(body).encode(), dtype=np.uint8)
+    packed = bytes(flatbuffer_utils.convert_object_to_bytearray(model))
+    if weights_digest(packed) != body[WEIGHTS_DIGEST]:
+        raise RuntimeError("packing the model changed its weights buffers")  # a bug, not bad input
+    return packed
+
+
+def _digest(buffers: Iterable[tuple[int, bytes]]) -> str:
+    digest = hashlib.sha256()
+    for index, data in buffers:
+        digest.update(f"{index}:{len(data)}:".encode())
+        digest.update(data)
+    return digest.hexdigest()
 
 
 def _text(value: Any) -> str:
@@ -144,14 +153,11 @@ def weights_digest(content: bytes) -> str:
     """SHA-256 over every buffer but the ``yolox_sdk`` metadata, each prefixed by its index and length."""
     model = root(content)
     skipped = _metadata_buffer(model)
-    digest = hashlib.sha256()
-    for index in range(model.BuffersLength()):
-        if index == skipped:
-            continue
-        data = _buffer_bytes(content, model.Buffers(index))
-        digest.update(f"{index}:{len(data)}:".encode())
-        digest.update(data)
-    return digest.hexdigest()
+    return _digest(
+        (index, _buffer_bytes(content, model.Buffers(index)))
+        for index in range(model.BuffersLength())
+        if index != skipped
+    )
 
 
 def file_bytes(path: Path) -> bytes:

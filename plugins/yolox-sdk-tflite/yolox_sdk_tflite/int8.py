@@ -40,6 +40,7 @@ from yolox_sdk_tflite.exporter import (
     file_metadata,
     fractions,
     input_size_of,
+    keep_failed,
     output_path,
     prepared_network,
     sample_batch,
@@ -163,21 +164,21 @@ class TfliteInt8Exporter:
             backend = _QuantizerBackend(
                 float_content, Path(work), calibration, val, config, metadata, options
             )
-            float_path = backend.write("float", float_content, "fp32")
+            float_path = Path(work) / "float.tflite"
+            float_path.write_bytes(float_content)
             result = budget_search.search(
                 backend, float_path, backend.search_blocks(), budget, len(val.records)
             )
-            fp32_ms, int8_ms = median_latencies_ms(
-                [float_path, result.chosen_path], calibration[0], options.threads
-            )
+            searched = [backend.load(float_path), backend.load(result.chosen_path)]
+            fp32_ms, int8_ms = median_latencies_ms(searched, calibration[0])
             checked = budget_search.sample_arrays(sample_images, input_size) or calibration[:1]
-            difference = _max_difference(float_path, result.chosen_path, checked, input_size, options.threads)
+            difference = _max_difference(searched, checked, input_size)
             report = _report(
                 result, budget, backend, fp32_ms, int8_ms, len(calibration), skipped, len(val.records)
             )
-            chosen = backend.quantized(result.chosen.float_blocks)
-        entries = {**file_metadata(metadata, "int8", decoded=False), "quantization": report}
-        write_atomically(path, embed_metadata(chosen, entries))
+            entries = {**file_metadata(metadata, "int8", decoded=False), "quantization": report}
+            write_atomically(path, embed_metadata(result.chosen_path.read_bytes(), entries))
+            _check_written(path, searched[1], checked, options)
         notes = [
             f"converted in {conversion_seconds:.1f} s (litert-torch {litert_torch.__version__}), calibrated and "
             f"quantized with ai-edge-quantizer",
@@ -187,6 +188,31 @@ class TfliteInt8Exporter:
         for line in notes:
             log.info("%s: %s", FORMAT, line)
         return ExportResult(path=path, format=FORMAT, max_abs_diff=difference, notes=tuple(notes))
+
+
+def _check_written(
+    path: Path, searched: Any, images: Sequence[np.ndarray], options: TfliteInt8Options
+) -> None:
+    """Load the written file as ``predict`` and ``eval`` will and check it computes what the search
+    measured (the same graph: only the metadata was added)."""
+    from yolox_sdk.errors import YoloxSdkError
+    from yolox_sdk_tflite.runtime import TfliteRuntime
+
+    batch = np.stack(images).astype(np.float32)
+    try:
+        written = (
+            TfliteRuntime(TfliteRuntimeOptions(threads=options.threads)).load(path, "cpu").forward(batch)
+        )
+    except YoloxSdkError as error:
+        failed = keep_failed(path)
+        raise ExportError(
+            f"{FORMAT}: the file just written cannot be loaded back (kept as {failed}): {error}"
+        ) from error
+    if not np.allclose(written, searched.forward(batch), rtol=0, atol=1e-5):
+        failed = keep_failed(path)
+        raise ExportError(
+            f"{FORMAT}: the file written ({failed}) does not compute what the search evaluated."
+        )
 
 
 class _QuantizerBackend:
@@ -259,13 +285,6 @@ class _QuantizerBackend:
             ) from error
         return bytes(result.quantized_model)
 
-    def write(self, name: str, content: bytes, precision: str) -> Path:
-        """``content`` with the export's metadata (raw outputs), as a file the runtime loads."""
-        path = self.work / f"{name}.tflite"
-        entries = file_metadata(self.metadata, precision, decoded=False)
-        path.write_bytes(embed_metadata(content, entries))
-        return path
-
     def search_blocks(self) -> list[budget_search.Block]:
         total = max(sum(self.convolutions.values()), 1)
         return [
@@ -278,32 +297,29 @@ class _QuantizerBackend:
         ]
 
     def candidate(self, float_blocks: Sequence[str]) -> Path:
+        """The mix as a bare ``.tflite`` (no metadata: ``evaluate`` supplies the export's)."""
         key = "-".join(sorted(float_blocks)) or "all"
-        name = f"int8-{hashlib.sha1(key.encode()).hexdigest()[:16]}"
-        path = self.work / f"{name}.tflite"
+        path = self.work / f"int8-{hashlib.sha1(key.encode()).hexdigest()[:16]}.tflite"
         if not path.exists():
-            path = self.write(name, self.quantized(float_blocks), "int8")
+            path.write_bytes(self.quantized(float_blocks))
         return path
 
+    def load(self, path: Path) -> Any:
+        """A file of the search through the runtime, with the export's metadata when it has none."""
+        from yolox_sdk_tflite.flatbuffer import read_metadata
+        from yolox_sdk_tflite.runtime import model_from_content
+
+        content = path.read_bytes()
+        metadata = read_metadata(content) or file_metadata(self.metadata, "int8", decoded=False)
+        return model_from_content(path, content, metadata, TfliteRuntimeOptions(threads=self.options.threads))
+
     def evaluate(self, path: Path) -> tuple[float, float]:
-        from yolox_sdk_tflite.runtime import TfliteRuntime
-
-        loaded = TfliteRuntime(TfliteRuntimeOptions(threads=self.options.threads)).load(path, "cpu")
-        return budget_search.ap_points(loaded, self.val, self.input_size, self.settings)
+        return budget_search.ap_points(self.load(path), self.val, self.input_size, self.settings)
 
 
-def _load(path: Path, threads: int | None) -> Any:
-    from yolox_sdk_tflite.runtime import TfliteRuntime
-
-    return TfliteRuntime(TfliteRuntimeOptions(threads=threads)).load(path, "cpu")
-
-
-def median_latencies_ms(
-    paths: Sequence[Path], image: np.ndarray, threads: int | None, runs: int = 30
-) -> list[float]:
-    """Median batch-1 latency of each file through the runtime, in milliseconds, timed in turns (one run of
-    each per round) so load from other processes falls on all of them alike."""
-    models = [_load(path, threads) for path in paths]
+def median_latencies_ms(models: Sequence[Any], image: np.ndarray, runs: int = 30) -> list[float]:
+    """Median batch-1 latency of each loaded model, in milliseconds, timed in turns (one run of each per
+    round) so load from other processes falls on all of them alike."""
     batch = image[None].astype(np.float32)
     for loaded in models:
         for _ in range(5):
@@ -318,10 +334,10 @@ def median_latencies_ms(
 
 
 def _max_difference(
-    first: Path, second: Path, images: Sequence[np.ndarray], input_size: tuple[int, int], threads: int | None
+    models: Sequence[Any], images: Sequence[np.ndarray], input_size: tuple[int, int]
 ) -> float:
     batch = np.stack(images).astype(np.float32)
-    outputs = [fractions(_load(path, threads).forward(batch), input_size) for path in (first, second)]
+    outputs = [fractions(loaded.forward(batch), input_size) for loaded in models]
     return float(np.max(np.abs(outputs[0] - outputs[1])))
 
 

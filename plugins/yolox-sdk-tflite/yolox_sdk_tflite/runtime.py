@@ -107,23 +107,35 @@ class TfliteRuntime:
         import_litert()
         content = _read(path)
         metadata = _metadata(path, content)
-        class_names, input_size = _required_metadata(path, metadata)
+        _required_metadata(path, metadata)
         _check_weights(path, content, metadata)
-        interpreter = _interpreter(path, content, self.options)
-        input_detail, output_detail, fixed_batch = _check_shapes(path, interpreter, class_names, input_size)
         if str(device).startswith("cuda"):
             log.warning("The tflite runtime runs on the CPU (LiteRT's interpreter): running %s there", path)
-        conf = metadata.get(METADATA_RECOMMENDED_CONF)
-        return TfliteModel(
-            interpreter=interpreter,
-            class_names=class_names,
-            input_size=input_size,
-            recommended_conf=float(conf) if _is_probability(conf) else None,
-            decoded=metadata.get(DECODED, True) is not False,
-            fixed_batch=fixed_batch,
-            input_detail=input_detail,
-            output_detail=output_detail,
-        )
+        return model_from_content(path, content, metadata, self.options)
+
+
+def model_from_content(
+    path: Path, content: bytes, metadata: dict[str, Any], options: TfliteRuntimeOptions
+) -> TfliteModel:
+    """A ``TfliteModel`` of flatbuffer ``content`` described by ``metadata`` (``path`` names it in errors).
+
+    ``load`` calls it once the file's own metadata and digest are checked; the INT8 search calls it on the
+    candidates it has just quantized, with the export's metadata, to skip embedding it in each of them.
+    """
+    class_names, input_size = _required_metadata(path, metadata)
+    interpreter = _interpreter(path, content, options)
+    input_detail, output_detail, fixed_batch = _check_shapes(path, interpreter, class_names, input_size)
+    conf = metadata.get(METADATA_RECOMMENDED_CONF)
+    return TfliteModel(
+        interpreter=interpreter,
+        class_names=class_names,
+        input_size=input_size,
+        recommended_conf=float(conf) if _is_probability(conf) else None,
+        decoded=metadata.get(DECODED, True) is not False,
+        fixed_batch=fixed_batch,
+        input_detail=input_detail,
+        output_detail=output_detail,
+    )
 
 
 def _read(path: Path) -> bytes:
