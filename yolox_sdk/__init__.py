@@ -32,6 +32,7 @@ _API = {
     "audit_labels": "yolox_sdk.data.audit",
     "Predictor": "yolox_sdk.evaluation.predict",
     "benchmark": "yolox_sdk.benchmarking",
+    "prune": "yolox_sdk.optimization",
     "load_model": "yolox_sdk.runtimes",
     "get_registry": "yolox_sdk.plugins.manager",
     "hookimpl": "yolox_sdk.plugins.hookspecs",

@@ -56,6 +56,10 @@ class Checkpoint:
             see ``yolox_sdk.engine.lineage``); empty for files written before lineage existed.
         recommended_conf: the confidence threshold with the highest F1 on the data ``yolox-sdk run``
             evaluated it on (``predict --conf auto`` and exports use it); ``None`` when never measured.
+        pruning: what ``yolox-sdk prune`` did (method, ratio, parameters and MACs before/after, the file
+            it pruned), as plain data; empty for unpruned files. Only a record: the pruned structure
+            itself is read from the tensors' shapes (``yolox_sdk.models.structure``).
+        path: the file it was loaded from (``None`` for one built in memory); not saved.
     """
 
     model: dict[str, torch.Tensor]
@@ -67,6 +71,8 @@ class Checkpoint:
     training_state: dict[str, Any] = attrs.field(factory=dict)
     lineage: dict[str, Any] = attrs.field(factory=dict)
     recommended_conf: float | None = None
+    pruning: dict[str, Any] = attrs.field(factory=dict)
+    path: Path | None = attrs.field(default=None, eq=False)
 
     @property
     def inference_weights(self) -> dict[str, torch.Tensor]:
@@ -101,6 +107,7 @@ def save_checkpoint(path: Path, checkpoint: Checkpoint, keep_previous: Path | No
                 if checkpoint.recommended_conf is None
                 else {"recommended_conf": checkpoint.recommended_conf}
             ),
+            **({"pruning": checkpoint.pruning} if checkpoint.pruning else {}),
         },
         "training_state": checkpoint.training_state,
     }
@@ -136,6 +143,8 @@ def load_checkpoint(path: Path | str) -> Checkpoint:
         training_state=dict(_section(path, payload, "training_state", Mapping, default={})),
         lineage=_lineage(meta),
         recommended_conf=_recommended_conf(path, meta),
+        pruning=dict(_section(path, meta, "pruning", Mapping, default={})),
+        path=path,
     )
 
 
@@ -169,6 +178,15 @@ def _state_dict(path: Path, payload: Mapping[str, Any], key: str) -> dict[str, t
             path, f"'{key}' should map parameter names to tensors (entry {wrong!r} is not a tensor)"
         )
     return dict(state)
+
+
+def checked_spec(path: Path, fields: Mapping[str, Any]) -> ModelSpec:
+    """A model spec read from a file (``meta['spec']``), checked before any network is built from it.
+
+    Raises:
+        CheckpointError: naming ``path``, for missing fields, wrong types or values out of bounds.
+    """
+    return _spec(path, fields)
 
 
 def _spec(path: Path, fields: Mapping[str, Any]) -> ModelSpec:

@@ -35,6 +35,7 @@ def _register_commands() -> None:
         data_commands,
         model_commands,
         plugin_commands,
+        prune_commands,
         report_commands,
         runs_commands,
     )
@@ -46,6 +47,7 @@ def _register_commands() -> None:
     cli.add_command(compare_commands.compare)
     cli.add_command(report_commands.report)
     cli.add_command(benchmark_commands.benchmark)
+    cli.add_command(prune_commands.prune)
     for command in model_commands.COMMANDS:
         cli.add_command(command)
     _register_plugin_commands()

@@ -13,6 +13,7 @@ from torch import nn
 from yolox.models import YoloPafpn, YoloxHead, YoloxModule
 
 from yolox_sdk.errors import CheckpointError
+from yolox_sdk.models.structure import fit_structure
 from yolox_sdk.models.variants import ModelSpec, make_spec
 from yolox_sdk.models.weights import TransferReport, load_initial_weights
 
@@ -74,9 +75,16 @@ def create_model(
 
 
 def model_from_checkpoint(checkpoint: Checkpoint, use_ema: bool = True) -> YoloxModule:
-    """Rebuild the network stored in ``checkpoint`` in eval mode (EMA weights by default)."""
+    """Rebuild the network stored in ``checkpoint`` in eval mode (EMA weights by default).
+
+    A channel-pruned checkpoint (``yolox-sdk prune``, or a run trained from one) gets its pruned structure
+    back from its tensors' shapes (``models.structure.fit_structure``): no torch-pruning, no unpickling.
+    """
     model = build_model(checkpoint.spec)
     weights = checkpoint.inference_weights if use_ema else checkpoint.model
+    fit_structure(
+        model, weights, str(getattr(checkpoint, "path", None) or f"the {checkpoint.spec.name} checkpoint")
+    )
     try:
         missing, unexpected = model.load_state_dict(weights, strict=False)
     except RuntimeError as error:  # a tensor of the wrong shape

@@ -24,6 +24,7 @@ from yolox_sdk.assets.catalog import cache_home, find_in_mirrors, mirror_error
 from yolox_sdk.assets.download import download, verify_sha256
 from yolox_sdk.checkpoints.torch_files import load_torch_file
 from yolox_sdk.errors import CheckpointError, WeightsError
+from yolox_sdk.models.structure import fit_structure, pruned_layers
 from yolox_sdk.models.variants import PRETRAINED
 
 log = logging.getLogger(__name__)
@@ -141,10 +142,55 @@ def load_initial_weights(
         return None
     wanted = variant if source is True else source
     path = resolve_weights(wanted, variant=variant)
-    state, _ = read_state_dict(path)
+    state, meta = read_state_dict(path)
+    if _pruned_from_this_architecture(model, state, meta, path):
+        reshaped = fit_structure(model, state, str(path))
+        log.info(
+            "Initial weights %s are channel-pruned: %d layers take their pruned shapes.", wanted, reshaped
+        )
+        _initialize_prediction_biases(model)
     report = attrs.evolve(load_matching_weights(model, state, strict_shapes=strict_shapes), source=path)
     log.info("Initial weights %s: %s", wanted, report.summary())
     return report
+
+
+def _pruned_from_this_architecture(
+    model: nn.Module, state: Mapping[str, torch.Tensor], meta: Mapping[str, Any], path: Path
+) -> bool:
+    """Whether ``state`` is a channel-pruned version of ``model``'s own architecture.
+
+    Only our checkpoints qualify, and only when the unpruned network of their own model spec has
+    ``model``'s shapes (the class count aside): weights of a narrower variant (yolox-tiny into a yolox-s
+    config) also have fewer channels, and must keep being refused as another variant's, not become a
+    "pruned yolox-s".
+    """
+    if not pruned_layers(model, state) or not isinstance(meta.get("spec"), Mapping):
+        return False
+    from yolox_sdk.checkpoints.format import checked_spec
+    from yolox_sdk.models.factory import build_model
+
+    own_spec = checked_spec(path, meta["spec"])
+    with torch.device("meta"):
+        unpruned = build_model(own_spec)
+    return _same_shapes(unpruned, model)
+
+
+def _initialize_prediction_biases(model: nn.Module) -> None:
+    """YOLOX's prior-probability biases again, for prediction convolutions rebuilt at their pruned shapes
+    (a new class count keeps them where the checkpoint's tensors do not fit)."""
+    from yolox_sdk.models.factory import PRIOR_PROBABILITY
+
+    model.head.initialize_biases(PRIOR_PROBABILITY)
+
+
+def _same_shapes(first: nn.Module, second: nn.Module) -> bool:
+    """Same tensor names and shapes, the head's prediction convolutions (class count) aside."""
+    from yolox_sdk.models.structure import is_prediction_layer
+
+    one, two = first.state_dict(), second.state_dict()
+    return set(one) == set(two) and all(
+        is_prediction_layer(name) or one[name].shape == two[name].shape for name in one
+    )
 
 
 @attrs.frozen

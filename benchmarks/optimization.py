@@ -1,0 +1,135 @@
+"""Model optimization figures on BCCD: structured pruning with recovery finetuning (distillation: later).
+
+For each pruning ratio and seed: ``yolox_sdk.prune`` (L2 magnitude, global ranking, the head's
+predictions kept) of a BCCD-finetuned checkpoint, then recovery finetuning with the SDK's own training
+for ``--epochs`` epochs (the checkpoint's own config, ``training.seed`` set), and the figures of the
+unpruned, pruned and recovered models: parameters, MACs at the input size, CPU latency at batch 1
+(timed in alternation, so the ratio holds on a shared machine) and val mAP50:95 from ``yolox-sdk eval``.
+
+Run (nice: it trains)::
+
+    nice .venv/bin/python benchmarks/optimization.py /path/to/bccd-nano-256/best.pt \\
+        --ratios 0.3,0.5 --epochs 6 --seeds 0 --work /tmp/optimization
+
+Prints the CPU model and load average with the figures, each run's table, then one summary row per
+ratio (mean and spread over seeds) against the unpruned model.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+
+def parse_arguments(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("checkpoint", type=Path, help="A trained checkpoint (copied; never modified).")
+    parser.add_argument("--ratios", default="0.3,0.5", help="Comma-separated pruning ratios.")
+    parser.add_argument("--epochs", type=int, default=6, help="Recovery finetuning epochs.")
+    parser.add_argument("--seeds", default="0", help="Comma-separated training seeds (spread over seeds).")
+    parser.add_argument("--method", default="l2", choices=["l1", "l2", "taylor"])
+    parser.add_argument("--uniform", action="store_true", help="Uniform instead of global ranking.")
+    parser.add_argument("--latency-runs", type=int, default=30)
+    parser.add_argument("--work", type=Path, default=Path("/tmp/yolox-sdk-optimization"))
+    return parser.parse_args(argv)
+
+
+def machine() -> str:
+    """CPU model, cores and load average, printed with the figures (ratios, not ms, carry over)."""
+    from yolox_sdk.benchmarking.measure import cpu_description
+
+    cpu = cpu_description()
+    load = ", ".join(f"{value:.2f}" for value in cpu["load_average_1_5_15"] or [])
+    return f"CPU: {cpu['model']} ({cpu['cores']} cores), load average {load}"
+
+
+def pruning_run(source: Path, ratio: float, seed: int, arguments: argparse.Namespace) -> dict[str, Any]:
+    """One prune + recovery; the figures as plain data."""
+    from yolox_sdk.optimization import prune
+
+    out = arguments.work / f"r{int(ratio * 100)}-s{seed}" / "pruned.pt"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    result = prune(
+        source,
+        ratio,
+        method=arguments.method,
+        scope="uniform" if arguments.uniform else "global",
+        out=out,
+        force=True,
+        latency_runs=arguments.latency_runs,
+        finetune_epochs=arguments.epochs,
+        finetune_overrides=[f"training.seed={seed}", "monitoring.progress_bar=false"],
+    )
+    print(f"\n== ratio {ratio}, seed {seed} ({time.perf_counter() - started:.0f} s) ==\n{machine()}")
+    print(result.table(), flush=True)
+    return {
+        "ratio": ratio,
+        "seed": seed,
+        "channels_removed": result.ratio,
+        "before": attrs.asdict(result.before),
+        "after": attrs.asdict(result.after),
+        "recovered": attrs.asdict(result.recovered) if result.recovered else None,
+        "run": str(result.recovery_run),
+    }
+
+
+def summary(runs: list[dict[str, Any]]) -> str:
+    """One row per ratio: size, speed and mAP against the unpruned model, mean and spread over seeds."""
+    lines = [
+        "ratio  seeds  params M (x)     GMACs (x)       latency x  mAP pruned  mAP recovered (min-max)  vs unpruned"
+    ]
+    for ratio in sorted({run["ratio"] for run in runs}):
+        group = [run for run in runs if run["ratio"] == ratio]
+        first = group[0]
+        base = first["before"]
+        recovered = [run["recovered"]["map"] for run in group]
+        latency = [run["recovered"]["latency_ms"] / run["before"]["latency_ms"] for run in group]
+        mean = statistics.mean(recovered)
+        lines.append(
+            f"{ratio:<5}  {len(group):<5}  "
+            f"{first['after']['params'] / 1e6:.3f} ({first['after']['params'] / base['params']:.2f})  "
+            f"{first['after']['macs'] / 1e9:.3f} ({first['after']['macs'] / base['macs']:.2f})  "
+            f"{statistics.mean(latency):.2f}       "
+            f"{statistics.mean(run['after']['map'] for run in group):.4f}      "
+            f"{mean:.4f} ({min(recovered):.4f}-{max(recovered):.4f})       "
+            f"{100 * (mean - base['map']):+.1f} AP (unpruned {base['map']:.4f})"
+        )
+    return "\n".join(lines)
+
+
+def pruning(arguments: argparse.Namespace) -> list[dict[str, Any]]:
+    arguments.work.mkdir(parents=True, exist_ok=True)
+    source = arguments.work / "unpruned.pt"
+    shutil.copyfile(arguments.checkpoint, source)
+    runs = []
+    for seed in [int(text) for text in arguments.seeds.split(",")]:
+        for ratio in [float(text) for text in arguments.ratios.split(",")]:
+            runs.append(pruning_run(source, ratio, seed, arguments))
+            (arguments.work / "pruning.json").write_text(json.dumps(runs, indent=1), encoding="utf-8")
+    return runs
+
+
+# Distillation (issue #14, part 2) goes here: a `distillation(arguments)` returning its rows, called from
+# `main` after `pruning`.
+
+
+def main(argv: list[str] | None = None) -> None:
+    arguments = parse_arguments(sys.argv[1:] if argv is None else argv)
+    print(f"{machine()}; torch threads {os.environ.get('OMP_NUM_THREADS', 'default')}", flush=True)
+    runs = pruning(arguments)
+    print(f"\n== Pruning summary ({arguments.method}, {arguments.epochs} recovery epochs) ==\n{machine()}")
+    print(summary(runs))
+
+
+if __name__ == "__main__":
+    main()
