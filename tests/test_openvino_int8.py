@@ -170,6 +170,31 @@ if xml.is_file():
         op.get_friendly_name() for op in model.get_ordered_ops()
         if op.get_type_name() in ("Convolution", "GroupConvolution") and op.input_value(1).get_node().get_type_name() == "Constant"
     ]
+# A mix with every block reverted to float must compute what the float IR computes: weights, biases and
+# inputs all restored (the search's mixes are built that way).
+import numpy as np
+from yolox_sdk.checkpoints.format import load_checkpoint
+from yolox_sdk.data.preprocess import letterbox, read_image
+from yolox_sdk.export.runner import export_metadata
+from yolox_sdk.models import model_from_checkpoint
+from yolox_sdk_openvino.int8 import NncfBackend, _float_ir, import_nncf
+from yolox_sdk_openvino import OpenVinoInt8Options
+stored = load_checkpoint(checkpoint)
+size = tuple(stored.spec.input_size)
+work = out / "revert"
+work.mkdir()
+float_xml = _float_ir(model_from_checkpoint(stored), export_metadata(stored, "nano"), work, [Path(sample)])
+image = letterbox(read_image(Path(sample)), size)[0]
+backend = NncfBackend(openvino, import_nncf(), float_xml, work, [image], None, {}, size, OpenVinoInt8Options())
+every = [block.name for block in backend.blocks()]
+core = openvino.Core()
+outputs = {}
+for name, xml_path in (("float", float_xml), ("int8", backend.candidate(())), ("reverted", backend.candidate(every))):
+    outputs[name] = core.compile_model(str(xml_path), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})({0: image[None]})[0]
+found["revert"] = {
+    "all_float_diff": float(np.max(np.abs(outputs["reverted"] - outputs["float"]))),
+    "int8_diff": float(np.max(np.abs(outputs["int8"] - outputs["float"]))),
+}
 found["impossible"] = export("impossible", "max_ap_drop=0", "max_float_fraction=0")
 found["impossible_files"] = sorted(path.name for path in (out / "impossible").iterdir()) if (out / "impossible").exists() else []
 print(json.dumps(found))
@@ -236,6 +261,9 @@ def test_int8_ir_meets_the_budget_evaluates_and_an_impossible_budget_fails(
     assert found["fake_quantize"] > 50  # the rest is INT8
     assert report["int8_latency_ms"] > 0 and report["speedup"] > 0 and report["latency_threads"] >= 1
     assert "speed-up" in found["tight"]["output"] and "kept float" in found["tight"]["output"]
+
+    assert found["revert"]["int8_diff"] > 1e-2  # INT8 moves the raw outputs
+    assert found["revert"]["all_float_diff"] < 1e-4, found["revert"]  # every block reverted: the float IR
 
     failed = found["impossible"]
     assert failed["code"] != 0 and "Traceback" not in failed["output"]
