@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -56,6 +57,8 @@ def import_converter() -> Any:
             f"`{CONVERTER_INSTALL}` {_REINSTALL}."
         ) from error
     litert_torch.config.show_progress = False  # its per-stage progress lines say nothing to act on
+    # jax (a litert-torch dependency) logs at INFO that it found no TPU, on every CPU-only machine.
+    logging.getLogger("jax._src.xla_bridge").setLevel(logging.WARNING)
     return litert_torch
 
 
