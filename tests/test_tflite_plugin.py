@@ -307,6 +307,10 @@ found["export_int8_empty"] = invoke(
     "export", checkpoint, "--format", "tflite-int8", "--option", f"tflite-int8.calibration_folder={out / 'empty'}",
     "--out", out / "empty_out", *samples
 )
+found["export_int8_other_classes"] = invoke(
+    "export", checkpoint, "--format", "tflite-int8", "--option", "tflite-int8.val_path=bccd",
+    "--option", "tflite-int8.val_format=voc", "--option", "tflite-int8.val_split=val", "--out", out / "other", *samples
+)
 fp32, fp16, int8 = (out / name / f"{stem}.tflite" for name in ("fp32", "fp16", "int8"))
 if not (fp32.is_file() and fp16.is_file()):
     print(json.dumps(found))
@@ -463,6 +467,11 @@ def test_exported_tflite_evaluates_and_predicts_like_the_checkpoint(
     empty = found["export_int8_empty"]
     assert empty["code"] != 0 and "No images" in empty["output"] and "empty" in empty["output"]
     assert "Traceback" not in empty["output"]
+
+    other = found["export_int8_other_classes"]
+    assert other["code"] != 0 and "Traceback" not in other["output"]
+    assert "tflite-int8: " in other["output"] and "has boxes of classes the model" in other["output"]
+    assert "RBC" in other["output"]
 
     for name, says in (
         ("changed", ("changed.tflite is damaged: the SHA-256 of its weights",)),

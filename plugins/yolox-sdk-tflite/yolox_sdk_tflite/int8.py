@@ -57,6 +57,7 @@ log = logging.getLogger(__name__)
 
 FORMAT = "tflite-int8"
 HEAD_OUTPUT_BLOCK = "head.output"
+CONFIDENT = 0.3  # anchors PyTorch scores at least this are compared with PyTorch after export
 CONVOLUTIONS = ("CONV_2D", "DEPTHWISE_CONV_2D")
 SIGNATURE = "serving_default"
 REMEDIES = (
@@ -172,18 +173,19 @@ class TfliteInt8Exporter:
             searched = [backend.load(float_path), backend.load(result.chosen_path)]
             fp32_ms, int8_ms = median_latencies_ms(searched, calibration[0])
             checked = budget_search.sample_arrays(sample_images, input_size) or calibration[:1]
-            difference = _max_difference(searched, checked, input_size)
             report = _report(
                 result, budget, backend, fp32_ms, int8_ms, len(calibration), skipped, len(val.records)
             )
             entries = {**file_metadata(metadata, "int8", decoded=False), "quantization": report}
             write_atomically(path, embed_metadata(result.chosen_path.read_bytes(), entries))
             _check_written(path, searched[1], checked, options)
+        difference, confident = _confident_difference(model, path, batch, input_size, options)
         notes = [
             f"converted in {conversion_seconds:.1f} s (litert-torch {litert_torch.__version__}), calibrated and "
             f"quantized with ai-edge-quantizer",
             *budget_search.report_notes(report, budget.reference, "minmax, int8 weights per channel"),
-            f"max abs diff of the decoded outputs vs the float file (boxes as fractions): {difference:.3g}",
+            f"max abs diff vs PyTorch on the {confident} anchors PyTorch scores >= {CONFIDENT} in the sample "
+            f"images (boxes as fractions): {difference:.3g}",
         ]
         for line in notes:
             log.info("%s: %s", FORMAT, line)
@@ -333,12 +335,42 @@ def median_latencies_ms(models: Sequence[Any], image: np.ndarray, runs: int = 30
     return [statistics.median(measured) for measured in times]
 
 
-def _max_difference(
-    models: Sequence[Any], images: Sequence[np.ndarray], input_size: tuple[int, int]
-) -> float:
-    batch = np.stack(images).astype(np.float32)
-    outputs = [fractions(loaded.forward(batch), input_size) for loaded in models]
-    return float(np.max(np.abs(outputs[0] - outputs[1])))
+def _confident_difference(
+    model: torch.nn.Module,
+    path: Path,
+    batch: torch.Tensor,
+    input_size: tuple[int, int],
+    options: TfliteInt8Options,
+) -> tuple[float, int]:
+    """Largest difference between the written file and PyTorch on the anchors PyTorch is confident about,
+    and how many there were; ``ExportError`` above ``options.tolerance``.
+
+    INT8 moves the scores of background anchors freely (the AP budget judges those), so only anchors that
+    would become detections are compared: a file whose confident boxes moved far is broken.
+    """
+    import torch
+
+    from yolox_sdk_tflite.runtime import TfliteRuntime
+
+    network = prepared_network(model, decode=True)
+    with torch.inference_mode():
+        expected = network(batch).numpy()
+    loaded = TfliteRuntime(TfliteRuntimeOptions(threads=options.threads)).load(path, "cpu")
+    actual = loaded.forward(np.ascontiguousarray(batch.numpy()))
+    confident = expected[..., 4] * expected[..., 5:].max(axis=-1) >= CONFIDENT
+    if not confident.any():
+        return 0.0, 0
+    differences = np.abs(fractions(actual, input_size) - fractions(expected, input_size))[confident]
+    difference = float(np.max(differences))
+    if not difference <= options.tolerance:  # written so that NaN fails too
+        failed = keep_failed(path)
+        raise ExportError(
+            f"{FORMAT}: the INT8 file disagrees with PyTorch on the boxes PyTorch is confident about: max abs "
+            f"difference {difference:.3g} > tolerance {options.tolerance:g} (boxes as fractions of the input, "
+            f"{int(confident.sum())} anchors scored >= {CONFIDENT} on the sample images). The file was kept as "
+            f"{failed}. Lower export.options.tflite-int8.max_ap_drop, or raise tolerance if its AP is acceptable."
+        )
+    return difference, int(confident.sum())
 
 
 def _report(
