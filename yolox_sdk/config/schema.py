@@ -114,6 +114,34 @@ class DataConfig:
 
 
 @attrs.frozen
+class DistillationConfig:
+    """Knowledge distillation from a teacher checkpoint (the built-in ``distillation`` loss term).
+
+    The teacher (a larger YOLOX trained on the same classes at the same input size) runs in eval mode
+    without gradients on each augmented batch; the student's objectness and class logits follow the
+    teacher's soft targets, and its boxes follow the teacher's where the teacher is confident, on top of
+    YOLOX's own loss. See ``yolox_sdk.optimization.distillation``.
+
+    Attributes:
+        teacher: path of a yolox-sdk checkpoint (``best.pt`` of an earlier run) with the same class names,
+            in the same order, and the same ``model.input_size`` as this run.
+        weight: weight of the soft-target term (objectness and classes) added to YOLOX's loss.
+        temperature: softening of both sides' logits before the sigmoid; 1 keeps them as they are, higher
+            values give more weight to the teacher's low scores. The term is scaled by temperature squared
+            so its gradient keeps its size.
+        box_weight: weight of the box term (the student's box regression towards the teacher's).
+        box_threshold: teacher score (objectness x best class probability) from which an anchor's box is
+            distilled; anchors below it get no box term.
+    """
+
+    teacher: str
+    weight: float = attrs.field(default=1.0, validator=number(0.0, 100.0))
+    temperature: float = attrs.field(default=1.0, validator=number(0.0, 100.0, low_inclusive=False))
+    box_weight: float = attrs.field(default=1.0, validator=number(0.0, 100.0))
+    box_threshold: float = attrs.field(default=0.5, validator=number(0.0, 1.0))
+
+
+@attrs.frozen
 class TrainingConfig:
     """Optimisation recipe.
 
@@ -135,6 +163,8 @@ class TrainingConfig:
     ``torch.compile`` (slow to compile, off by default; see ``yolox_sdk.engine.memory``).
     ``auto_resume`` continues, when no ``--resume`` is given, the most recent run in
     ``monitoring.output_dir`` of the same config (see ``yolox_sdk.engine.resume``).
+    ``losses`` adds loss-term plugins to YOLOX's loss (``register_losses``); ``distillation`` switches on
+    the built-in one, knowledge distillation from a teacher checkpoint (``DistillationConfig``).
     """
 
     epochs: int = attrs.field(default=300, validator=number(1, MAX_EPOCHS))
@@ -172,6 +202,8 @@ class TrainingConfig:
     sync_bn: bool = False
     auto_resume: bool = attrs.field(default=False, validator=boolean())
     callbacks: list[Any] = attrs.field(factory=list)
+    losses: list[Any] = attrs.field(factory=list)
+    distillation: DistillationConfig | None = None
 
 
 @attrs.frozen

@@ -174,6 +174,8 @@ def _leaf_message(error: BaseException, path: str) -> str:
     if isinstance(error, FieldError):
         where = f"{path}.{error.field}" if path else error.field
         return f"{where}: expected {error.expected}, got {short_repr(error.value)}.{error.hint}"
+    if isinstance(error, KeyError):  # cattrs' error for a required key that is absent
+        return f"{path}: this key is required and missing." if path else f"missing required key {error}."
     return f"{path}: {error}" if path else str(error)
 
 

@@ -29,6 +29,7 @@ from yolox_sdk.data.training_data import (  # noqa: F401 - re-exported for exist
 from yolox_sdk.engine import distributed, freezing
 from yolox_sdk.engine.devices import resolve_device
 from yolox_sdk.engine.distributed import DistributedContext
+from yolox_sdk.engine.loss_terms import LossTerms, build_loss_terms
 from yolox_sdk.engine.memory import enable_gradient_checkpointing
 from yolox_sdk.engine.precision import Precision
 from yolox_sdk.engine.run_dir import new_run_dir, write_run_config
@@ -201,6 +202,7 @@ class TrainingParts:
     schedule: Any
     accumulate: int
     batches_per_epoch: int  # fixed at set-up: the loader is shorter while it resumes inside an epoch
+    losses: LossTerms = attrs.field(factory=LossTerms)  # loss-term plugins added to YOLOX's loss
 
     @property
     def class_names(self) -> tuple[str, ...]:
@@ -233,8 +235,9 @@ def join_process_group(config: Config, dist: DistributedContext) -> torch.device
 
 
 def build_training_parts(config: Config, registry: Registry, dist: DistributedContext) -> TrainingParts:
-    """Device, data, model (initial weights, freeze plan, memory options, EMA), loader, optimizer and
-    schedule, in the order that fails fastest: a bad freeze pattern fails before any run directory exists."""
+    """Device, data, loss terms (a distillation teacher is loaded and checked), model (initial weights,
+    freeze plan, memory options, EMA), loader, optimizer and schedule, in the order that fails fastest: a
+    bad freeze pattern or teacher fails before any run directory exists."""
     c = config
     best_metric_lower_is_better(
         c.evaluation, registry
@@ -242,6 +245,7 @@ def build_training_parts(config: Config, registry: Registry, dist: DistributedCo
     device = join_process_group(c, dist)
     train_data, val_data = training_data.load_training_data(c)
     spec = model_spec_from_config(c, resolve_num_classes(c, train_data))
+    losses = build_loss_terms(c, registry, tuple(train_data.class_names), spec.input_size, device)
     model, transfer = build_training_model(c, spec)
     freeze_plan = freezing.plan_freezing(c.model, model, c.training.epochs)
     if c.training.gradient_checkpointing:
@@ -251,13 +255,14 @@ def build_training_parts(config: Config, registry: Registry, dist: DistributedCo
     model.to(device, memory_format=memory_format)
     model = sync_batchnorm(model, c.training.sync_bn, dist.enabled, device)
     ema = _ema(model, c)
+    losses.watch(model)  # after the EMA copy: the copy gets no hooks
     train_dataset, loader = _build_data_in_rank_order(c, train_data, spec.input_size, registry, dist)
     optimizer = build_optimizer(c, model, registry)
     accumulate = accumulation_steps(c)
     schedule = build_schedule(c, -(-len(loader) // accumulate), registry)
     return TrainingParts(
         c, dist, device, train_data, val_data, spec, model, transfer, freeze_plan, precision,
-        memory_format, ema, train_dataset, loader, optimizer, schedule, accumulate, len(loader),
+        memory_format, ema, train_dataset, loader, optimizer, schedule, accumulate, len(loader), losses,
     )  # fmt: skip
 
 

@@ -1,5 +1,6 @@
-"""One training batch: learning rate, forward with YOLOX's loss, backward, and (every ``accumulate``
-batches) the optimizer step and EMA update; a non-finite loss or gradient skips the step.
+"""One training batch: learning rate, forward with YOLOX's loss (plus the loss-term plugins' terms,
+``loss_terms``), backward, and (every ``accumulate`` batches) the optimizer step and EMA update; a
+non-finite loss or gradient skips the step.
 
 The schedule advances by optimizer step, so accumulation and the process count do not change it. Under
 torchrun, batches that only accumulate run inside DDP's ``no_sync`` (gradients are all-reduced once per
@@ -110,7 +111,9 @@ def train_step(
     targets = targets.to(parts.device, non_blocking=True)
     with _gradient_sync(module, parts.dist.enabled, steps_now):
         with parts.precision.autocast():
-            outputs = module(images, targets)
+            with parts.losses.recording():
+                outputs = module(images, targets)
+            outputs = parts.losses.add_to(outputs, images, targets)  # loss-term plugins (distillation)
         loss = outputs["total_loss"]
         weight, finite = distributed.step_agreement(
             distributed.foreground_count(outputs, targets), bool(torch.isfinite(loss)), parts.dist
@@ -127,6 +130,8 @@ def train_step(
         parts.optimizer.zero_grad(set_to_none=True)
         if parts.ema is not None:
             parts.ema.update(parts.model)
-    values = {key: _scalar(outputs[key]) * weight for key in LOSS_KEYS if key in outputs}
+    values = {
+        key: _scalar(outputs[key]) * weight for key in (*LOSS_KEYS, *parts.losses.names) if key in outputs
+    }
     values["lr"] = lr
     return values

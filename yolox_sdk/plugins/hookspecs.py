@@ -117,6 +117,27 @@ def register_callbacks(register: Register) -> None:
 
 
 @hookspec
+def register_losses(register: Register) -> None:
+    """Register loss terms added to YOLOX's own loss in every training step (knowledge distillation,
+    auxiliary objectives).
+
+    ``factory(options, context)`` returns a ``LossTerm`` (see ``interfaces.LossTerm``); ``context`` is a
+    ``LossContext`` (the run's class names, input size, device and config, and the YAML path of the
+    term's options). Build and check everything the term needs in the factory (a teacher checkpoint):
+    it runs before the run directory exists, so a ``ConfigError`` raised there stops the run before any
+    work. The trainer calls the term after the student's forward, inside the same autocast, with a
+    ``LossInputs`` (the augmented batch and the student head's raw outputs); the term returns
+    ``{name: scalar tensor}``, already weighted, for every name in its ``names``. The trainer adds them to
+    the total loss and logs them like YOLOX's terms (``iter/<name>``, ``train/<name>``). A term must not
+    step, modify the student's weights or keep tensors of one step into the next.
+
+    A run uses the terms listed in ``training.losses`` (``name`` or ``{name: x, option: value}``) and those
+    registered with ``enabled_by="training.<key>"`` whose key is set: the built-in ``distillation`` term
+    is switched on, with its options, by ``training.distillation``.
+    """
+
+
+@hookspec
 def register_exporters(register: Register) -> None:
     """Register model exporters (ONNX, TFLite, CoreML, TensorRT, ...).
 

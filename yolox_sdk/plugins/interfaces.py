@@ -229,6 +229,75 @@ class ExportResult:
     notes: tuple[str, ...] = ()
 
 
+@attrs.frozen
+class LossContext:
+    """What a loss term's factory is given (``register_losses``).
+
+    Attributes:
+        class_names: the training data's classes, index = class id (a teacher must have the same).
+        input_size: the student's ``model.input_size`` as ``(height, width)``.
+        device: where the student trains (a ``torch.device``).
+        config: the run's resolved ``Config`` (read it to refuse settings the term cannot support).
+        where: the YAML path of the term's options, for error messages (``training.distillation``).
+    """
+
+    class_names: tuple[str, ...]
+    input_size: tuple[int, int]
+    device: Any
+    config: Any
+    where: str
+
+
+@attrs.frozen
+class HeadLevel:
+    """The raw outputs of YOLOX's head at one feature level, before any sigmoid or decoding.
+
+    Attributes:
+        regression: ``(N, 4, H, W)``: x and y offsets in cells, log width and log height in strides.
+        objectness: ``(N, 1, H, W)`` logits.
+        classes: ``(N, classes, H, W)`` logits.
+        stride: input pixels per cell at this level (8, 16, 32).
+    """
+
+    regression: torch.Tensor
+    objectness: torch.Tensor
+    classes: torch.Tensor
+    stride: int
+
+
+@attrs.frozen
+class LossInputs:
+    """What a loss term gets in each training step.
+
+    Attributes:
+        images: the augmented (and multi-scale resized) batch the student saw, ``(N, 3, H, W)``, on the
+            training device; a teacher must run on this very tensor.
+        targets: YOLOX's labels ``(N, max_boxes, 5)``: class, cx, cy, w, h in input pixels.
+        student: the student head's raw outputs, one ``HeadLevel`` per stride (part of the autograd graph).
+        outputs: YOLOX's own loss terms of this step (``total_loss``, ``iou_loss``, ...); read only.
+    """
+
+    images: torch.Tensor
+    targets: torch.Tensor
+    student: tuple[HeadLevel, ...]
+    outputs: Mapping[str, Any]
+
+
+class LossTerm(Protocol):
+    """A loss added to YOLOX's own in every training step.
+
+    ``names`` are the keys ``__call__`` returns (logged as ``iter/<name>`` and ``train/<name>``; they must
+    not be YOLOX's own ``total_loss``, ``iou_loss``, ``conf_loss``, ``cls_loss``, ``l1_loss``). ``__call__``
+    runs inside the student's autocast and returns scalar tensors, already weighted, whose gradient
+    reaches the student through ``inputs.student``. A term holds no state across steps (a resumed run
+    rebuilds it from the config), or it is not resumable.
+    """
+
+    names: tuple[str, ...]
+
+    def __call__(self, inputs: LossInputs) -> Mapping[str, torch.Tensor]: ...
+
+
 class Metric(Protocol):
     """An evaluation metric beyond COCO's AP, computed from the evaluation's matched boxes.
 

@@ -112,6 +112,13 @@ PLUGIN_KINDS: tuple[PluginKind, ...] = (
         config=ConfigSlot("training.callbacks", ITEM_LIST),
     ),
     PluginKind(
+        "loss",
+        "register_losses",
+        "LossTerm",
+        ("options", "context"),
+        config=ConfigSlot("training.losses", ITEM_LIST),
+    ),
+    PluginKind(
         "metric",
         "register_metrics",
         "Metric",

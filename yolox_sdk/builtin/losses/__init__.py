@@ -1,0 +1,1 @@
+"""Built-in loss terms (``register_losses``)."""
