@@ -378,6 +378,12 @@ blob.write_bytes(bytes(data))
 batch, _ = images_to_batch([read_image(samples[0])], tuple(json.loads(found["spec"]["fp32"]["metadata"]["input_size"])))
 rows = {name: run_program(load_program(path)[1], {"images": batch.numpy()})["output"] for name, path in (("intact", fp32), ("damaged", damaged))}
 found["damage_changes_output"] = float(np.abs(rows["intact"] - rows["damaged"]).max())
+
+# The SDK's exporter conformance check (tiny random model), on the NMS variant.
+from yolox_sdk.testing.exporters import check_exporter
+from yolox_sdk_coreml import CoreMLExportOptions, create_exporter
+contract = check_exporter(create_exporter(CoreMLExportOptions(nms=True)), out / "contract")
+found["contract"] = [contract.path.name, contract.format, sorted(path.name for path in (out / "contract").iterdir())]
 print(json.dumps(found))
 """
 
@@ -471,6 +477,8 @@ def test_exported_packages_have_the_promised_spec_and_match_pytorch_off_macos(
         json.loads(nms["metadata"]["nms"]) is True
         and json.loads(nms["metadata"]["class_names"]) == nms["labels"]
     )
+
+    assert found["contract"] == ["tiny.mlpackage", "coreml", ["_samples", "tiny.mlpackage"]]
 
     strict = found["export_strict"]
     assert strict["code"] != 0 and "The CoreML package disagrees with PyTorch" in strict["output"]
