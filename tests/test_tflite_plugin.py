@@ -260,7 +260,7 @@ def tflite_python(tmp_path_factory: pytest.TempPathFactory) -> Path:
 _CLI_SCRIPT = r"""
 import json, shutil, sys
 from pathlib import Path
-plugin, checkpoint, bccd_images, out = sys.argv[1:5]
+plugin, checkpoint, bccd_images, out, bccd_root = sys.argv[1:6]
 sys.path.insert(0, plugin)  # the plugin's code from the source tree, its entry point from the venv
 from click.testing import CliRunner
 from yolox_sdk.cli.main import cli
@@ -308,7 +308,7 @@ found["export_int8_empty"] = invoke(
     "--out", out / "empty_out", *samples
 )
 found["export_int8_other_classes"] = invoke(
-    "export", checkpoint, "--format", "tflite-int8", "--option", "tflite-int8.val_path=bccd",
+    "export", checkpoint, "--format", "tflite-int8", "--option", f"tflite-int8.val_path={bccd_root}",
     "--option", "tflite-int8.val_format=voc", "--option", "tflite-int8.val_split=val", "--out", out / "other", *samples
 )
 fp32, fp16, int8 = (out / name / f"{stem}.tflite" for name in ("fp32", "fp16", "int8"))
@@ -400,7 +400,7 @@ def test_exported_tflite_evaluates_and_predicts_like_the_checkpoint(
     for image in sorted((bccd_dir / "JPEGImages").glob("*.jpg"))[:3]:
         shutil.copy(image, bccd_images / image.name)
     environment = {key: value for key, value in os.environ.items() if key != PLUGINS_ENV}
-    arguments = [str(TFLITE_PLUGIN), str(checkpoint), str(bccd_images), str(tmp_path / "out")]
+    arguments = [str(TFLITE_PLUGIN), str(checkpoint), str(bccd_images), str(tmp_path / "out"), str(bccd_dir)]
 
     result = subprocess.run(
         [str(tflite_python), "-c", _CLI_SCRIPT, *arguments],

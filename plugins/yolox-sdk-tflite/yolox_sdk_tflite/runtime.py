@@ -19,7 +19,13 @@ import attrs
 import numpy as np
 
 from yolox_sdk.errors import CheckpointError, WeightsError
-from yolox_sdk.plugins.interfaces import METADATA_CLASS_NAMES, METADATA_INPUT_SIZE, METADATA_RECOMMENDED_CONF
+from yolox_sdk.plugins.interfaces import (
+    METADATA_CLASS_NAMES,
+    METADATA_EVALUATION,
+    METADATA_INPUT_SIZE,
+    METADATA_RECOMMENDED_CONF,
+)
+from yolox_sdk.runtimes.metadata import evaluation_metadata
 from yolox_sdk_tflite import TfliteRuntimeOptions
 from yolox_sdk_tflite.flatbuffer import (
     DECODED,
@@ -50,6 +56,7 @@ class TfliteModel:
     fixed_batch: int
     input_detail: dict[str, Any]
     output_detail: dict[str, Any]
+    evaluation: dict[str, Any] | None = None
     runtime: str = "tflite"
 
     def forward(self, batch: np.ndarray) -> np.ndarray:
@@ -135,6 +142,7 @@ def model_from_content(
         fixed_batch=fixed_batch,
         input_detail=input_detail,
         output_detail=output_detail,
+        evaluation=evaluation_metadata(metadata.get(METADATA_EVALUATION), str(path)),
     )
 
 
