@@ -40,6 +40,8 @@ KNOWN_FORMATS: dict[str, BenchmarkFormat] = {
     "onnx-int8": BenchmarkFormat("onnx-int8", "onnx-int8"),
     # Formats of first-party plugins (rows saying how to install them when they are not installed).
     "openvino-fp16": BenchmarkFormat("openvino-fp16", "openvino", {"precision": "fp16"}),
+    "tflite-fp16": BenchmarkFormat("tflite-fp16", "tflite", {"precision": "fp16"}),
+    "coreml-fp32": BenchmarkFormat("coreml-fp32", "coreml", {"precision": "fp32"}),
 }
 DEFAULT_FORMATS = (PYTORCH, "onnx", "onnx-fp16", "onnx-slim")
 
