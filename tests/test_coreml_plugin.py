@@ -303,6 +303,7 @@ found["export_nms"] = invoke(
     "export", checkpoint, "--format", "coreml", "--option", "coreml.nms=true", "--option", "coreml.iou_threshold=0.5",
     "--out", out / "nms", *sample_args
 )
+(out / "strict" / "nano.mlpackage").mkdir(parents=True)  # an earlier export's, which must not survive a failure
 found["export_strict"] = invoke(
     "export", checkpoint, "--format", "coreml", "--option", "coreml.fp16_tolerance=0", "--out", out / "strict", *sample_args
 )

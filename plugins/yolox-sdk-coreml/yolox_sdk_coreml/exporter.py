@@ -18,7 +18,8 @@ The package is written under a temporary name in the output folder and checked t
 3. on macOS only, also ``MLModel.predict`` on the same images, i.e. CoreML itself (not run in CI).
 
 Above the precision's tolerance the package is kept as ``<stem>.failed.mlpackage`` and ``ExportError`` is
-raised; any other failure removes it. Only a checked package gets the final name.
+raised (an earlier export's ``<stem>.mlpackage`` is removed then, so it cannot pass for this one); any other
+failure removes the new package and leaves the folder as it was. Only a checked package gets the final name.
 """
 
 from __future__ import annotations
@@ -140,6 +141,9 @@ class CoreMLExporter:
             checks = _verify(package, network, batch, entries, self.options.precision, nms)
             difference = checks.pop("difference")
             if not difference <= self.options.check_tolerance:  # written so that NaN fails too
+                shutil.rmtree(
+                    final, ignore_errors=True
+                )  # an earlier export's package would pass for this one
                 package.replace(failed)
                 raise ExportError(
                     f"The CoreML package disagrees with PyTorch: max abs difference {difference:.3g} > "
@@ -355,8 +359,8 @@ def _verify(
     except UnsupportedProgram as error:
         raise ExportError(
             f"The saved ML Program cannot be checked off macOS: it holds {error}, which yolox-sdk-coreml's "
-            "evaluator does not implement (it knows what coremltools 8-9 make of a YOLOX). Export with "
-            "coremltools 9, or on macOS, where CoreML checks it."
+            "evaluator does not implement (it knows what coremltools 9.0 makes of a YOLOX). Export with "
+            "coremltools 9.0, or on macOS, where CoreML checks it."
         ) from error
     difference = _largest_difference(actual, expected)
     checks: dict[str, Any] = {
