@@ -40,6 +40,13 @@ def parse_arguments(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--uniform", action="store_true", help="Uniform instead of global ranking.")
     parser.add_argument("--latency-runs", type=int, default=30)
     parser.add_argument("--work", type=Path, default=Path("/tmp/yolox-sdk-optimization"))
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        help="Recovery run config override (repeatable).",
+    )
     return parser.parse_args(argv)
 
 
@@ -68,7 +75,7 @@ def pruning_run(source: Path, ratio: float, seed: int, arguments: argparse.Names
         force=True,
         latency_runs=arguments.latency_runs,
         finetune_epochs=arguments.epochs,
-        finetune_overrides=[f"training.seed={seed}", "monitoring.progress_bar=false"],
+        finetune_overrides=[f"training.seed={seed}", "monitoring.progress_bar=false", *arguments.overrides],
     )
     print(f"\n== ratio {ratio}, seed {seed} ({time.perf_counter() - started:.0f} s) ==\n{machine()}")
     print(result.table(), flush=True)

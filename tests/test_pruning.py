@@ -163,6 +163,10 @@ def test_training_from_the_pruned_checkpoint_keeps_the_pruned_shapes(files: dict
             name: tensor.shape for name, tensor in pruned.items()
         }
     assert any(not torch.equal(last.model[name], pruned[name]) for name in pruned)  # it did train
+    # Resume rebuilds the pruned network from the run's config (model.checkpoint) and loads last.pt,
+    # optimizer state included, into it: a full-size network would refuse every tensor.
+    resumed = CliRunner().invoke(cli, ["train", str(config), "--resume", str(tmp_path / "runs" / "recovery")])
+    assert resumed.exit_code == 0, resumed.output
     evaluated = CliRunner().invoke(cli, ["eval", str(tmp_path / "runs" / "recovery" / "best.pt"), *COCO8_VAL])
     assert evaluated.exit_code == 0, evaluated.output
 
@@ -220,3 +224,20 @@ def test_a_narrower_variant_is_not_taken_for_a_pruned_one(tmp_path: Path) -> Non
     wider = build_model(make_spec("yolox-s", 3, input_size=(SIZE, SIZE)))
     with pytest.raises(CheckpointError, match="another variant"):
         load_initial_weights(wider, str(path), "yolox-s")
+
+
+@pytest.mark.slow
+def test_taylor_importance_reaches_a_parameter_target(files: dict, tmp_path: Path) -> None:
+    target = 600_000
+    result = prune(
+        files["source"],
+        method="taylor",
+        taylor_batches=1,
+        target_params=target,
+        out=tmp_path / "taylor.pt",
+        evaluate=False,
+        latency_runs=0,
+    )
+    reloaded = model_from_checkpoint(load_checkpoint(result.output))
+    assert 0.95 * target < parameter_count(reloaded) == result.after.params <= target
+    assert load_checkpoint(result.output).pruning["requested"]["target_params"] == target

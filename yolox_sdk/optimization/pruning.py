@@ -154,6 +154,14 @@ def _importance(method: str) -> Any:
     return tp.importance.MagnitudeImportance(p=1 if method == "l1" else 2)
 
 
+def copy_with_gradients(model: nn.Module) -> nn.Module:
+    """A deep copy that keeps each parameter's ``.grad`` (``deepcopy`` drops them; Taylor needs them)."""
+    duplicate = copy.deepcopy(model)
+    for original, copied in zip(model.parameters(), duplicate.parameters(), strict=True):
+        copied.grad = None if original.grad is None else original.grad.clone()
+    return duplicate
+
+
 def ratio_for_target(
     model: nn.Module,
     input_size: tuple[int, int],
@@ -172,7 +180,7 @@ def ratio_for_target(
     )
 
     def size_after(ratio: float) -> int:
-        trial = copy.deepcopy(model)
+        trial = copy_with_gradients(model)
         prune(trial, ratio)
         return count_macs_and_params(trial, input_size)[index]
 
