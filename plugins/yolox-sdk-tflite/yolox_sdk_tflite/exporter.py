@@ -16,6 +16,7 @@ and ``ExportError`` is raised.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import hashlib
 import logging
@@ -23,7 +24,7 @@ import os
 import time
 import warnings
 from collections import OrderedDict
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -158,7 +159,7 @@ def convert(litert_torch: Any, network: torch.nn.Module, example: torch.Tensor) 
         _CONVERSIONS.move_to_end(key)
         return _CONVERSIONS[key]
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), quiet_root_logger():
             warnings.simplefilter("ignore")  # torch.export's notes on YOLOX's shape arithmetic
             edge = litert_torch.convert(network, (example,))
             content = bytes(edge.model_content())
@@ -187,6 +188,20 @@ def _conversion_key(litert_torch: Any, network: torch.nn.Module, example: torch.
     return digest.hexdigest()
 
 
+@contextlib.contextmanager
+def quiet_root_logger() -> Iterator[None]:
+    """litert-torch and ai-edge-quantizer log each step at INFO on the root logger ("Use JAX lowering:
+    aten.exp", "Serializing model..."), twenty lines a conversion that say nothing to act on; the SDK's
+    own loggers log nothing meanwhile."""
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(max(level, logging.WARNING))
+    try:
+        yield
+    finally:
+        root.setLevel(level)
+
+
 def float16_weights(content: bytes) -> bytes:
     """``content`` with its float weights stored in float16 (ai-edge-quantizer's float casting)."""
     from ai_edge_quantizer import qtyping, quantizer
@@ -200,9 +215,9 @@ def float16_weights(content: bytes) -> bytes:
             num_bits=16,
             algorithm_key=AlgorithmName.FLOAT_CASTING,
         )
-        return bytes(
-            casting.quantize(enable_progress_bar=False, enable_progress_report=False).quantized_model
-        )
+        with quiet_root_logger():
+            result = casting.quantize(enable_progress_bar=False, enable_progress_report=False)
+        return bytes(result.quantized_model)
     except Exception as error:  # noqa: BLE001 - the quantizer raises many types
         raise ExportError(f"ai-edge-quantizer could not cast the weights to float16: {error}") from error
 

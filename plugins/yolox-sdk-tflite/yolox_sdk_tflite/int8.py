@@ -43,6 +43,7 @@ from yolox_sdk_tflite.exporter import (
     keep_failed,
     output_path,
     prepared_network,
+    quiet_root_logger,
     sample_batch,
     write_atomically,
 )
@@ -258,9 +259,10 @@ class _QuantizerBackend:
         started = time.perf_counter()
         samples = [{self._input_name(): image[None].astype(np.float32)} for image in calibration]
         try:
-            ranges = self._quantizer(()).calibrate(
-                {SIGNATURE: samples}, num_threads=self.options.threads or 2
-            )
+            with quiet_root_logger():
+                ranges = self._quantizer(()).calibrate(
+                    {SIGNATURE: samples}, num_threads=self.options.threads or 2
+                )
         except Exception as error:  # noqa: BLE001 - the quantizer raises many types
             raise ExportError(f"{FORMAT}: ai-edge-quantizer calibration failed: {error}") from error
         log.info(
@@ -277,9 +279,10 @@ class _QuantizerBackend:
     def quantized(self, float_blocks: Sequence[str]) -> bytes:
         """The calibrated model with ``float_blocks`` kept float, as flatbuffer bytes."""
         try:
-            result = self._quantizer(float_blocks).quantize(
-                self.ranges, enable_progress_bar=False, enable_progress_report=False
-            )
+            with quiet_root_logger():
+                result = self._quantizer(float_blocks).quantize(
+                    self.ranges, enable_progress_bar=False, enable_progress_report=False
+                )
         except Exception as error:  # noqa: BLE001 - the quantizer raises many types
             raise ExportError(
                 f"{FORMAT}: ai-edge-quantizer could not quantize with {list(float_blocks) or 'nothing'} float: "
