@@ -241,3 +241,20 @@ def test_taylor_importance_reaches_a_parameter_target(files: dict, tmp_path: Pat
     reloaded = model_from_checkpoint(load_checkpoint(result.output))
     assert 0.95 * target < parameter_count(reloaded) == result.after.params <= target
     assert load_checkpoint(result.output).pruning["requested"]["target_params"] == target
+
+
+def test_a_pruned_checkpoint_starts_a_model_of_another_class_count(files: dict) -> None:
+    model = build_model(make_spec("yolox-nano", 3, input_size=(SIZE, SIZE)))
+    report = load_initial_weights(model, str(files["pruned"]), "yolox-nano")
+    pruned = load_checkpoint(files["pruned"]).model
+    for level in range(3):
+        predictor = model.head.cls_preds[level]
+        assert predictor.out_channels == 3
+        assert predictor.in_channels == pruned[f"head.cls_preds.{level}.weight"].shape[1]
+        assert torch.allclose(predictor.bias, torch.full((3,), -4.59512))  # YOLOX's prior, log(0.01 / 0.99)
+    assert set(report.reinitialised) == {
+        f"head.cls_preds.{i}.{kind}" for i in range(3) for kind in ("weight", "bias")
+    }
+    stem = "backbone.backbone.stem.conv.conv.weight"
+    assert torch.equal(model.state_dict()[stem], pruned[stem])
+    assert model.eval()(torch.zeros(1, 3, SIZE, SIZE)).shape == (1, 525, 8)

@@ -36,14 +36,24 @@ def is_prediction_layer(name: str) -> bool:
 
 
 def pruned_layers(model: nn.Module, state: Mapping[str, torch.Tensor]) -> list[str]:
-    """Names of the convolutions/BatchNorms whose tensors in ``state`` differ in shape from ``model``'s."""
+    """Names of the convolutions/BatchNorms whose tensors in ``state`` differ in shape from ``model``'s.
+
+    A prediction convolution that differs in its outputs only is a class-count change, not pruning: that
+    stays the business of class-count surgery (``weights.load_matching_weights``).
+    """
     return [
         name
         for name, module in model.named_modules()
         if isinstance(module, nn.Conv2d | nn.BatchNorm2d)
         and f"{name}.weight" in state
-        and tuple(state[f"{name}.weight"].shape) != tuple(module.weight.shape)
+        and _differs(name, tuple(state[f"{name}.weight"].shape), tuple(module.weight.shape))
     ]
+
+
+def _differs(name: str, saved: tuple[int, ...], built: tuple[int, ...]) -> bool:
+    if is_prediction_layer(name):
+        return saved[1:] != built[1:]
+    return saved != built
 
 
 def fit_structure(model: nn.Module, state: Mapping[str, torch.Tensor], source: str) -> int:
