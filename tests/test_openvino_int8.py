@@ -159,7 +159,7 @@ def evaluate(model, name):
 
 
 found = {"tight": export("tight", "max_ap_drop=0.5")}
-xml = out / "tight" / f"{Path(checkpoint).stem}.xml"
+xml = out / "tight" / f"{Path(checkpoint).stem}.int8.xml"
 if xml.is_file():
     model = openvino.Core().read_model(str(xml))
     found["rt_info"] = {key: model.get_rt_info(["yolox_sdk", key]).astype(str) for key in model.get_rt_info()["yolox_sdk"]}

@@ -311,7 +311,8 @@ found["export_int8_other_classes"] = invoke(
     "export", checkpoint, "--format", "tflite-int8", "--option", f"tflite-int8.val_path={bccd_root}",
     "--option", "tflite-int8.val_format=voc", "--option", "tflite-int8.val_split=val", "--out", out / "other", *samples
 )
-fp32, fp16, int8 = (out / name / f"{stem}.tflite" for name in ("fp32", "fp16", "int8"))
+fp32, fp16 = (out / name / f"{stem}.tflite" for name in ("fp32", "fp16"))
+int8 = out / "int8" / f"{stem}.int8.tflite"
 if not (fp32.is_file() and fp16.is_file()):
     print(json.dumps(found))
     sys.exit(0)

@@ -31,6 +31,7 @@ import attrs
 import numpy as np
 
 from yolox_sdk.errors import DatasetError, ExportError
+from yolox_sdk.plugins.interfaces import METADATA_FILE_STEM
 
 if TYPE_CHECKING:
     from yolox_sdk.data.records import DetectionDataset
@@ -388,3 +389,10 @@ def ap_points(
     metrics = evaluate_model(as_torch_module(loaded), dataset, input_size, settings, "cpu").metrics
     ap, ap50 = metrics["mAP"], metrics["mAP50"]
     return (0.0 if math.isnan(ap) else 100 * ap), (0.0 if math.isnan(ap50) else 100 * ap50)
+
+
+def int8_file_stem(metadata: Mapping[str, Any]) -> str:
+    """``<file_stem>.int8``: the name of an INT8 export, so that it never replaces the float file of the same
+    format exported into the same folder (``--format onnx --format onnx-int8``); runtimes read it by its
+    suffix like any other file of the format."""
+    return f"{metadata.get(METADATA_FILE_STEM) or 'model'}.int8"

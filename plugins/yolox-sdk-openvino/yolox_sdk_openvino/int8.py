@@ -77,7 +77,7 @@ def import_nncf() -> Any:
 
 
 class OpenVinoInt8Exporter:
-    """Writes ``<file_stem>.xml``/``.bin`` in INT8; see the module docstring."""
+    """Writes ``<file_stem>.int8.xml``/``.bin``; see the module docstring."""
 
     uses_training_config = True  # export_checkpoint passes training_config= (the Exporter protocol)
 
@@ -118,7 +118,7 @@ class OpenVinoInt8Exporter:
         val = budget_search.validation_data(FORMAT, options, config, class_names)
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
-        xml = out_dir / f"{metadata.get(METADATA_FILE_STEM) or 'model'}.xml"
+        xml = out_dir / f"{budget_search.int8_file_stem(metadata)}.xml"
         budget = budget_search.Budget(
             FORMAT, options.max_ap_drop, options.max_float_fraction, "OpenVINO", REMEDIES
         )

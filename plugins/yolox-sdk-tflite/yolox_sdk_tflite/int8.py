@@ -33,7 +33,7 @@ import numpy as np
 
 from yolox_sdk.errors import ExportError
 from yolox_sdk.export import budget_search
-from yolox_sdk.plugins.interfaces import METADATA_CLASS_NAMES, ExportResult
+from yolox_sdk.plugins.interfaces import METADATA_CLASS_NAMES, METADATA_FILE_STEM, ExportResult
 from yolox_sdk_tflite import TfliteInt8Options, TfliteRuntimeOptions
 from yolox_sdk_tflite.exporter import (
     convert,
@@ -125,7 +125,7 @@ def _short(scope: str) -> str:
 
 
 class TfliteInt8Exporter:
-    """Writes ``<file_stem>.tflite`` in INT8; see the module docstring."""
+    """Writes ``<file_stem>.int8.tflite``; see the module docstring."""
 
     uses_training_config = True  # export_checkpoint passes training_config= (the Exporter protocol)
 
@@ -154,7 +154,7 @@ class TfliteInt8Exporter:
         class_names = tuple(metadata[METADATA_CLASS_NAMES])
         calibration, skipped = budget_search.calibration_arrays(FORMAT, options, config, input_size)
         val = budget_search.validation_data(FORMAT, options, config, class_names)
-        path = output_path(out_dir, metadata)
+        path = output_path(out_dir, {**metadata, METADATA_FILE_STEM: budget_search.int8_file_stem(metadata)})
         batch, _ = sample_batch(sample_images, input_size)
         started = time.perf_counter()
         float_content = convert(litert_torch, prepared_network(model, decode=False), batch[:1])

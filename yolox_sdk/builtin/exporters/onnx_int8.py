@@ -109,7 +109,7 @@ REMEDIES = (
 
 
 class OnnxInt8Exporter:
-    """Writes ``<file_stem>.onnx`` in INT8; see the module docstring."""
+    """Writes ``<file_stem>.int8.onnx``; see the module docstring."""
 
     uses_training_config = True  # export_checkpoint passes training_config= (the Exporter protocol)
 
@@ -145,7 +145,7 @@ class OnnxInt8Exporter:
         val = budget_search.validation_data(FORMAT, options, config, class_names)
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
-        path = out_dir / f"{metadata.get(METADATA_FILE_STEM) or 'model'}.onnx"
+        path = out_dir / f"{budget_search.int8_file_stem(metadata)}.onnx"
         budget = _budget(options)
         with tempfile.TemporaryDirectory(prefix="yolox-int8-") as work:
             float_path = _float_graph(model, metadata, Path(work), sample_images, options.opset)
