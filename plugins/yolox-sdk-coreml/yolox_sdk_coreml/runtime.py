@@ -17,7 +17,8 @@ import attrs
 import numpy as np
 
 from yolox_sdk.errors import CheckpointError, WeightsError
-from yolox_sdk.plugins.interfaces import METADATA_RECOMMENDED_CONF
+from yolox_sdk.plugins.interfaces import METADATA_EVALUATION, METADATA_RECOMMENDED_CONF
+from yolox_sdk.runtimes.metadata import evaluation_metadata
 from yolox_sdk_coreml import CoreMLRuntimeOptions
 from yolox_sdk_coreml.package import (
     INPUT_NAME,
@@ -48,6 +49,7 @@ class CoreMLModel:
     class_names: tuple[str, ...]
     input_size: tuple[int, int]
     recommended_conf: float | None
+    evaluation: dict[str, Any] | None = None
     runtime: str = "coreml"
 
     def forward(self, batch: np.ndarray) -> np.ndarray:
@@ -120,4 +122,5 @@ class CoreMLRuntime:
             raise WeightsError(f"{path} does not fit its own metadata: {'; '.join(problems)}. {_NOT_OURS}")
         conf = metadata.get(METADATA_RECOMMENDED_CONF)
         probability = isinstance(conf, int | float) and not isinstance(conf, bool) and 0 <= conf <= 1
-        return CoreMLModel(model, class_names, input_size, float(conf) if probability else None)
+        evaluation = evaluation_metadata(metadata.get(METADATA_EVALUATION), str(path))
+        return CoreMLModel(model, class_names, input_size, float(conf) if probability else None, evaluation)

@@ -19,7 +19,13 @@ import attrs
 import numpy as np
 
 from yolox_sdk.errors import CheckpointError, WeightsError
-from yolox_sdk.plugins.interfaces import METADATA_CLASS_NAMES, METADATA_INPUT_SIZE, METADATA_RECOMMENDED_CONF
+from yolox_sdk.plugins.interfaces import (
+    METADATA_CLASS_NAMES,
+    METADATA_EVALUATION,
+    METADATA_INPUT_SIZE,
+    METADATA_RECOMMENDED_CONF,
+)
+from yolox_sdk.runtimes.metadata import evaluation_metadata
 from yolox_sdk_openvino import OpenVinoRuntimeOptions
 from yolox_sdk_openvino.ir import DECODED, WEIGHTS_DIGEST, file_digest, import_openvino, read_metadata
 
@@ -44,6 +50,7 @@ class OpenVinoModel:
     recommended_conf: float | None
     decoded: bool
     fixed_batch: int | None
+    evaluation: dict[str, Any] | None = None
     runtime: str = "openvino"
     requests: dict[int, Any] = attrs.field(factory=dict)
 
@@ -102,6 +109,7 @@ class OpenVinoRuntime:
             recommended_conf=float(conf) if _is_probability(conf) else None,
             decoded=metadata.get(DECODED, True) is not False,
             fixed_batch=fixed_batch,
+            evaluation=evaluation_metadata(metadata.get(METADATA_EVALUATION), str(path)),
         )
         loaded.request(fixed_batch or 1)  # compile now: a device or setting OpenVINO refuses fails at load
         return loaded
