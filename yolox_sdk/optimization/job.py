@@ -114,8 +114,9 @@ def prune(
         finetune_overrides: ``section.key=value`` overrides of the recovery run's config.
 
     Raises:
-        ConfigError: a bad plan, output path or option (before any work).
-        CheckpointError: an unreadable checkpoint, or one already pruned past ``ratio``.
+        ConfigError: a bad plan, output path or option, or a checkpoint already pruned past ``ratio``
+            (all before any work).
+        CheckpointError: an unreadable or damaged checkpoint.
     """
     plan = PruningPlan(ratio, method, scope, target_params, target_macs)
     check_plan(plan)
