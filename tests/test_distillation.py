@@ -198,7 +198,7 @@ def test_distillation_is_switched_on_by_its_section_or_by_name(tmp_path: Path) -
     by_section = load_config(None, ["training.distillation.teacher=t.pt"])
     by_name = load_config(None, ["training.losses=[{name: distillation, teacher: t.pt}]"])
     resolved = [
-        resolve_options(registry, "loss", name, raw, where)
+        resolve_options(registry, "loss_term", name, raw, where)
         for config in (by_section, by_name)
         for name, raw, where in configured_losses(config, registry)
     ]
@@ -245,7 +245,7 @@ class _CountingLoss:
 
 class _LossPlugin:
     @hookimpl
-    def register_losses(self, register) -> None:
+    def register_loss_terms(self, register) -> None:
         register("obj_penalty", lambda options, context: _CountingLoss(), description="test")
 
 

@@ -163,7 +163,7 @@ class TrainingConfig:
     ``torch.compile`` (slow to compile, off by default; see ``yolox_sdk.engine.memory``).
     ``auto_resume`` continues, when no ``--resume`` is given, the most recent run in
     ``monitoring.output_dir`` of the same config (see ``yolox_sdk.engine.resume``).
-    ``losses`` adds loss-term plugins to YOLOX's loss (``register_losses``); ``distillation`` switches on
+    ``losses`` adds loss-term plugins to YOLOX's loss (``register_loss_terms``); ``distillation`` switches on
     the built-in one, knowledge distillation from a teacher checkpoint (``DistillationConfig``).
     """
 

@@ -1,4 +1,4 @@
-"""Loss-term plugins (``register_losses``) in a training step: which ones a config turns on, building
+"""Loss-term plugins (``register_loss_terms``) in a training step: which ones a config turns on, building
 them before the run directory exists, reading the head's raw outputs, adding their terms to YOLOX's loss.
 
 YOLOX's training forward returns its loss, not the head's outputs, so the student's raw outputs are read
@@ -25,7 +25,7 @@ from yolox_sdk.plugins.building import build_plugin
 from yolox_sdk.plugins.interfaces import HeadLevel, LossContext, LossInputs
 from yolox_sdk.plugins.registry import Registry
 
-LOSS = "loss"
+LOSS = "loss_term"
 YOLOX_LOSS_KEYS = ("total_loss", "iou_loss", "conf_loss", "cls_loss", "l1_loss")
 _PARTS = ("reg_preds", "obj_preds", "cls_preds")
 
@@ -154,6 +154,11 @@ class LossTerms:
         combined = dict(outputs)
         for term in self.terms:
             values = term(inputs)
+            missing = [name for name in term.names if name not in values]
+            if missing:
+                raise TrainingError(
+                    f"The loss term {type(term).__name__} returned {sorted(values)}, not its names {missing}."
+                )
             for name in term.names:
                 combined[name] = values[name]
                 combined["total_loss"] = combined["total_loss"] + values[name]

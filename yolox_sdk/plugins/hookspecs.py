@@ -117,7 +117,7 @@ def register_callbacks(register: Register) -> None:
 
 
 @hookspec
-def register_losses(register: Register) -> None:
+def register_loss_terms(register: Register) -> None:
     """Register loss terms added to YOLOX's own loss in every training step (knowledge distillation,
     auxiliary objectives).
 

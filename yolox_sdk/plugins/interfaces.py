@@ -231,7 +231,7 @@ class ExportResult:
 
 @attrs.frozen
 class LossContext:
-    """What a loss term's factory is given (``register_losses``).
+    """What a loss term's factory is given (``register_loss_terms``).
 
     Attributes:
         class_names: the training data's classes, index = class id (a teacher must have the same).

@@ -112,8 +112,8 @@ PLUGIN_KINDS: tuple[PluginKind, ...] = (
         config=ConfigSlot("training.callbacks", ITEM_LIST),
     ),
     PluginKind(
-        "loss",
-        "register_losses",
+        "loss_term",
+        "register_loss_terms",
         "LossTerm",
         ("options", "context"),
         config=ConfigSlot("training.losses", ITEM_LIST),

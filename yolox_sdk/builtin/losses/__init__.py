@@ -1,1 +1,1 @@
-"""Built-in loss terms (``register_losses``)."""
+"""Built-in loss terms (``register_loss_terms``)."""

@@ -2,7 +2,7 @@
 
 Switched on by ``training.distillation`` (or named in ``training.losses`` with the same options); the
 maths and the teacher checks are in ``yolox_sdk.optimization.distillation``. Registered through the
-project's own entry point, with the public ``register_losses`` hook only.
+project's own entry point, with the public ``register_loss_terms`` hook only.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ def build_distillation(options: DistillationConfig, context: Any) -> Any:
 
 
 @hookimpl
-def register_losses(register: Any) -> None:
+def register_loss_terms(register: Any) -> None:
     register(
         "distillation",
         build_distillation,
