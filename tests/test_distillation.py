@@ -254,7 +254,8 @@ def test_a_run_with_a_teacher_logs_the_terms_and_resumes(teacher_file: Path, tmp
     _, registry = build_plugin_manager(extra_plugins=[("obj_penalty", _LossPlugin())])
     overrides = [
         *coco8_overrides(tmp_path),
-        "training.epochs=2",
+        "training.multiscale_range=1",  # 128-192 px, a new size every step: the teacher sees each one
+        "training.multiscale_interval=1",
         f"training.distillation={{teacher: {teacher_file}, temperature: 2.0}}",
         "training.losses=[obj_penalty]",
     ]
