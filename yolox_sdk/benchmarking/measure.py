@@ -62,7 +62,7 @@ def library_versions() -> dict[str, str | None]:
     from yolox_sdk import __version__
 
     versions: dict[str, str | None] = {"yolox-sdk": __version__}
-    for name in ("torch", "onnxruntime", "onnx", "onnxslim"):
+    for name in ("torch", "onnxruntime", "onnx", "onnxslim", "openvino", "nncf", "ai_edge_litert", "coremltools"):
         try:
             versions[name] = str(importlib.import_module(name).__version__)
         except (ImportError, AttributeError):
