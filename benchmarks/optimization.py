@@ -1,4 +1,4 @@
-"""Model optimization figures on BCCD: structured pruning with recovery finetuning (distillation: later).
+"""Model optimization figures on BCCD: structured pruning with recovery finetuning (distillation: ``benchmarks/distillation.py``).
 
 For each pruning ratio and seed: ``yolox_sdk.prune`` (L2 magnitude, global ranking, the head's
 predictions kept) of a BCCD-finetuned checkpoint, then recovery finetuning with the SDK's own training
@@ -124,10 +124,6 @@ def pruning(arguments: argparse.Namespace) -> list[dict[str, Any]]:
             runs.append(pruning_run(source, ratio, seed, arguments))
             (arguments.work / "pruning.json").write_text(json.dumps(runs, indent=1), encoding="utf-8")
     return runs
-
-
-# Distillation (issue #14, part 2) goes here: a `distillation(arguments)` returning its rows, called from
-# `main` after `pruning`.
 
 
 def main(argv: list[str] | None = None) -> None:
