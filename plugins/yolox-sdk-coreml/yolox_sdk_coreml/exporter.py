@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from yolox_sdk.errors import ExportError
+from yolox_sdk.export.samples import sample_batch as _sample_batch
 from yolox_sdk.plugins.interfaces import (
     METADATA_CLASS_NAMES,
     METADATA_FILE_STEM,
@@ -287,22 +288,6 @@ def _reference_network(
     network = copy.deepcopy(model).cpu().float().eval()
     network.head.decode_in_inference = True
     return vision_outputs(network, input_size) if nms is not None else network
-
-
-def _sample_batch(
-    sample_images: Sequence[Path], input_size: tuple[int, int]
-) -> tuple[torch.Tensor, list[str]]:
-    from yolox_sdk.data.preprocess import images_to_batch, read_image
-
-    notes: list[str] = []
-    if sample_images:
-        arrays = [read_image(Path(path)) for path in sample_images]
-    else:
-        generator = np.random.default_rng(0)
-        arrays = [generator.integers(0, 256, (*input_size, 3), dtype=np.uint8)]
-        notes.append("no sample images given: checked on a synthetic image only")
-    batch, _ = images_to_batch(arrays, input_size)
-    return batch, notes
 
 
 def _comparable(outputs: Sequence[np.ndarray], input_size: tuple[int, int], nms: bool) -> np.ndarray:

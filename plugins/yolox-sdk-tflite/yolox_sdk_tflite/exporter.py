@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from yolox_sdk.errors import ExportError, YoloxSdkError
+from yolox_sdk.export.samples import sample_batch
 from yolox_sdk.plugins.interfaces import METADATA_FILE_STEM, METADATA_INPUT_SIZE, ExportResult
 from yolox_sdk_tflite import TfliteExportOptions, TfliteRuntimeOptions
 from yolox_sdk_tflite.flatbuffer import DECODED, PRECISION, embed_metadata, import_converter
@@ -234,23 +235,6 @@ def file_metadata(metadata: Mapping[str, Any], precision: str, decoded: bool) ->
         }
     )
     return entries
-
-
-def sample_batch(
-    sample_images: Sequence[Path], input_size: tuple[int, int]
-) -> tuple[torch.Tensor, list[str]]:
-    """The sample images letterboxed into a batch; a synthetic image (noted) when there are none."""
-    from yolox_sdk.data.preprocess import images_to_batch, read_image
-
-    notes: list[str] = []
-    if sample_images:
-        arrays = [read_image(Path(path)) for path in sample_images]
-    else:
-        generator = np.random.default_rng(0)
-        arrays = [generator.integers(0, 256, (*input_size, 3), dtype=np.uint8)]
-        notes.append("no sample images given: checked on a synthetic image only")
-    batch, _ = images_to_batch(arrays, input_size)
-    return batch, notes
 
 
 def fractions(rows: np.ndarray, input_size: tuple[int, int]) -> np.ndarray:

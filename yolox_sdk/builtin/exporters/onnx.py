@@ -33,6 +33,7 @@ import numpy as np
 
 from yolox_sdk.config.validators import number
 from yolox_sdk.errors import ExportError
+from yolox_sdk.export.samples import sample_batch as _sample_batch
 from yolox_sdk.plugins.hookspecs import Register, hookimpl
 from yolox_sdk.plugins.interfaces import METADATA_FILE_STEM, METADATA_INPUT_SIZE, ExportResult
 
@@ -182,22 +183,6 @@ def _half_precision(network: torch.nn.Module) -> torch.nn.Module:
             return self.inner(images.half()).float()
 
     return HalfPrecisionNetwork(network)
-
-
-def _sample_batch(
-    sample_images: Sequence[Path], input_size: tuple[int, int]
-) -> tuple[torch.Tensor, list[str]]:
-    from yolox_sdk.data.preprocess import images_to_batch, read_image
-
-    notes: list[str] = []
-    if sample_images:
-        arrays = [read_image(Path(path)) for path in sample_images]
-    else:
-        generator = np.random.default_rng(0)
-        arrays = [generator.integers(0, 256, (*input_size, 3), dtype=np.uint8)]
-        notes.append("no sample images given: checked on a synthetic image only")
-    batch, _ = images_to_batch(arrays, input_size)
-    return batch, notes
 
 
 def _export_graph(network: torch.nn.Module, example: torch.Tensor, path: Path, options: OnnxOptions) -> None:
