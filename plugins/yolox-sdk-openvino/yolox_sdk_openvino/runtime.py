@@ -20,12 +20,10 @@ import numpy as np
 
 from yolox_sdk.errors import CheckpointError, WeightsError
 from yolox_sdk.plugins.interfaces import (
-    METADATA_CLASS_NAMES,
     METADATA_EVALUATION,
-    METADATA_INPUT_SIZE,
     METADATA_RECOMMENDED_CONF,
 )
-from yolox_sdk.runtimes.metadata import evaluation_metadata
+from yolox_sdk.runtimes.metadata import evaluation_metadata, required_metadata
 from yolox_sdk_openvino import OpenVinoRuntimeOptions
 from yolox_sdk_openvino.ir import DECODED, WEIGHTS_DIGEST, file_digest, import_openvino, read_metadata
 
@@ -139,22 +137,7 @@ def _read(core: Any, path: Path) -> Any:
 
 
 def _required_metadata(path: Path, metadata: dict[str, Any]) -> tuple[tuple[str, ...], tuple[int, int]]:
-    names, size = metadata.get(METADATA_CLASS_NAMES), metadata.get(METADATA_INPUT_SIZE)
-    names_ok = isinstance(names, list) and bool(names) and all(isinstance(name, str) for name in names)
-    size_ok = (
-        isinstance(size, list)
-        and len(size) == 2
-        and all(isinstance(side, int) and not isinstance(side, bool) and side > 0 for side in size)
-    )
-    if not (names_ok and size_ok):
-        missing = [
-            key for key, ok in ((METADATA_CLASS_NAMES, names_ok), (METADATA_INPUT_SIZE, size_ok)) if not ok
-        ]
-        raise WeightsError(
-            f"{path} is an OpenVINO IR without yolox-sdk's metadata ({', '.join(missing)} missing or malformed "
-            f"under rt_info/yolox_sdk), so its classes and input size are unknown. {_NOT_OURS}"
-        )
-    return tuple(names), (size[0], size[1])  # type: ignore[index]
+    return required_metadata(path, metadata, "an OpenVINO IR", "under rt_info/yolox_sdk", _NOT_OURS)
 
 
 def _check_weights(path: Path, metadata: dict[str, Any]) -> None:

@@ -20,12 +20,10 @@ import numpy as np
 
 from yolox_sdk.errors import CheckpointError, WeightsError
 from yolox_sdk.plugins.interfaces import (
-    METADATA_CLASS_NAMES,
     METADATA_EVALUATION,
-    METADATA_INPUT_SIZE,
     METADATA_RECOMMENDED_CONF,
 )
-from yolox_sdk.runtimes.metadata import evaluation_metadata
+from yolox_sdk.runtimes.metadata import evaluation_metadata, required_metadata
 from yolox_sdk_tflite import TfliteRuntimeOptions
 from yolox_sdk_tflite.flatbuffer import (
     DECODED,
@@ -165,22 +163,7 @@ def _metadata(path: Path, content: bytes) -> dict[str, Any]:
 
 
 def _required_metadata(path: Path, metadata: dict[str, Any]) -> tuple[tuple[str, ...], tuple[int, int]]:
-    names, size = metadata.get(METADATA_CLASS_NAMES), metadata.get(METADATA_INPUT_SIZE)
-    names_ok = isinstance(names, list) and bool(names) and all(isinstance(name, str) for name in names)
-    size_ok = (
-        isinstance(size, list)
-        and len(size) == 2
-        and all(isinstance(side, int) and not isinstance(side, bool) and side > 0 for side in size)
-    )
-    if not (names_ok and size_ok):
-        missing = [
-            key for key, ok in ((METADATA_CLASS_NAMES, names_ok), (METADATA_INPUT_SIZE, size_ok)) if not ok
-        ]
-        raise WeightsError(
-            f"{path} is a TFLite model without yolox-sdk's metadata ({', '.join(missing)} missing or malformed "
-            f"in its 'yolox_sdk' metadata entry), so its classes and input size are unknown. {_NOT_OURS}"
-        )
-    return tuple(names), (size[0], size[1])  # type: ignore[index]
+    return required_metadata(path, metadata, "a TFLite model", "in its 'yolox_sdk' metadata entry", _NOT_OURS)
 
 
 def _check_weights(path: Path, content: bytes, metadata: dict[str, Any]) -> None:
