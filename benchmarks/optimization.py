@@ -1,8 +1,10 @@
 """Model optimization figures on BCCD: structured pruning with recovery finetuning (distillation: ``benchmarks/distillation.py``).
 
-For each pruning ratio and seed: ``yolox_sdk.prune`` (L2 magnitude, global ranking, the head's
-predictions kept) of a BCCD-finetuned checkpoint, then recovery finetuning with the SDK's own training
-for ``--epochs`` epochs (the checkpoint's own config, ``training.seed`` set), and the figures of the
+For each pruning ratio and seed: ``yolox_sdk.prune`` (L2 magnitude within each layer; each layer's share
+from measured loss, ``--scope sensitivity``, by default; the head's predictions kept; BatchNorm statistics
+re-estimated) of a BCCD-finetuned checkpoint, then recovery finetuning with the SDK's own training for
+``--epochs`` epochs (the checkpoint's own config, ``training.seed`` set, the unpruned checkpoint as
+distillation teacher unless ``--no-distill``), and the figures of the
 unpruned, pruned and recovered models: parameters, MACs at the input size, CPU latency at batch 1
 (timed in alternation, so the ratio holds on a shared machine) and val mAP50:95 from ``yolox-sdk eval``.
 
@@ -37,7 +39,14 @@ def parse_arguments(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--epochs", type=int, default=6, help="Recovery finetuning epochs.")
     parser.add_argument("--seeds", default="0", help="Comma-separated training seeds (spread over seeds).")
     parser.add_argument("--method", default="l2", choices=["l1", "l2", "taylor"])
-    parser.add_argument("--uniform", action="store_true", help="Uniform instead of global ranking.")
+    parser.add_argument("--scope", default="sensitivity", choices=["sensitivity", "global", "uniform"])
+    parser.add_argument("--no-distill", action="store_true", help="Recovery without the unpruned teacher.")
+    parser.add_argument(
+        "--control",
+        action="store_true",
+        help="Also train the unpruned checkpoint for the same epochs and seeds (no pruning, no teacher): "
+        "what the extra epochs alone give, the fair reference for the recovered mAP.",
+    )
     parser.add_argument("--latency-runs", type=int, default=30)
     parser.add_argument("--work", type=Path, default=Path("/tmp/yolox-sdk-optimization"))
     parser.add_argument(
@@ -70,7 +79,8 @@ def pruning_run(source: Path, ratio: float, seed: int, arguments: argparse.Names
         source,
         ratio,
         method=arguments.method,
-        scope="uniform" if arguments.uniform else "global",
+        scope=arguments.scope,
+        distill=not arguments.no_distill,
         out=out,
         force=True,
         latency_runs=arguments.latency_runs,
@@ -88,6 +98,41 @@ def pruning_run(source: Path, ratio: float, seed: int, arguments: argparse.Names
         "recovered": attrs.asdict(result.recovered) if result.recovered else None,
         "run": str(result.recovery_run),
     }
+
+
+def control_run(source: Path, seed: int, arguments: argparse.Namespace) -> dict[str, Any]:
+    """The unpruned checkpoint trained for the recovery epochs with the same recipe: the extra epochs'
+    share of a recovered model's mAP."""
+    from yolox_sdk.checkpoints.format import load_checkpoint
+    from yolox_sdk.engine.jobs import evaluate_checkpoint
+    from yolox_sdk.engine.trainer import train
+    from yolox_sdk.optimization.job import _training_config
+
+    overrides = [
+        f"model.checkpoint={source.resolve()}",
+        f"training.epochs={arguments.epochs}",
+        f"training.seed={seed}",
+        "training.auto_resume=false",
+        f"monitoring.output_dir={arguments.work.resolve()}",
+        f"monitoring.run_name=control-s{seed}",
+        "monitoring.progress_bar=false",
+        *arguments.overrides,
+    ]
+    checkpoint = load_checkpoint(source)
+    trained = train(_training_config(checkpoint, None, overrides))
+    data = checkpoint.config["data"]
+    metrics = evaluate_checkpoint(
+        trained.best_checkpoint,
+        data["val_path"],
+        split=data["val_split"],
+        format_name=data["format"],
+        device="cpu",
+    ).metrics
+    print(
+        f"\n== control, seed {seed}: unpruned + {arguments.epochs} epochs: mAP {metrics['mAP']:.4f} ==",
+        flush=True,
+    )
+    return {"seed": seed, "map": metrics["mAP"], "map50": metrics["mAP50"], "run": str(trained.run_dir)}
 
 
 def summary(runs: list[dict[str, Any]]) -> str:
@@ -120,9 +165,16 @@ def pruning(arguments: argparse.Namespace) -> list[dict[str, Any]]:
     shutil.copyfile(arguments.checkpoint, source)
     runs = []
     for seed in [int(text) for text in arguments.seeds.split(",")]:
-        for ratio in [float(text) for text in arguments.ratios.split(",")]:
+        for ratio in [float(text) for text in arguments.ratios.split(",") if text]:
             runs.append(pruning_run(source, ratio, seed, arguments))
             (arguments.work / "pruning.json").write_text(json.dumps(runs, indent=1), encoding="utf-8")
+    return runs
+
+
+def controls(arguments: argparse.Namespace) -> list[dict[str, Any]]:
+    source = arguments.work / "unpruned.pt"
+    runs = [control_run(source, int(seed), arguments) for seed in arguments.seeds.split(",")]
+    (arguments.work / "control.json").write_text(json.dumps(runs, indent=1), encoding="utf-8")
     return runs
 
 
@@ -130,8 +182,18 @@ def main(argv: list[str] | None = None) -> None:
     arguments = parse_arguments(sys.argv[1:] if argv is None else argv)
     print(f"{machine()}; torch threads {os.environ.get('OMP_NUM_THREADS', 'default')}", flush=True)
     runs = pruning(arguments)
-    print(f"\n== Pruning summary ({arguments.method}, {arguments.epochs} recovery epochs) ==\n{machine()}")
-    print(summary(runs))
+    control = controls(arguments) if arguments.control else []
+    recipe = f"{arguments.method}, {arguments.scope}, {arguments.epochs} recovery epochs"
+    recipe += ", no distillation" if arguments.no_distill else ", unpruned teacher"
+    print(f"\n== Pruning summary ({recipe}) ==\n{machine()}")
+    if runs:
+        print(summary(runs))
+    if control:
+        maps = [run["map"] for run in control]
+        print(
+            f"control (unpruned + {arguments.epochs} epochs, no teacher): mAP50:95 {statistics.mean(maps):.4f} "
+            f"({min(maps):.4f}-{max(maps):.4f}) over seeds {arguments.seeds}"
+        )
 
 
 if __name__ == "__main__":

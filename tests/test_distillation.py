@@ -6,12 +6,14 @@ work; a loss term registered in code is used like the built-in one."""
 from __future__ import annotations
 
 import copy
+import hashlib
+import json
 from pathlib import Path
 
 import pytest
 import torch
 
-from yolox_sdk.checkpoints.format import Checkpoint, save_checkpoint
+from yolox_sdk.checkpoints.format import Checkpoint, load_checkpoint, save_checkpoint
 from yolox_sdk.config.loader import load_config
 from yolox_sdk.config.plugin_options import resolve_options
 from yolox_sdk.config.schema import DistillationConfig
@@ -265,6 +267,9 @@ def test_a_run_with_a_teacher_logs_the_terms_and_resumes(teacher_file: Path, tmp
         assert f"train/{name}" in header
     assert _CountingLoss.calls == 2  # 4 images, batches of 2
     assert stopped.metrics["train/distill_obj_loss"] > 0
+    teacher = json.loads((stopped.run_dir / "lineage.json").read_text())["teacher"]
+    assert teacher["sha256"] == hashlib.sha256(teacher_file.read_bytes()).hexdigest()
+    assert load_checkpoint(stopped.run_dir / "last.pt").lineage["teacher"] == teacher
     # Resume the finished 1-epoch run for a second epoch: the teacher comes back from the saved config.
     saved = (stopped.run_dir / "config.yaml").read_text()
     assert str(teacher_file) in saved

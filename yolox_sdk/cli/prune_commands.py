@@ -26,12 +26,15 @@ from yolox_sdk.cli.common import handle_errors
     help="Channel importance: weight magnitude (l1, l2) or first-order Taylor on training batches.",
 )
 @click.option(
-    "--global/--uniform",
-    "global_scope",
-    default=True,
+    "--scope",
+    type=click.Choice(["sensitivity", "global", "uniform"]),
+    default="sensitivity",
     show_default=True,
-    help="Rank channels across all layers, or remove the ratio from every layer.",
+    help="How many channels each layer loses: from the loss measured on training batches when they go "
+    "(sensitivity), by importance ranked across all layers (global), or the ratio in every layer (uniform).",
 )
+@click.option("--global", "scope", flag_value="global", help="Same as --scope global.")
+@click.option("--uniform", "scope", flag_value="uniform", help="Same as --scope uniform.")
 @click.option(
     "--target-params", type=int, help="Prune until at most this many parameters (instead of --ratio)."
 )
@@ -39,10 +42,19 @@ from yolox_sdk.cli.common import handle_errors
     "--target-macs", type=int, help="Prune until at most this many MACs per image (instead of --ratio)."
 )
 @click.option(
-    "--data", "data_path", help="Training data for --method taylor [default: the checkpoint's training data]."
+    "--data",
+    "data_path",
+    help="Training data for --scope sensitivity, --method taylor and the BatchNorm recalibration "
+    "[default: the checkpoint's training data].",
 )
 @click.option(
     "--taylor-batches", type=int, default=4, show_default=True, help="Training batches for Taylor importance."
+)
+@click.option(
+    "--recalibrate/--no-recalibrate",
+    default=True,
+    show_default=True,
+    help="Re-estimate the pruned network's BatchNorm statistics on 200 training images.",
 )
 @click.option("--val-data", help="Data to measure mAP on [default: the checkpoint's validation data].")
 @click.option("--val-split", help="Split of --val-data.")
@@ -57,6 +69,12 @@ from yolox_sdk.cli.common import handle_errors
     default=0,
     show_default=True,
     help="Recovery training epochs from the pruned checkpoint (the normal train job, in <out stem>-recovery/).",
+)
+@click.option(
+    "--distill/--no-distill",
+    default=True,
+    show_default=True,
+    help="Recovery training also learns from the unpruned CHECKPOINT as distillation teacher.",
 )
 @click.option(
     "--set",
@@ -76,17 +94,19 @@ def prune(
     checkpoint: Path,
     ratio: float,
     method: str,
-    global_scope: bool,
+    scope: str,
     target_params: int | None,
     target_macs: int | None,
     data_path: str | None,
     taylor_batches: int,
+    recalibrate: bool,
     val_data: str | None,
     val_split: str | None,
     val_format: str | None,
     no_eval: bool,
     latency_runs: int,
     finetune_epochs: int,
+    distill: bool,
     overrides: tuple[str, ...],
     out: Path | None,
     force: bool,
@@ -96,7 +116,7 @@ def prune(
     that eval, predict, export, benchmark and train load.
 
     Prints parameters, MACs, CPU latency at batch 1 and val mAP before and after pruning, and after
-    recovery with --finetune-epochs. mAP right after pruning is usually near 0: finetune.
+    recovery with --finetune-epochs. mAP right after pruning is lower: finetune to recover it.
     """
     from yolox_sdk.optimization import prune as prune_checkpoint
 
@@ -104,13 +124,14 @@ def prune(
         checkpoint,
         ratio,
         method=method,
-        scope="global" if global_scope else "uniform",
+        scope=scope,
         target_params=target_params,
         target_macs=target_macs,
         out=out,
         force=force,
         data=data_path,
         taylor_batches=taylor_batches,
+        recalibrate=recalibrate,
         val_data=val_data,
         val_split=val_split,
         val_format=val_format,
@@ -118,6 +139,7 @@ def prune(
         latency_runs=latency_runs,
         finetune_epochs=finetune_epochs,
         finetune_overrides=overrides,
+        distill=distill,
     )
     click.echo(result.table())
     click.echo(f"Pruned checkpoint: {result.output}")
@@ -126,5 +148,5 @@ def prune(
     elif result.after.map is not None:
         click.echo(
             f"Recover the accuracy by training from it: yolox-sdk train CONFIG model.checkpoint={result.output} "
-            "(or prune again with --finetune-epochs N)."
+            f"training.distillation.teacher={checkpoint} (or prune again with --finetune-epochs N)."
         )

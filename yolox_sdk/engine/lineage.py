@@ -7,6 +7,8 @@ finetuned from, on which labels, with which code:
 - ``parent``: path and sha256 of the initial weights file (``model.checkpoint`` or the resolved
   ``model.pretrained`` file), ``null`` when training from scratch;
 - ``resumed_from``: path and sha256 of the checkpoint a ``--resume``/``--from-best`` run continued from;
+- ``teacher``: path and sha256 of the distillation teacher (``training.distillation.teacher``), ``null``
+  without one: a distilled model's weights depend on it as much as on the parent's;
 - ``dataset``: a fingerprint of the train and val labels (see ``dataset_fingerprint``);
 - ``git``: commit and dirty flag of the working directory's repository, ``null`` outside one;
 - versions (SDK, torch, yolox, Python), host name, start time and the config hash.
@@ -173,9 +175,17 @@ def build_lineage(
         "versions": environment_versions(),
         "parent": file_record(initial_weights) if initial_weights is not None else None,
         "resumed_from": file_record(resumed_from) if resumed_from is not None else None,
+        "teacher": _teacher_record(config),
         "dataset": {"sha256": combined_fingerprint(train, val), "train": train, "val": val},
         "git": git_state(),
     }
+
+
+def _teacher_record(config: Config) -> dict[str, Any] | None:
+    distillation = config.training.distillation
+    if distillation is None or not Path(distillation.teacher).is_file():
+        return None  # no teacher (a missing one is refused before training starts)
+    return file_record(Path(distillation.teacher))
 
 
 def record_lineage(

@@ -18,8 +18,6 @@ from typing import Any
 import torch
 from torch import nn
 
-from yolox_sdk.errors import ConfigError
-
 log = logging.getLogger(__name__)
 
 
@@ -32,24 +30,15 @@ def accumulate_loss_gradients(
         The number of images used.
 
     Raises:
-        ConfigError: when the training data holds no images, or the classes differ from the model's.
+        ConfigError: when the training data holds no images.
     """
-    from yolox_sdk.data.training_data import build_training_loader, load_split
-    from yolox_sdk.plugins.manager import get_registry
+    from yolox_sdk.optimization.calibration import training_batches
 
-    dataset = load_split(config, "train")
-    if dataset is None or not dataset.records:
-        raise ConfigError(
-            f"Taylor importance needs training images, and {config.data.train_path} has none. Give --data, or "
-            "use --method l1/l2, which need no data."
-        )
-    _, loader = build_training_loader(config, dataset, input_size, get_registry())
+    data = training_batches(config, input_size, batches, augment=True, purpose="Taylor importance")
     saved = _batchnorm_statistics(model)
     model.train()
     images_used = 0
-    for index, (images, targets) in enumerate(loader):
-        if index >= batches:
-            break
+    for images, targets in data:
         outputs = model(images, targets)
         outputs["total_loss"].backward()
         images_used += len(images)

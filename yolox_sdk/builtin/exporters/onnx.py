@@ -60,6 +60,9 @@ class OnnxOptions:
             dynamic-batch nano graph goes from 585 to 373 nodes) or ``onnxsim`` (needs its native wheel).
         tolerance: largest absolute difference from PyTorch accepted on the sample images; decoded box
             coordinates are compared as fractions of the input size, scores and raw outputs as they are.
+            1e-3: float32 rounding alone reaches 1.3e-4 on BCCD nano models that were pruned and
+            finetuned (their ONNX files score the same mAP as the checkpoints, 0.522), while a broken graph
+            differs by 0.1 or more.
         fp16: half-precision weights and activations inside the graph (input and output stay float32, so
             runtimes feed it like the float32 file); half the file size. Checked against the float32
             PyTorch model with ``fp16_tolerance`` instead of ``tolerance``.
@@ -74,7 +77,7 @@ class OnnxOptions:
     decode_in_graph: bool = True
     simplify: bool = False
     simplifier: str = attrs.field(default="onnxslim", validator=attrs.validators.in_(("onnxslim", "onnxsim")))
-    tolerance: float = attrs.field(default=1e-4, validator=number(0.0))
+    tolerance: float = attrs.field(default=1e-3, validator=number(0.0))
     fp16: bool = False
     fp16_tolerance: float = attrs.field(default=0.1, validator=number(0.0))
 
