@@ -32,7 +32,7 @@ def figures_rows(columns: list[tuple[str, ModelFigures]]) -> list[list[str]]:
         + [f"{f.macs / 1e9:.3f}{_ratio(f.macs, reference.macs)}" for _, f in columns]
     )
     rows.append(
-        [f"CPU ms, batch 1, {reference.threads} threads (median)"]
+        [f"CPU ms, batch 1, {reference.threads} threads (median)" if reference.threads else "CPU ms, batch 1"]
         + [_cell(f.latency_ms, "{:.1f}") + _ratio(f.latency_ms, reference.latency_ms) for _, f in columns]
     )
     rows.append(["val mAP50:95"] + [_cell(f.map, "{:.4f}") for _, f in columns])
