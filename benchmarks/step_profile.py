@@ -115,8 +115,22 @@ def build_parts(arguments: argparse.Namespace, batch_size: int, run_root: Path) 
     return setup.build_training_parts(config, get_registry(), distributed.context_from_environment())
 
 
+@contextlib.contextmanager
+def instrumented(parts: Any, timer: PhaseTimer) -> Iterator[None]:
+    """Timers around the step's parts: on these objects only (the classes are left alone), and on the
+    step module's read-back function until the block ends."""
+    from yolox_sdk.engine import training_step
+
+    scalar = training_step._scalar
+    instrument(parts, timer)
+    try:
+        yield
+    finally:
+        training_step._scalar = scalar
+
+
 def instrument(parts: Any, timer: PhaseTimer) -> None:
-    """Put timers around the step's parts, on these objects only (the classes are left alone)."""
+    """Put timers around the step's parts (``instrumented`` undoes the one module-level change)."""
     from yolox_sdk.engine import training_step
 
     head = parts.model.head
@@ -181,8 +195,8 @@ def profile(arguments: argparse.Namespace, batch_size: int) -> dict[str, Any]:
         run_steps(parts, stream, arguments.warmup, None)
         plain = run_steps(parts, stream, arguments.steps, None)
         timer = PhaseTimer(parts.device)
-        instrument(parts, timer)
-        profiled = run_steps(parts, stream, arguments.steps, timer)
+        with instrumented(parts, timer):
+            profiled = run_steps(parts, stream, arguments.steps, timer)
     total = sum(profiled)
     seconds = dict(timer.seconds)
     seconds["loss"] -= seconds["SimOTA"]  # SimOTA runs inside get_losses
