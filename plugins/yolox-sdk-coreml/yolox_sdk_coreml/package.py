@@ -16,7 +16,6 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from yolox_sdk.errors import PluginError
-from yolox_sdk.plugins.interfaces import METADATA_CLASS_NAMES, METADATA_INPUT_SIZE
 
 INPUT_NAME = "images"
 OUTPUT_NAME = "output"
@@ -116,17 +115,3 @@ def metadata_problems(found: Mapping[str, Any], expected: Mapping[str, Any]) -> 
         for key, value in expected.items()
         if found.get(key) != decode(encode(value))  # compare as stored: tuples come back as lists
     ]
-
-
-def required_metadata(metadata: Mapping[str, Any]) -> tuple[tuple[str, ...], tuple[int, int]] | None:
-    """Class names and input size from decoded metadata, ``None`` when either is missing or malformed."""
-    names, size = metadata.get(METADATA_CLASS_NAMES), metadata.get(METADATA_INPUT_SIZE)
-    names_ok = isinstance(names, list) and bool(names) and all(isinstance(name, str) for name in names)
-    size_ok = (
-        isinstance(size, list)
-        and len(size) == 2
-        and all(isinstance(side, int) and not isinstance(side, bool) and side > 0 for side in size)
-    )
-    if not (names_ok and size_ok):
-        return None
-    return tuple(names), (size[0], size[1])  # type: ignore[arg-type,index]

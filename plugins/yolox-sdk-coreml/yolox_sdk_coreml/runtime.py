@@ -18,7 +18,7 @@ import numpy as np
 
 from yolox_sdk.errors import CheckpointError, WeightsError
 from yolox_sdk.plugins.interfaces import METADATA_EVALUATION, METADATA_RECOMMENDED_CONF
-from yolox_sdk.runtimes.metadata import evaluation_metadata
+from yolox_sdk.runtimes.metadata import evaluation_metadata, required_metadata
 from yolox_sdk_coreml import CoreMLRuntimeOptions
 from yolox_sdk_coreml.package import (
     INPUT_NAME,
@@ -27,7 +27,6 @@ from yolox_sdk_coreml.package import (
     import_coremltools,
     interface_problems,
     read_metadata,
-    required_metadata,
 )
 
 _NOT_OURS = (
@@ -104,13 +103,9 @@ class CoreMLRuntime:
             ) from error
         spec = model.get_spec()
         metadata = read_metadata(spec)
-        required = required_metadata(metadata)
-        if required is None:
-            raise WeightsError(
-                f"{path} is a CoreML package without yolox-sdk's metadata (class_names and input_size in "
-                f"user_defined_metadata), so its classes and input size are unknown. {_NOT_OURS}"
-            )
-        class_names, input_size = required
+        class_names, input_size = required_metadata(
+            path, metadata, "a CoreML package", "in user_defined_metadata", _NOT_OURS
+        )
         if spec.WhichOneof("Type") == "pipeline" or metadata.get("nms") is True:
             raise WeightsError(
                 f"{path} was exported with nms: true, for apps using Apple's Vision framework: it returns boxes "

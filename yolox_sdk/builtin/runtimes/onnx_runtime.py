@@ -25,7 +25,7 @@ from yolox_sdk.plugins.interfaces import (
     METADATA_INPUT_SIZE,
     METADATA_RECOMMENDED_CONF,
 )
-from yolox_sdk.runtimes.metadata import evaluation_metadata
+from yolox_sdk.runtimes.metadata import evaluation_metadata, required_metadata
 
 log = logging.getLogger(__name__)
 
@@ -153,21 +153,15 @@ def _optional_float(text: str | None) -> float | None:
 
 
 def _required_metadata(path: Path, metadata: dict[str, str]) -> tuple[tuple[str, ...], tuple[int, int]]:
-    names, size = _json(metadata.get(METADATA_CLASS_NAMES)), _json(metadata.get(METADATA_INPUT_SIZE))
-    names_ok = isinstance(names, list) and names and all(isinstance(name, str) for name in names)
-    size_ok = (
-        isinstance(size, list) and len(size) == 2 and all(isinstance(side, int) and side > 0 for side in size)
+    decoded = {key: _json(metadata.get(key)) for key in (METADATA_CLASS_NAMES, METADATA_INPUT_SIZE)}
+    return required_metadata(
+        path,
+        decoded,
+        "an ONNX model",
+        "in its metadata_props",
+        "Only files written by `yolox-sdk export` (or the onnx exporter) can be used for predict, eval and "
+        "benchmark.",
     )
-    if not (names_ok and size_ok):
-        missing = [
-            key for key, ok in ((METADATA_CLASS_NAMES, names_ok), (METADATA_INPUT_SIZE, size_ok)) if not ok
-        ]
-        raise WeightsError(
-            f"{path} is an ONNX model without yolox-sdk's metadata ({', '.join(missing)} missing or malformed in "
-            "its metadata_props), so its classes and input size are unknown. Only files written by "
-            "`yolox-sdk export` (or the onnx exporter) can be used for predict, eval and benchmark."
-        )
-    return tuple(names), (size[0], size[1])
 
 
 def _check_shapes(
