@@ -13,7 +13,7 @@ data, augmentation, loader, model, precision, optimizer and EMA), then runs the 
 | SimOTA | the head's ``get_assignments`` calls (label assignment, image by image) |
 | backward | ``Precision.backward`` |
 | optimizer | ``Precision.step`` (clipping, fp16 unscaling) and ``zero_grad`` |
-| EMA | ``ModelEMA.update`` |
+| EMA | ``WeightAverage.update`` (``engine.ema``) |
 | read-back | turning the loss tensors into Python floats (a host synchronisation on a GPU) |
 
 On CUDA each timer synchronises the device at its edges, so every phase is charged its own kernels; that

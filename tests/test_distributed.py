@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -126,35 +127,32 @@ def _metrics(run_dir: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(handle))
 
 
-@pytest.mark.slow
-def test_two_gloo_processes_match_one_process(tmp_path: Path, bccd_dir: Path) -> None:
-    """2 epochs of one 8-image step, the second without mosaic and with the L1 loss, with SWA at its own
-    learning rate (callbacks run in every process, so ``swa_lr`` works under torchrun).
+@pytest.fixture(scope="module")
+def one_process_run(tmp_path_factory: pytest.TempPathFactory, bccd_dir: Path) -> tuple[Path, Path]:
+    """``(data root, run directory)`` of the reference: one process training the global batch of 8."""
+    root = tmp_path_factory.mktemp("one_process")
+    data_root = _small_bccd(bccd_dir, root / "bccd8")
+    return data_root, train(load_config(None, _overrides(data_root, root, "single"))).run_dir
 
-    Only a few steps: SimOTA's label assignment is discrete and this net trains unnormalised (frozen
-    identity BatchNorm), so float rounding (conv kernels differ between batches of 4 and 8) grows about
-    fivefold per step (measured: 3e-10 relative after one step, 1% after four) whatever the code does.
-    """
-    data_root = _small_bccd(bccd_dir, tmp_path / "bccd8")
-    single = train(load_config(None, _overrides(data_root, tmp_path, "single")))
-    config = tmp_path / "config.yaml"
-    config.write_text("{}\n")
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    command = [
-        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-        "-m", "yolox_sdk", "run", str(config), *_overrides(data_root, tmp_path, "ddp"),
-    ]  # fmt: skip
-    finished = subprocess.run(command, env=env, capture_output=True, text=True, timeout=900)
-    assert finished.returncode == 0, finished.stdout[-3000:] + finished.stderr[-3000:]
-    assert "Process 1 of 2 joined the gloo process group" in finished.stderr
-    ddp_dir = tmp_path / "ddp"
-    # `run` under torchrun: rank 0 alone writes checkpoints, evaluates, exports and reports
-    extra_files = {"eval_val.json", "eval_val", "export", "exports.json", "plots", "report.html"}
-    assert {p.name for p in ddp_dir.iterdir()} == {p.name for p in single.run_dir.iterdir()} | extra_files
-    assert finished.stdout.count("Run directory:") == 1 and "Exported onnx" in finished.stdout
-    assert finished.stdout.count("Report:") == 1  # one report, by rank 0
 
-    one, two = load_checkpoint(single.last_checkpoint), load_checkpoint(ddp_dir / "last.pt")
+def _torchrun(launch: list[str], config: Path, overrides: list[str], command: str = "run") -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        *launch,
+        "-m",
+        "yolox_sdk",
+        command,
+        str(config),
+        *overrides,
+    ]
+
+
+def _assert_same_training(single_dir: Path, ddp_dir: Path) -> None:
+    """The multi-process run trained the same weights (SWA average included) and logged the same losses
+    and mAP as one process."""
+    one, two = load_checkpoint(single_dir / "last.pt"), load_checkpoint(ddp_dir / "last.pt")
     assert one.training_state["state"]["iteration"] == 2  # 8 images / 8 per step, 2 epochs
     assert two.training_state["state"]["iteration"] == 2
     start = create_model("yolox-nano", num_classes=3, pretrained=True, input_size=(160, 160))[0].state_dict()
@@ -167,12 +165,92 @@ def test_two_gloo_processes_match_one_process(tmp_path: Path, bccd_dir: Path) ->
     assert relative < 1e-4
     for key, value in one.model.items():  # the reinitialised class head included
         torch.testing.assert_close(two.model[key], value, rtol=1e-4, atol=1e-6, msg=key)
-    rows_one, rows_two = _metrics(single.run_dir), _metrics(ddp_dir)
+    rows_one, rows_two = _metrics(single_dir), _metrics(ddp_dir)
     assert len(rows_one) == len(rows_two) == 2
     for a, b in zip(rows_one, rows_two, strict=True):
         assert float(b["train/total_loss"]) == pytest.approx(float(a["train/total_loss"]), rel=1e-5)
         assert float(b["val/mAP"]) == pytest.approx(float(a["val/mAP"]), abs=1e-4)
         assert float(b["lr"]) == float(a["lr"]) == pytest.approx(0.000003)
-    swa_one, swa_two = load_checkpoint(single.run_dir / "swa.pt"), load_checkpoint(ddp_dir / "swa.pt")
+    swa_one, swa_two = load_checkpoint(single_dir / "swa.pt"), load_checkpoint(ddp_dir / "swa.pt")
     for key, value in swa_one.model.items():
         torch.testing.assert_close(swa_two.model[key], value, rtol=1e-4, atol=1e-6, msg=key)
+
+
+@pytest.mark.slow
+def test_two_gloo_processes_match_one_process(tmp_path: Path, one_process_run: tuple[Path, Path]) -> None:
+    """2 epochs of one 8-image step, the second without mosaic and with the L1 loss, with SWA at its own
+    learning rate (callbacks run in every process, so ``swa_lr`` works under torchrun).
+
+    Only a few steps: SimOTA's label assignment is discrete and this net trains unnormalised (frozen
+    identity BatchNorm), so float rounding (conv kernels differ between batches of 4 and 8) grows about
+    fivefold per step (measured: 3e-10 relative after one step, 1% after four) whatever the code does.
+    """
+    data_root, single_dir = one_process_run
+    config = tmp_path / "config.yaml"
+    config.write_text("{}\n")
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    command = _torchrun(
+        ["--standalone", "--nproc_per_node=2"], config, _overrides(data_root, tmp_path, "ddp")
+    )
+    finished = subprocess.run(command, env=env, capture_output=True, text=True, timeout=900)
+    assert finished.returncode == 0, finished.stdout[-3000:] + finished.stderr[-3000:]
+    assert "Process 1 of 2 joined the gloo process group" in finished.stderr
+    ddp_dir = tmp_path / "ddp"
+    # `run` under torchrun: rank 0 alone writes checkpoints, evaluates, exports and reports
+    extra_files = {"eval_val.json", "eval_val", "export", "exports.json", "plots", "report.html"}
+    assert {p.name for p in ddp_dir.iterdir()} == {p.name for p in single_dir.iterdir()} | extra_files
+    assert finished.stdout.count("Run directory:") == 1 and "Exported onnx" in finished.stdout
+    assert finished.stdout.count("Report:") == 1  # one report, by rank 0
+    _assert_same_training(single_dir, ddp_dir)
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@pytest.mark.slow
+def test_two_torchrun_nodes_match_one_process(tmp_path: Path, one_process_run: tuple[Path, Path]) -> None:
+    """The README's multi-node command, for real: two ``torchrun`` agents (``--nnodes 2``, one process
+    each, c10d rendezvous on 127.0.0.1 as on two machines) train like one process with the same global
+    batch. Each agent is its own "node", so ranks, the store and gloo go through the rendezvous, not
+    through ``--standalone``'s shortcuts."""
+    data_root, single_dir = one_process_run
+    config = tmp_path / "config.yaml"
+    config.write_text("{}\n")
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    endpoint = f"127.0.0.1:{_free_port()}"
+    overrides = _overrides(data_root, tmp_path, "nodes")
+    nodes = [
+        subprocess.Popen(
+            _torchrun(
+                [
+                    "--nnodes=2",
+                    f"--node_rank={rank}",
+                    "--nproc_per_node=1",
+                    "--rdzv_backend=c10d",
+                    f"--rdzv_endpoint={endpoint}",
+                    "--rdzv_id=two-nodes",
+                    "--max_restarts=0",
+                ],
+                config,
+                overrides,
+                command="train",
+            ),
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )  # fmt: skip
+        for rank in (0, 1)
+    ]
+    outputs = [node.communicate(timeout=900) for node in nodes]
+    for node, (stdout, stderr) in zip(nodes, outputs, strict=True):
+        assert node.returncode == 0, stdout[-3000:] + stderr[-3000:]
+    logs = "".join(stderr for _, stderr in outputs)
+    assert "Process 1 of 2 joined the gloo process group" in logs
+    assert sum(stdout.count("Run directory:") for stdout, _ in outputs) == 1  # rank 0 alone writes
+    nodes_dir = tmp_path / "nodes"
+    assert {p.name for p in nodes_dir.iterdir()} == {p.name for p in single_dir.iterdir()}
+    _assert_same_training(single_dir, nodes_dir)

@@ -29,6 +29,7 @@ from yolox_sdk.data.training_data import (  # noqa: F401 - re-exported for exist
 from yolox_sdk.engine import distributed, freezing
 from yolox_sdk.engine.devices import resolve_device
 from yolox_sdk.engine.distributed import DistributedContext
+from yolox_sdk.engine.ema import WeightAverage
 from yolox_sdk.engine.loss_terms import LossTerms, build_loss_terms
 from yolox_sdk.engine.memory import enable_gradient_checkpointing
 from yolox_sdk.engine.precision import Precision
@@ -266,10 +267,8 @@ def build_training_parts(config: Config, registry: Registry, dist: DistributedCo
     )  # fmt: skip
 
 
-def _ema(model: nn.Module, config: Config) -> Any:
-    from yolox.utils.ema import ModelEMA
-
-    return ModelEMA(model, config.training.ema_decay) if config.training.ema else None
+def _ema(model: nn.Module, config: Config) -> WeightAverage | None:
+    return WeightAverage(model, config.training.ema_decay) if config.training.ema else None
 
 
 def _build_data_in_rank_order(

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 import attrs
 
-from yolox_sdk.builtin.optimizers.sgd import yolox_parameter_groups
+from yolox_sdk.builtin.optimizers.sgd import fused_update, yolox_parameter_groups
 from yolox_sdk.config.validators import number
 from yolox_sdk.plugins.hookspecs import hookimpl
 
@@ -40,7 +40,12 @@ def _build(
     groups = yolox_parameter_groups(model, training.weight_decay)
     optimizer_class = torch.optim.AdamW if decoupled else torch.optim.Adam
     return optimizer_class(
-        groups, lr=0.0, betas=(training.momentum, options.beta2), eps=options.eps, amsgrad=options.amsgrad
+        groups,
+        lr=0.0,
+        betas=(training.momentum, options.beta2),
+        eps=options.eps,
+        amsgrad=options.amsgrad,
+        **fused_update(model),
     )
 
 
