@@ -176,6 +176,53 @@ def test_amp_on_this_cpu_follows_the_rule_and_says_why(caplog: pytest.LogCapture
     assert Precision(torch.device("cpu"), amp=False).dtype is None
 
 
+def test_forced_precisions_run_or_fall_back_to_fp32_with_a_warning(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cpu = torch.device("cpu")
+    with caplog.at_level(logging.INFO, logger="yolox_sdk.engine.precision"):
+        bf16 = Precision(cpu, amp="bf16")
+    assert bf16.dtype is torch.bfloat16 and bf16.scaler is None  # asked for, so used (even where emulated)
+    with bf16.autocast():
+        assert torch.nn.Linear(4, 4)(torch.rand(2, 4)).dtype is torch.bfloat16
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="yolox_sdk.engine.precision"):
+        fp16 = Precision(cpu, amp="fp16")
+    assert fp16.dtype is None and fp16.scaler is None
+    assert "training.amp: fp16 needs a CUDA GPU; training in fp32 on cpu" in caplog.text
+    # bf16 autocast failing on the device (a missing kernel): fp32, with the error and the setting named.
+    real_autocast = torch.autocast
+
+    def broken(device_type: str, dtype: torch.dtype | None = None, **kwargs: object) -> object:
+        if dtype is torch.bfloat16:
+            raise RuntimeError("no bf16 kernel for this op\nmore detail")
+        return real_autocast(device_type, dtype=dtype, **kwargs)
+
+    monkeypatch.setattr(torch, "autocast", broken)
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="yolox_sdk.engine.precision"):
+        fallen = Precision(cpu, amp="bf16")
+    assert fallen.dtype is None
+    assert "training.amp: bf16 autocast does not work on cpu (RuntimeError: no bf16 kernel for this op)" in (
+        caplog.text
+    )
+    assert "more detail" not in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("bf61", "Did you mean 'bf16'"),
+        ("fp32", "true, false or one of bf16, fp16"),
+        ("1", "expected true, false or a string, got int 1"),
+    ],
+)
+def test_unknown_amp_settings_are_refused_with_the_choices(value: str, expected: str) -> None:
+    with pytest.raises(ConfigError) as raised:
+        load_config(None, [f"training.amp={value}"])
+    assert "training.amp" in str(raised.value) and expected in str(raised.value)
+
+
 def test_non_finite_loss_lowers_a_real_grad_scaler_scale() -> None:
     scaled = Precision(torch.device("cpu"), amp=False)
     assert scaled.lower_loss_scale() is None  # fp32: nothing to lower

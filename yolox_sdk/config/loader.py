@@ -1,4 +1,5 @@
-"""Reading a config: YAML file, then ``key=value`` overrides, then strict structuring and plugin checks.
+"""Reading a config: YAML file, then ``key=value`` overrides, then the training recipe's defaults for the
+keys still unset (``recipes``), then strict structuring and plugin checks.
 
 Every problem ends in a ``ConfigError`` that names the file, the YAML path and (where the key is in the
 file) its line, with what was expected and a did-you-mean for misspelt keys.
@@ -15,6 +16,7 @@ import cattrs
 import yaml
 
 from yolox_sdk.config.plugin_options import validate_plugin_options
+from yolox_sdk.config.recipes import apply_recipe
 from yolox_sdk.config.schema import Config
 from yolox_sdk.config.structure import format_problems, structure_options
 from yolox_sdk.config.validators import short_repr
@@ -166,7 +168,7 @@ def load_config(
     """
     source = str(path) if path is not None else "the default config"
     data, node = read_yaml(Path(path)) if path is not None else ({}, None)
-    data = apply_overrides(data, list(overrides))
+    data = apply_recipe(apply_overrides(data, list(overrides)))
     try:
         config = structure_options(Config, data, "", source)
     except ConfigError as error:

@@ -16,6 +16,7 @@ from typing import Any
 import attrs
 
 from yolox_sdk.builtin.augmentations.recipe import AugmentationRecipe as AugmentationConfig
+from yolox_sdk.config.recipes import RECIPES
 from yolox_sdk.config.validators import (
     FieldError,
     boolean,
@@ -26,6 +27,7 @@ from yolox_sdk.config.validators import (
     number,
     one_of,
     probability,
+    switch_or_one_of,
     unfreeze_schedule,
 )
 
@@ -34,6 +36,7 @@ FREEZE_GROUPS = ("backbone", "neck", "head")  # CSPDarknet, the PAFPN layers aro
 CACHE_MODES = ("none", "ram", "disk")
 DEVICE_TYPES = ("auto", "cpu", "cuda", "mps")
 BEST_METRICS = ("mAP", "mAP50", "mAP75", "loss")
+PRECISIONS = ("bf16", "fp16")  # training.amp's forced precisions (true: the one that helps on the device)
 
 # Upper bounds far beyond any real run; they turn a typo (an extra zero or three) into a config error
 # instead of an allocation failure or a job that never ends.
@@ -157,10 +160,13 @@ class TrainingConfig:
     mosaic/mixup and with the L1 loss on; ``multiscale_range`` picks a random input size within
     +-range*32 pixels every ``multiscale_interval`` iterations (0 disables it).
     ``amp`` turns on mixed precision where it helps (bf16 on CPUs only where it is faster than fp32; see
-    ``yolox_sdk.engine.precision``); ``max_non_finite_steps`` non-finite losses in a row stop the run (each
+    ``yolox_sdk.engine.precision``); ``bf16`` or ``fp16`` asks for that precision (where the device cannot
+    run it, training warns and stays in fp32); ``max_non_finite_steps`` non-finite losses in a row stop the run (each
     skips its step and lowers the fp16 loss scale). ``gradient_checkpointing`` recomputes the backbone's
     activations in the backward to save memory; ``compile`` runs the training forward through
     ``torch.compile`` (slow to compile, off by default; see ``yolox_sdk.engine.memory``).
+    ``recipe`` fills the keys a config leaves unset: ``finetune`` (picked by ``auto`` for at most 50
+    epochs) a short-budget schedule, ``yolox`` YOLOX's own defaults (see ``yolox_sdk.config.recipes``).
     ``auto_resume`` continues, when no ``--resume`` is given, the most recent run in
     ``monitoring.output_dir`` of the same config (see ``yolox_sdk.engine.resume``).
     ``losses`` adds loss-term plugins to YOLOX's loss (``register_loss_terms``); ``distillation`` switches on
@@ -192,11 +198,12 @@ class TrainingConfig:
     ema_decay: float = attrs.field(
         default=0.9998, validator=number(0.0, 1.0, low_inclusive=False, high_inclusive=False)
     )
-    amp: bool = False
+    amp: bool | str = attrs.field(default=False, validator=switch_or_one_of(PRECISIONS))
     max_non_finite_steps: int = attrs.field(default=10, validator=number(1, MAX_ITERATIONS))
     channels_last: bool = True
     gradient_checkpointing: bool = False
     compile: bool = False
+    recipe: str = attrs.field(default="auto", validator=one_of(RECIPES))
     seed: int = attrs.field(default=0, validator=number(0, MAX_SEED))
     deterministic: bool = False
     sync_bn: bool = False

@@ -117,6 +117,18 @@ def one_of(choices: Sequence[str]) -> Validator:
     return check
 
 
+def switch_or_one_of(choices: Sequence[str]) -> Validator:
+    """``true``, ``false`` or one of a fixed set of strings (``training.amp: bf16``), with a did-you-mean."""
+
+    def check(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
+        if isinstance(value, bool) or value in choices:
+            return
+        hint = did_you_mean(str(value), choices) if isinstance(value, str) else ""
+        raise FieldError(attribute.name, f"true, false or one of {', '.join(choices)}", value, hint)
+
+    return check
+
+
 def metric_name() -> Validator:
     """A metric's name: letters, digits, ``_``, ``-``, ``.`` and ``@`` (``mAP50``, ``F1``, ``count_accuracy``);
     which names exist depends on the metric plugins configured, so that is checked with them."""

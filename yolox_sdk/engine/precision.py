@@ -13,6 +13,10 @@
   time. The decision is made once per process and cached.
 * MPS: bf16 autocast.
 
+``amp: bf16`` / ``amp: fp16`` ask for one precision: bf16 runs wherever autocast supports it (warning
+that it is emulated, so slow, on a CPU without bf16 instructions), fp16 on CUDA only; a device that cannot
+run the one asked for trains in fp32 with a warning naming ``training.amp``, never silently.
+
 A non-finite loss skips the step; with a gradient scaler the loss scale is also lowered by the scaler's
 backoff factor (see ``Precision.lower_loss_scale``), as the scaler itself does for non-finite gradients.
 """
@@ -35,6 +39,7 @@ log = logging.getLogger(__name__)
 BF16_MAX_TIME_RATIO = 0.9  # bf16 must take under 90 % of the fp32 time: a tie is not worth the lost precision
 NATIVE_BF16_CAPABILITIES = ("amx_bf16", "avx512_bf16", "bf16", "sve_bf16")  # torch.cpu.get_capabilities()
 PROBE_REPEATS = 3
+_NAMES = {torch.bfloat16: "bf16", torch.float16: "fp16"}
 
 
 @attrs.frozen
@@ -103,34 +108,89 @@ def cpu_precision_choice() -> CpuPrecisionChoice:
     return choose_cpu_precision(torch.cpu.get_capabilities())
 
 
-class Precision:
-    """Autocast context and backward/step for one device and ``amp`` setting."""
+def _mixed_dtype(device: torch.device, amp: bool | str) -> torch.dtype | None:
+    """The autocast dtype ``training.amp`` asks for on ``device`` (``None``: fp32, with a warning saying
+    why where the setting asked for more)."""
+    if amp is True and device.type == "cpu":
+        choice = cpu_precision_choice()
+        if choice.dtype is None:
+            log.warning("training.amp: training in fp32 on this CPU: %s.", choice.reason)
+        else:
+            log.info("Mixed precision: bf16 autocast on cpu (%s).", choice.reason)
+        return choice.dtype
+    if amp is True:
+        bf16 = device.type != "cuda" or torch.cuda.is_bf16_supported()
+        return torch.bfloat16 if bf16 else torch.float16
+    if amp == "fp16" and device.type != "cuda":
+        log.warning(
+            "training.amp: fp16 needs a CUDA GPU; training in fp32 on %s. Set training.amp: bf16 or true.",
+            device.type,
+        )
+        return None
+    if amp == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        log.warning(
+            "training.amp: this GPU has no bf16 support; training in fp32. Set training.amp: fp16 (or true, "
+            "which picks fp16 with a gradient scaler here)."
+        )
+        return None
+    if amp == "bf16" and device.type == "cpu" and not native_bf16_instructions(torch.cpu.get_capabilities()):
+        log.warning(
+            "training.amp: bf16 is emulated on this CPU (no AMX-BF16, AVX512-BF16 or Arm BF16), which makes "
+            "training several times slower; set training.amp: true to use it only where it is faster."
+        )
+    return torch.bfloat16 if amp == "bf16" else torch.float16
 
-    def __init__(self, device: torch.device, amp: bool) -> None:
+
+def autocast_works(device: torch.device, dtype: torch.dtype) -> str:
+    """Run a tiny conv forward+backward under ``dtype`` autocast on ``device``; ``""`` when it works, else
+    the error's first line (a missing kernel or an old driver shows here, not in the middle of an epoch)."""
+    try:
+        network = nn.Sequential(nn.Conv2d(3, 8, 3), nn.BatchNorm2d(8), nn.SiLU()).to(device)
+        with torch.autocast(device.type, dtype=dtype):
+            output = network(torch.rand(2, 3, 16, 16, device=device))
+        output.float().sum().backward()
+    except (RuntimeError, TypeError, NotImplementedError) as error:
+        return f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"
+    return ""
+
+
+class Precision:
+    """Autocast context and backward/step for one device and ``amp`` setting.
+
+    ``amp``: ``False`` (fp32), ``True`` (mixed precision where it helps, rules in the module docstring),
+    ``"bf16"`` or ``"fp16"`` (that precision where the device runs it; fp32 with a warning elsewhere). A
+    precision whose autocast fails on the device falls back to fp32 with a warning naming the setting.
+    """
+
+    def __init__(self, device: torch.device, amp: bool | str) -> None:
         self.device = device
         self.dtype: torch.dtype | None = None
         self.scaler: torch.amp.GradScaler | None = None
-        if not amp:
+        if amp is False:
             return
-        if device.type == "cpu":
-            choice = cpu_precision_choice()
-            if choice.dtype is None:
-                log.warning("training.amp: training in fp32 on this CPU: %s.", choice.reason)
-                return
-            self.dtype = choice.dtype
-            log.info("Mixed precision: bf16 autocast on cpu (%s).", choice.reason)
+        dtype = _mixed_dtype(device, amp)
+        if dtype is None:
             return
-        if device.type == "cuda" and not torch.cuda.is_bf16_supported():
-            self.dtype = torch.float16
+        failure = autocast_works(device, dtype)
+        if failure:
+            log.warning(
+                "training.amp: %s autocast does not work on %s (%s); training in fp32. Set training.amp: false "
+                "to skip the attempt.",
+                _NAMES[dtype],
+                device.type,
+                failure,
+            )
+            return
+        self.dtype = dtype
+        if dtype == torch.float16 and device.type == "cuda":
             self.scaler = torch.amp.GradScaler("cuda")
-        else:
-            self.dtype = torch.bfloat16
-        log.info(
-            "Mixed precision: %s autocast on %s%s",
-            self.dtype,
-            device.type,
-            " with a grad scaler" if self.scaler else "",
-        )
+        if amp is not True or device.type != "cpu":  # the CPU rule logged its own reason
+            log.info(
+                "Mixed precision: %s autocast on %s%s",
+                _NAMES[dtype],
+                device.type,
+                " with a grad scaler" if self.scaler else "",
+            )
 
     @contextlib.contextmanager
     def autocast(self) -> Iterator[None]:

@@ -1,0 +1,88 @@
+"""Training recipes: named sets of defaults for the keys a user did not set (``training.recipe``).
+
+YOLOX's defaults are written for 300 epochs from scratch on COCO (5 warm-up epochs, the last 15 without
+mosaic). A finetune of 10-50 epochs from pretrained weights wants a different schedule, so
+``training.recipe: auto`` (the default) picks ``finetune`` when ``training.epochs`` is at most
+``FINETUNE_MAX_EPOCHS`` and ``yolox`` otherwise; ``finetune`` or ``yolox`` choose one outright.
+
+A recipe only fills keys absent from the config file and the overrides, so anything a user writes wins,
+and the run's saved ``config.yaml`` holds the values it chose (reloading it gives the same run). What the
+``finetune`` recipe sets, and the experiments it was chosen from, are in ``benchmarks/README.md``
+("Time to accuracy").
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Mapping
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+RECIPES = ("auto", "finetune", "yolox")
+FINETUNE_MAX_EPOCHS = 50
+DEFAULT_EPOCHS = 300  # TrainingConfig.epochs' default (schema imports this module's names, not the reverse)
+FREEZING_KEYS = (
+    "freeze",
+    "freeze_backbone",
+    "unfreeze_schedule",
+)  # one set (not empty/false): no recipe freezing
+
+
+def chosen_recipe(data: Mapping[str, Any]) -> str:
+    """The recipe ``data`` (a config as parsed YAML, overrides applied) trains with: ``finetune``,
+    ``yolox``, or the unknown name as written (structuring then reports it with the choices)."""
+    training = data.get("training")
+    training = training if isinstance(training, Mapping) else {}
+    name = training.get("recipe", "auto")
+    if name != "auto":
+        return str(name)
+    epochs = training.get("epochs", DEFAULT_EPOCHS)
+    if isinstance(epochs, bool) or not isinstance(epochs, int):
+        return "yolox"  # a bad epochs value: structuring names it; no recipe meanwhile
+    return "finetune" if epochs <= FINETUNE_MAX_EPOCHS else "yolox"
+
+
+def finetune_settings(epochs: int) -> dict[str, dict[str, Any]]:
+    """The ``finetune`` recipe's values for a budget of ``epochs``, by section and key."""
+    return {
+        "training": {
+            "warmup_epochs": 1,
+            "no_aug_epochs": max(1, round(epochs * 0.2)),
+        },
+        "model": {"unfreeze_schedule": {max(2, math.ceil(epochs * 0.3) + 1): ["backbone"]}},
+    }
+
+
+def apply_recipe(data: dict[str, Any]) -> dict[str, Any]:
+    """``data`` with the chosen recipe's values added where the user set nothing (logged at INFO).
+
+    Freezing is filled only when no freezing key (``model.freeze``, ``freeze_backbone``,
+    ``unfreeze_schedule``) asks for any (``config init``'s file lists them empty), so a user's freezing
+    plan is never merged with the recipe's.
+    """
+    if chosen_recipe(data) != "finetune":
+        return data
+    training = data.get("training") if isinstance(data.get("training"), Mapping) else {}
+    epochs = training.get("epochs", DEFAULT_EPOCHS)
+    filled: list[str] = []
+    for section, values in finetune_settings(int(epochs)).items():
+        target = data.setdefault(section, {})
+        if not isinstance(target, dict):
+            continue  # a section that is not a mapping: structuring reports it
+        if section == "model" and any(target.get(key) for key in FREEZING_KEYS):
+            continue
+        for key, value in values.items():
+            if key not in target or (section == "model" and not target[key]):
+                target[key] = value
+                filled.append(f"{section}.{key}={value}")
+    if filled:
+        log.info(
+            "training.recipe: finetune (%s epochs <= %d) sets %s; set a key yourself to override it, or "
+            "training.recipe: yolox for YOLOX's own defaults.",
+            epochs,
+            FINETUNE_MAX_EPOCHS,
+            ", ".join(filled),
+        )
+    return data
