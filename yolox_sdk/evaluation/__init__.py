@@ -1,4 +1,5 @@
-"""Evaluation (COCO mAP with pycocotools), prediction on images, and the postprocessing they share.
+"""Evaluation (COCO mAP by faster-coco-eval, per-image matches by pycocotools), prediction on images, and
+the postprocessing they share.
 
 ``evaluate_model`` is the one evaluation: training, ``yolox-sdk run`` and ``yolox-sdk eval`` call it with an
 ``EvaluationConfig`` (``evaluation.runner``). ``analyse_evaluation`` turns its result into an

@@ -1,10 +1,24 @@
-"""COCO-style mAP of a model on a ``DetectionDataset``, computed by pycocotools.
+"""COCO-style mAP of a model on a ``DetectionDataset``: faster-coco-eval for the numbers, pycocotools for
+the per-image matches.
 
 The ground truth is built in memory from the dataset (no annotation file needed, whatever the source
 format), with the dataset's own ``category_ids`` so per-class results name the ids users know. Two things
 the official YOLOX evaluator gets wrong are handled here: a model that predicts nothing scores 0 instead
 of crashing, and a class without ground truth is reported as ``n/a`` (``NaN``) and left out of the mean,
 exactly as pycocotools leaves out its ``-1`` entries.
+
+Two backends, chosen for speed without changing a number:
+
+- ``metrics``, ``per_class`` and ``summary`` (what every epoch's evaluation and the best-checkpoint metric
+  need) come from faster-coco-eval (``coco_backend``), whose stats and precision array equal
+  pycocotools'; no pycocotools object is built for them.
+- ``EvalResult.evaluator``, pycocotools' evaluated, accumulated and summarized ``COCOeval`` with its
+  per-image matches (``evalImgs``, which faster-coco-eval does not expose), is built from the kept ground
+  truth and result dicts the first time it is read, then cached. The curves, confusion matrix, error
+  analysis, report and metric plugins read it unchanged; a training epoch never pays for it.
+
+Without faster-coco-eval everything comes from pycocotools and the evaluator is built at once, as before.
+``accumulated_evaluator`` stays pycocotools' for the callers that need its matches or other IoU thresholds.
 """
 
 from __future__ import annotations
@@ -14,7 +28,7 @@ import io
 import json
 import math
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -26,6 +40,7 @@ from pycocotools.cocoeval import COCOeval
 
 from yolox_sdk.data.eval_dataset import make_eval_loader
 from yolox_sdk.data.records import DetectionDataset
+from yolox_sdk.evaluation.coco_backend import Headline, faster_headline, headline_of
 from yolox_sdk.evaluation.postprocess import ImageDetections, decoding_eval_mode, postprocess
 
 # The order of COCOeval.stats, under the names the SDK uses everywhere (logs, best-checkpoint metric).
@@ -62,12 +77,15 @@ class EvalResult:
         metrics: ``mAP``, ``mAP50``, ``mAP75``, ``mAP_small/medium/large``, ``AR1/10/100``,
             ``AR_small/medium/large``. ``NaN`` where there is no ground truth to measure (pycocotools' -1).
         per_class: one ``ClassAP`` per dataset class, in class-index order.
-        summary: pycocotools' own printed summary (silenced during evaluation, kept here).
+        summary: the 12 lines pycocotools' ``summarize`` prints (faster-coco-eval prints the same ones;
+            silenced during evaluation, kept here).
         settings: how the evaluation was run (thresholds, input size, image count, seconds).
         category_ids: the dataset's category id of each class, for mapping back to the source.
-        evaluator: pycocotools' evaluated and accumulated ``COCOeval`` (its ``eval["precision"]`` array,
-            per-image matches and the ground truth and detections as ``cocoGt``/``cocoDt``), which the
-            curves and error analysis read instead of recomputing AP; ``None`` for results built by hand.
+        evaluator: (read-only) pycocotools' evaluated and accumulated ``COCOeval`` (its
+            ``eval["precision"]`` array, per-image matches and the ground truth and detections as
+            ``cocoGt``/``cocoDt``), which the curves and error analysis read instead of recomputing AP;
+            ``None`` for results built by hand. Pass it as ``evaluator=``, or a function that builds it
+            as ``deferred_evaluator=`` (called once, on first read).
     """
 
     metrics: dict[str, float]
@@ -75,7 +93,18 @@ class EvalResult:
     summary: str = ""
     settings: dict[str, Any] = attrs.field(factory=dict)
     category_ids: tuple[int, ...] = ()
-    evaluator: COCOeval | None = attrs.field(default=None, eq=False, repr=False)
+    _evaluator: COCOeval | None = attrs.field(default=None, alias="evaluator", eq=False, repr=False)
+    _deferred_evaluator: Callable[[], COCOeval] | None = attrs.field(
+        default=None, alias="deferred_evaluator", eq=False, repr=False
+    )
+
+    @property
+    def evaluator(self) -> COCOeval | None:
+        """pycocotools' ``COCOeval`` of this evaluation, built now if it was deferred (see the class)."""
+        if self._evaluator is None and self._deferred_evaluator is not None:
+            self._evaluator = self._deferred_evaluator()
+            self._deferred_evaluator = None
+        return self._evaluator
 
     def table(self) -> str:
         """A plain-text per-class table followed by the summary metrics."""
@@ -139,6 +168,11 @@ def coco_ground_truth(dataset: DetectionDataset) -> COCO:
     Image ids are record indices; annotation ids start at 1 because COCOeval's matching treats id 0 as
     "unmatched"; ``area`` is the box area, which decides small/medium/large.
     """
+    return _indexed_coco(_ground_truth_content(dataset))
+
+
+def _ground_truth_content(dataset: DetectionDataset) -> dict[str, Any]:
+    """``coco_ground_truth``'s dataset dict, without pycocotools' index (faster-coco-eval builds its own)."""
     images, annotations = [], []
     for index, record in enumerate(dataset.records):
         images.append({"id": index, "width": record.width, "height": record.height})
@@ -158,7 +192,7 @@ def coco_ground_truth(dataset: DetectionDataset) -> COCO:
         {"id": int(category_id), "name": name}
         for category_id, name in zip(dataset.category_ids, dataset.class_names, strict=True)
     ]
-    return _indexed_coco({"images": images, "annotations": annotations, "categories": categories})
+    return {"images": images, "annotations": annotations, "categories": categories}
 
 
 def _indexed_coco(content: dict[str, Any]) -> COCO:
@@ -206,16 +240,20 @@ def coco_results(
 
 def _results_coco(ground_truth: COCO, results: list[dict[str, Any]]) -> COCO:
     """Results as a ``COCO`` object; unlike ``COCO.loadRes`` this accepts an empty list."""
+    return _indexed_coco(_results_content(ground_truth.dataset, results))
+
+
+def _results_content(ground_truth: dict[str, Any], results: list[dict[str, Any]]) -> dict[str, Any]:
+    """Result dicts as a COCO dataset dict, with the ``id``, ``area`` and ``iscrowd`` ``loadRes`` adds."""
     annotations = []
     for number, result in enumerate(results, start=1):
         width, height = result["bbox"][2], result["bbox"][3]
         annotations.append({**result, "id": number, "area": width * height, "iscrowd": 0})
-    content = {
-        "images": list(ground_truth.dataset["images"]),
-        "categories": list(ground_truth.dataset["categories"]),
+    return {
+        "images": list(ground_truth["images"]),
+        "categories": list(ground_truth["categories"]),
         "annotations": annotations,
     }
-    return _indexed_coco(content)
 
 
 def _mean_valid(values: np.ndarray) -> float:
@@ -236,22 +274,55 @@ def evaluate_detections(
             triple; boxes absolute ``xyxy`` in original image pixels, labels class indices.
         settings: recorded in the result as given.
     """
-    evaluator = accumulated_evaluator(coco_ground_truth(dataset), coco_results(dataset, detections))
-    summary = io.StringIO()
-    with contextlib.redirect_stdout(summary):
-        evaluator.summarize()
+    ground_truth = _ground_truth_content(dataset)
+    results = coco_results(dataset, detections)
+    headline = faster_headline(ground_truth, _results_content(ground_truth, results))
+    evaluator, deferred = None, None
+    if headline is None:
+        evaluator = accumulated_evaluator(_indexed_coco(ground_truth), results)
+        headline = headline_of(evaluator, _summary_text(evaluator), "pycocotools")
+    else:
+        deferred = DeferredEvaluator(ground_truth, results)
     metrics = {
         name: (math.nan if value <= -1 else float(value))
-        for name, value in zip(METRIC_NAMES, evaluator.stats, strict=True)
+        for name, value in zip(METRIC_NAMES, headline.stats, strict=True)
     }
     return EvalResult(
         metrics=metrics,
-        per_class=_per_class(dataset, evaluator),
-        summary=summary.getvalue(),
+        per_class=_per_class(dataset, headline),
+        summary=headline.summary,
         settings=dict(settings or {}),
         category_ids=tuple(int(category_id) for category_id in dataset.category_ids),
         evaluator=evaluator,
+        deferred_evaluator=deferred,
     )
+
+
+@attrs.frozen(eq=False)
+class DeferredEvaluator:
+    """Builds ``summarized_evaluator`` of kept ground truth and results when called: what
+    ``EvalResult.evaluator`` runs on first read. A class, not a closure, so results stay picklable."""
+
+    ground_truth: dict[str, Any]
+    results: list[dict[str, Any]]
+
+    def __call__(self) -> COCOeval:
+        return summarized_evaluator(_indexed_coco(self.ground_truth), self.results)
+
+
+def summarized_evaluator(ground_truth: COCO, results: list[dict[str, Any]]) -> COCOeval:
+    """``accumulated_evaluator`` with COCO's thresholds, then summarized (``stats`` filled), silently."""
+    evaluator = accumulated_evaluator(ground_truth, results)
+    _summary_text(evaluator)
+    return evaluator
+
+
+def _summary_text(evaluator: COCOeval) -> str:
+    """Run pycocotools' ``summarize`` and return what it printed."""
+    summary = io.StringIO()
+    with contextlib.redirect_stdout(summary):
+        evaluator.summarize()
+    return summary.getvalue()
 
 
 def accumulated_evaluator(
@@ -279,11 +350,11 @@ def ground_truth_without(ground_truth: COCO, annotation_ids: set[int]) -> COCO:
     return _indexed_coco(content)
 
 
-def _per_class(dataset: DetectionDataset, evaluator: COCOeval) -> list[ClassAP]:
+def _per_class(dataset: DetectionDataset, headline: Headline) -> list[ClassAP]:
     # precision has shape [IoU thresholds, recall points, categories, area ranges, max detections];
     # area index 0 is "all" and the last max-detections entry is 100, as in COCOeval's headline AP.
-    precision = evaluator.eval["precision"]
-    category_order = list(evaluator.params.catIds)
+    precision = headline.precision
+    category_order = list(headline.category_order)
     num_gt = np.bincount(
         np.concatenate([record.labels for record in dataset.records] or [np.zeros(0, np.int64)]),
         minlength=dataset.num_classes,
