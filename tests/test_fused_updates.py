@@ -83,7 +83,7 @@ def test_fused_optimizer_steps_like_the_per_tensor_one(name: str) -> None:
         fused = build_adamw(AdamOptions(), fused_model, training)
         groups = yolox_parameter_groups(plain_model, training.weight_decay)
         plain = torch.optim.AdamW(groups, lr=0.0, betas=(0.9, 0.999), foreach=False)
-    assert fused.defaults["fused"] is True
+    assert fused.defaults["fused" if name == "adamw" else "foreach"] is True
     generator = torch.Generator().manual_seed(1)
     for _ in range(3):
         _real_gradients(fused_model, generator)
@@ -100,3 +100,26 @@ def test_fused_optimizer_steps_like_the_per_tensor_one(name: str) -> None:
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6, msg=lambda text, key=key: f"{key}: {text}")
         changed += int(not torch.equal(a, start[key]))
     assert changed > 100  # the steps moved the weights
+
+
+@pytest.mark.parametrize("name", ["sgd", "adamw"])
+def test_a_parameter_that_starts_training_later_is_stepped(name: str) -> None:
+    """Unfreezing part-way (``model.unfreeze_schedule``): the next step has gradients, and SGD momentum
+    buffers, for some parameters only (torch's fused SGD raises a TypeError there, so SGD is foreach)."""
+    model = torch.nn.Sequential(torch.nn.Linear(3, 3), torch.nn.Linear(3, 3))
+    early, late = model[0].weight, model[1].weight
+    training = TrainingConfig(weight_decay=0.0)
+    optimizer = (
+        build_sgd(SgdOptions(), model, training)
+        if name == "sgd"
+        else build_adamw(AdamOptions(), model, training)
+    )
+    for group in optimizer.param_groups:
+        group["lr"] = 0.1
+    before = late.detach().clone()
+    early.grad = torch.ones_like(early)
+    optimizer.step()
+    assert torch.equal(late.detach(), before)  # no gradient yet: untouched
+    early.grad, late.grad = torch.ones_like(early), torch.ones_like(late)
+    optimizer.step()
+    assert bool((late.detach() < before).all())

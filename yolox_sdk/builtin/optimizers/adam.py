@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 import attrs
 
-from yolox_sdk.builtin.optimizers.sgd import fused_update, yolox_parameter_groups
+from yolox_sdk.builtin.optimizers.sgd import multi_tensor_update, yolox_parameter_groups
 from yolox_sdk.config.validators import number
 from yolox_sdk.plugins.hookspecs import hookimpl
 
@@ -45,7 +45,7 @@ def _build(
         betas=(training.momentum, options.beta2),
         eps=options.eps,
         amsgrad=options.amsgrad,
-        **fused_update(model),
+        **multi_tensor_update(model, fused=True),
     )
 
 
