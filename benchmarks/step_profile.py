@@ -10,7 +10,7 @@ data, augmentation, loader, model, precision, optimizer and EMA), then runs the 
 | data wait | ``next()`` on the training loader (decoding, augmentation, collation not hidden by workers) |
 | forward | the step's time minus every phase below (the network's forward, the copy to the device) |
 | loss | YOLOX head's ``get_losses`` (IoU, objectness, class and L1 terms) without SimOTA |
-| SimOTA | the head's ``get_assignments`` calls (label assignment, image by image) |
+| SimOTA | label assignment: the head's ``assign_batch`` (``training.assignment: batched``) or its ``get_assignments`` calls (``yolox``, image by image) |
 | backward | ``Precision.backward`` |
 | optimizer | ``Precision.step`` (clipping, fp16 unscaling) and ``zero_grad`` |
 | EMA | ``WeightAverage.update`` (``engine.ema``) |
@@ -134,7 +134,8 @@ def instrument(parts: Any, timer: PhaseTimer) -> None:
     from yolox_sdk.engine import training_step
 
     head = parts.model.head
-    original_assign = head.get_assignments
+    assign_name = "assign_batch" if hasattr(head, "assign_batch") else "get_assignments"
+    original_assign = getattr(head, assign_name)
 
     def assignments(*args: Any, **kwargs: Any) -> Any:
         timer.depth += 1
@@ -144,7 +145,7 @@ def instrument(parts: Any, timer: PhaseTimer) -> None:
         finally:
             timer.depth -= 1
 
-    head.get_assignments = assignments
+    setattr(head, assign_name, assignments)
     head.get_losses = timer.wrap("loss", head.get_losses)
     parts.precision.backward = timer.wrap("backward", parts.precision.backward)
     parts.precision.step = timer.wrap("optimizer", parts.precision.step)

@@ -37,6 +37,7 @@ CACHE_MODES = ("none", "ram", "disk")
 DEVICE_TYPES = ("auto", "cpu", "cuda", "mps")
 BEST_METRICS = ("mAP", "mAP50", "mAP75", "loss")
 PRECISIONS = ("bf16", "fp16")  # training.amp's forced precisions (true: the one that helps on the device)
+ASSIGNMENTS = ("batched", "yolox")  # SimOTA label assignment: ours for the whole batch, or yolox's per image
 
 # Upper bounds far beyond any real run; they turn a typo (an extra zero or three) into a config error
 # instead of an allocation failure or a job that never ends.
@@ -171,6 +172,10 @@ class TrainingConfig:
     ``monitoring.output_dir`` of the same config (see ``yolox_sdk.engine.resume``).
     ``losses`` adds loss-term plugins to YOLOX's loss (``register_loss_terms``); ``distillation`` switches on
     the built-in one, knowledge distillation from a teacher checkpoint (``DistillationConfig``).
+    ``assignment`` chooses the SimOTA label assignment of the loss: ``batched`` (default) assigns every
+    image of a batch at once (``yolox_sdk.models.assignment``, no per-image host synchronisation),
+    ``yolox`` runs the ``yolox`` package's image-by-image code; both give the same targets and loss, and
+    checkpoints of either load into the other.
     """
 
     epochs: int = attrs.field(default=300, validator=number(1, MAX_EPOCHS))
@@ -211,6 +216,7 @@ class TrainingConfig:
     callbacks: list[Any] = attrs.field(factory=list)
     losses: list[Any] = attrs.field(factory=list)
     distillation: DistillationConfig | None = None
+    assignment: str = attrs.field(default="batched", validator=one_of(ASSIGNMENTS))
 
 
 @attrs.frozen

@@ -69,8 +69,9 @@ def model_spec_from_config(config: Config, num_classes: int) -> ModelSpec:
 
 
 def build_training_model(config: Config, spec: ModelSpec) -> tuple[nn.Module, TransferReport | None]:
-    """Build the network and load ``model.checkpoint`` or ``model.pretrained`` into it."""
-    model = build_model(spec)
+    """Build the network (its head's label assignment from ``training.assignment``) and load
+    ``model.checkpoint`` or ``model.pretrained`` into it."""
+    model = build_model(spec, config.training.assignment)
     source = config.model.checkpoint or config.model.pretrained
     return model, load_initial_weights(model, source, spec.name, strict_shapes=True)
 

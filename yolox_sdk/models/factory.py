@@ -1,8 +1,12 @@
 """Building YOLOX networks from the ``yolox`` package, with YOLOX's own initialisation.
 
-We never copy YOLOX code: backbone, head, losses and SimOTA come from ``yolox.models``; this module only
+We never copy YOLOX code: backbone, head and losses come from ``yolox.models``; this module only
 chooses the constructor arguments from a ``ModelSpec`` and applies the initialisation the official
 experiment files apply (BatchNorm eps 1e-3 / momentum 0.03, prior-probability bias init of the heads).
+Label assignment (``training.assignment``) is the one choice of ours: ``batched`` builds
+``BatchedSimotaHead`` (our batched SimOTA, ``yolox_sdk.models.assignment``), ``yolox`` the package's head
+with its image-by-image SimOTA. Both have the same layers and state-dict keys, so either loads the other's
+weights and checkpoints do not record which one trained them.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from torch import nn
 from yolox.models import YoloPafpn, YoloxHead, YoloxModule
 
 from yolox_sdk.errors import CheckpointError
+from yolox_sdk.models.batched_head import BatchedSimotaHead
 from yolox_sdk.models.structure import fit_structure
 from yolox_sdk.models.variants import ModelSpec, make_spec
 from yolox_sdk.models.weights import TransferReport, load_initial_weights
@@ -25,14 +30,20 @@ log = logging.getLogger(__name__)
 
 PRIOR_PROBABILITY = 1e-2
 _IN_CHANNELS = [256, 512, 1024]
+# The heads ``training.assignment`` chooses between (``config.schema.ASSIGNMENTS`` lists the same names).
+HEADS: dict[str, type[YoloxHead]] = {"batched": BatchedSimotaHead, "yolox": YoloxHead}
 
 
-def build_model(spec: ModelSpec) -> YoloxModule:
-    """A freshly initialised YOLOX network for ``spec`` (train mode, on CPU)."""
+def build_model(spec: ModelSpec, assignment: str = "batched") -> YoloxModule:
+    """A freshly initialised YOLOX network for ``spec`` (train mode, on CPU).
+
+    Args:
+        assignment: the head's label assignment, a key of ``HEADS`` (only the training loss differs).
+    """
     backbone = YoloPafpn(
         spec.depth, spec.width, in_channels=_IN_CHANNELS, depthwise=spec.depthwise, act=spec.act
     )
-    head = YoloxHead(
+    head = HEADS[assignment](
         spec.num_classes, spec.width, in_channels=_IN_CHANNELS, depthwise=spec.depthwise, act=spec.act
     )
     model = YoloxModule(backbone, head)
@@ -71,6 +82,7 @@ def create_model(
     depthwise: bool | None = None,
     input_size: tuple[int, int] | None = None,
     strict_shapes: bool = True,
+    assignment: str = "batched",
 ) -> tuple[YoloxModule, ModelSpec, TransferReport | None]:
     """Build a YOLOX model, optionally initialised from pretrained weights of any class count.
 
@@ -79,12 +91,13 @@ def create_model(
         num_classes: classes of the new head.
         pretrained: ``True`` for the variant's COCO weights, a weights name/path/URL, or ``False``.
         strict_shapes: refuse weights of another variant instead of silently re-initialising most tensors.
+        assignment: ``batched`` (our batched SimOTA) or ``yolox`` (the package's per-image SimOTA).
 
     Returns:
         The model (train mode, CPU), its spec, and the weight-transfer report (``None`` without weights).
     """
     spec = make_spec(name, num_classes, depth, width, depthwise, input_size)
-    model = build_model(spec)
+    model = build_model(spec, assignment)
     return model, spec, load_initial_weights(model, pretrained, spec.name, strict_shapes=strict_shapes)
 
 
