@@ -9,21 +9,28 @@ import pytest
 
 from yolox_sdk.cli.config_commands import default_config_text
 from yolox_sdk.config.loader import dump_config, load_config
+from yolox_sdk.config.recipes import apply_recipe, recipe_summary
 from yolox_sdk.config.schema import Config
 from yolox_sdk.engine.freezing import plan_freezing
 from yolox_sdk.errors import ConfigError
 from yolox_sdk.models import create_model
 
 
-def test_a_short_budget_gets_the_finetune_recipe_and_the_log_says_what_it_set(
+def test_a_short_budget_gets_the_finetune_recipe_and_the_summary_says_what_it_set(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    with caplog.at_level(logging.INFO, logger="yolox_sdk.config.recipes"):
+    with caplog.at_level(logging.DEBUG, logger="yolox_sdk.config.recipes"):
         config = load_config(None, ["training.epochs=10"])
     assert config.training.recipe == "auto"
     assert (config.training.warmup_epochs, config.training.no_aug_epochs) == (1, 2)
     assert config.model.unfreeze_schedule == {4: ["backbone"]}
-    assert "training.recipe: finetune (10 epochs <= 50) sets training.warmup_epochs=1" in caplog.text
+    assert "training.recipe finetune filled training.warmup_epochs=1, training.no_aug_epochs=2" in caplog.text
+    assert recipe_summary(config) == (
+        "training.recipe finetune (10 epochs <= 50): warm-up 1 epochs, the last 2 without mosaic, unfreeze "
+        "schedule {4: ['backbone']}; keys set in the config win over the recipe, and training.recipe: yolox "
+        "keeps YOLOX's own defaults."
+    )
+    assert recipe_summary(load_config(None, ["training.epochs=10", "training.recipe=yolox"])) is None
     long = load_config(None, ["training.epochs=51"])
     assert (long.training.warmup_epochs, long.training.no_aug_epochs) == (5, 15)
     assert long.model.unfreeze_schedule == {}
@@ -77,3 +84,12 @@ def test_unknown_recipes_are_refused_with_the_choices(value: str, hint: str) -> 
     with pytest.raises(ConfigError) as raised:
         load_config(None, ["training.epochs=10", f"training.recipe={value}"])
     assert "training.recipe" in str(raised.value) and hint in str(raised.value)
+
+
+@pytest.mark.parametrize("epochs", [0, -1, -(10**300), 10**300, "ten", True])
+def test_bad_epochs_get_no_recipe_and_the_schema_error(epochs: object) -> None:
+    data = {"training": {"epochs": epochs}}
+    assert apply_recipe(data) == {"training": {"epochs": epochs}}
+    with pytest.raises(ConfigError) as raised:
+        load_config(None, [f"training.epochs={epochs}"])
+    assert "training.epochs" in str(raised.value) and "recipe" not in str(raised.value)

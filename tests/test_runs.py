@@ -170,7 +170,7 @@ def _lineage(dataset: str, parent: str) -> dict:
 def two_runs(tmp_path: Path) -> tuple[Path, Path]:
     a = _write_run(
         tmp_path / "runs" / "a",
-        ["training.epochs=3", "training.lr=0.01"],
+        ["training.epochs=3", "training.lr=0.01", "training.recipe=yolox"],  # differences: only these
         [
             {"epoch": 1, "train/total_loss": 5.0, "val/mAP": 0.10},
             {"epoch": 2, "train/total_loss": 4.0, "val/mAP": 0.30},
@@ -182,6 +182,7 @@ def two_runs(tmp_path: Path) -> tuple[Path, Path]:
         tmp_path / "runs" / "b",
         [
             "training.epochs=4",
+            "training.recipe=yolox",
             "training.lr=0.02",
             "training.optimizer=adamw",
             "training.optimizer_options={beta2: 0.99}",
@@ -328,7 +329,9 @@ def test_config_hash_takes_plugin_options_with_mixed_key_types() -> None:
     from yolox_sdk.engine.run_dir import config_dict_hash
 
     mixed = {"monitoring": {"logger_options": {"custom": {1: "x", "b": "y"}}}}
-    assert config_dict_hash(mixed) != config_dict_hash({"monitoring": {"logger_options": {"custom": {"b": "y"}}}})
+    assert config_dict_hash(mixed) != config_dict_hash(
+        {"monitoring": {"logger_options": {"custom": {"b": "y"}}}}
+    )
     plain = {"training": {"lr": 0.01}, "model": {"name": "yolox-nano"}}
     expected = hashlib.sha256(json.dumps(plain, sort_keys=True).encode()).hexdigest()[:8]
     assert config_dict_hash(plain) == expected, "the hash of ordinary configs (auto_resume matching) changed"

@@ -22,6 +22,7 @@ log = logging.getLogger(__name__)
 
 RECIPES = ("auto", "finetune", "yolox")
 FINETUNE_MAX_EPOCHS = 50
+MAX_RECIPE_EPOCHS = 100_000  # schema.MAX_EPOCHS: beyond it structuring refuses the value anyway
 DEFAULT_EPOCHS = 300  # TrainingConfig.epochs' default (schema imports this module's names, not the reverse)
 FREEZING_KEYS = (
     "freeze",
@@ -39,7 +40,7 @@ def chosen_recipe(data: Mapping[str, Any]) -> str:
     if name != "auto":
         return str(name)
     epochs = training.get("epochs", DEFAULT_EPOCHS)
-    if isinstance(epochs, bool) or not isinstance(epochs, int):
+    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
         return "yolox"  # a bad epochs value: structuring names it; no recipe meanwhile
     return "finetune" if epochs <= FINETUNE_MAX_EPOCHS else "yolox"
 
@@ -62,10 +63,10 @@ def apply_recipe(data: dict[str, Any]) -> dict[str, Any]:
     ``unfreeze_schedule``) asks for any (``config init``'s file lists them empty), so a user's freezing
     plan is never merged with the recipe's.
     """
-    if chosen_recipe(data) != "finetune":
-        return data
     training = data.get("training") if isinstance(data.get("training"), Mapping) else {}
     epochs = training.get("epochs", DEFAULT_EPOCHS)
+    if chosen_recipe(data) != "finetune" or not _whole_number(epochs, MAX_RECIPE_EPOCHS):
+        return data  # a bad epochs value (0, huge, text) is left to structuring to report
     filled: list[str] = []
     for section, values in finetune_settings(int(epochs)).items():
         target = data.setdefault(section, {})
@@ -77,12 +78,26 @@ def apply_recipe(data: dict[str, Any]) -> dict[str, Any]:
             if key not in target or (section == "model" and not target[key]):
                 target[key] = value
                 filled.append(f"{section}.{key}={value}")
-    if filled:
-        log.info(
-            "training.recipe: finetune (%s epochs <= %d) sets %s; set a key yourself to override it, or "
-            "training.recipe: yolox for YOLOX's own defaults.",
-            epochs,
-            FINETUNE_MAX_EPOCHS,
-            ", ".join(filled),
-        )
+    if filled:  # DEBUG: ``config show`` prints YAML on stdout; the trainer's INFO line is ``recipe_summary``
+        log.debug("training.recipe finetune filled %s", ", ".join(filled))
     return data
+
+
+def _whole_number(value: Any, high: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= high
+
+
+def recipe_summary(config: Any) -> str | None:
+    """One line for the start of training naming the finetune recipe's values in ``config`` (a loaded
+    ``Config``), or ``None`` when it trains with YOLOX's own defaults."""
+    training = config.training
+    auto = training.recipe == "auto" and training.epochs <= FINETUNE_MAX_EPOCHS
+    if training.recipe != "finetune" and not auto:
+        return None
+    why = f"{training.epochs} epochs <= {FINETUNE_MAX_EPOCHS}" if auto else "asked for"
+    frozen = config.model.unfreeze_schedule or "none"
+    return (
+        f"training.recipe finetune ({why}): warm-up {training.warmup_epochs:g} epochs, the last "
+        f"{training.no_aug_epochs} without mosaic, unfreeze schedule {frozen}; keys set in the config win over "
+        "the recipe, and training.recipe: yolox keeps YOLOX's own defaults."
+    )

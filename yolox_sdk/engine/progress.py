@@ -11,6 +11,7 @@ from typing import Any
 from tqdm import tqdm
 
 from yolox_sdk.config.loader import config_to_dict, flatten_dict
+from yolox_sdk.config.recipes import recipe_summary
 from yolox_sdk.config.schema import Config
 from yolox_sdk.engine.freezing import count_trainable_parameters
 
@@ -79,6 +80,9 @@ def log_run_start(config: Config, parts: Any, loggers: list[Any], run_dir: Path)
         len(parts.val_data) if parts.val_data else "no",
         run_dir,
     )
+    summary = recipe_summary(config)
+    if summary is not None:
+        log.info(summary)
 
 
 def log_run_end(result: Any, best_summary: str) -> None:
