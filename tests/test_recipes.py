@@ -11,9 +11,7 @@ from yolox_sdk.cli.config_commands import default_config_text
 from yolox_sdk.config.loader import dump_config, load_config
 from yolox_sdk.config.recipes import apply_recipe, recipe_summary
 from yolox_sdk.config.schema import Config
-from yolox_sdk.engine.freezing import plan_freezing
 from yolox_sdk.errors import ConfigError
-from yolox_sdk.models import create_model
 
 
 def test_a_short_budget_gets_the_finetune_recipe_and_the_summary_says_what_it_set(
@@ -23,37 +21,30 @@ def test_a_short_budget_gets_the_finetune_recipe_and_the_summary_says_what_it_se
         config = load_config(None, ["training.epochs=10"])
     assert config.training.recipe == "auto"
     assert (config.training.warmup_epochs, config.training.no_aug_epochs) == (1, 2)
-    assert config.model.unfreeze_schedule == {4: ["backbone"]}
+    assert config.model.unfreeze_schedule == {} and config.model.freeze == []  # freezing was tried, dropped
     assert "training.recipe finetune filled training.warmup_epochs=1, training.no_aug_epochs=2" in caplog.text
     assert recipe_summary(config) == (
-        "training.recipe finetune (10 epochs <= 50): warm-up 1 epochs, the last 2 without mosaic, unfreeze "
-        "schedule {4: ['backbone']}; keys set in the config win over the recipe, and training.recipe: yolox "
-        "keeps YOLOX's own defaults."
+        "training.recipe finetune (10 epochs <= 50): warm-up 1 epochs, the last 2 without mosaic; keys set in "
+        "the config win over the recipe, and training.recipe: yolox keeps YOLOX's own defaults."
     )
     assert recipe_summary(load_config(None, ["training.epochs=10", "training.recipe=yolox"])) is None
     long = load_config(None, ["training.epochs=51"])
     assert (long.training.warmup_epochs, long.training.no_aug_epochs) == (5, 15)
-    assert long.model.unfreeze_schedule == {}
     assert load_config(None) == Config()  # 300 epochs: YOLOX's own defaults, as the schema has them
 
 
 def test_keys_the_user_set_win_and_yolox_turns_the_recipe_off() -> None:
-    mine = load_config(None, ["training.epochs=20", "training.warmup_epochs=3", "model.freeze=[head]"])
+    mine = load_config(None, ["training.epochs=20", "training.warmup_epochs=3"])
     assert mine.training.warmup_epochs == 3 and mine.training.no_aug_epochs == 4
-    assert mine.model.freeze == ["head"] and mine.model.unfreeze_schedule == {}  # no merged freezing plan
     off = load_config(None, ["training.epochs=20", "training.recipe=yolox"])
-    assert (off.training.warmup_epochs, off.training.no_aug_epochs, off.model.unfreeze_schedule) == (
-        5,
-        15,
-        {},
-    )
+    assert (off.training.warmup_epochs, off.training.no_aug_epochs) == (5, 15)
     forced = load_config(None, ["training.epochs=100", "training.recipe=finetune"])
-    assert forced.training.no_aug_epochs == 20 and forced.model.unfreeze_schedule == {31: ["backbone"]}
+    assert (forced.training.warmup_epochs, forced.training.no_aug_epochs) == (1, 20)
 
 
 def test_a_config_init_file_with_a_short_budget_gets_the_recipe(tmp_path: Path) -> None:
-    """``config init`` lists the freezing keys empty and leaves the recipe's schedule keys commented out,
-    so editing only ``epochs`` in it is the same as writing nothing else."""
+    """``config init`` leaves the recipe's keys commented out, so editing only ``epochs`` in it is the
+    same as writing nothing else."""
     text = default_config_text().replace("  epochs: 300\n", "  epochs: 10\n", 1)
     assert "  epochs: 10\n" in text
     path = tmp_path / "config.yaml"
@@ -66,15 +57,6 @@ def test_the_saved_run_config_reloads_to_the_same_run(tmp_path: Path) -> None:
     path = tmp_path / "config.yaml"
     path.write_text(dump_config(config), encoding="utf-8")
     assert load_config(path) == config
-
-
-def test_the_recipe_freezes_the_backbone_for_its_first_epochs() -> None:
-    config = load_config(None, ["training.epochs=10", "model.name=yolox-nano"])
-    model = create_model("yolox-nano", num_classes=3, pretrained=False, input_size=(160, 160))[0]
-    plan = plan_freezing(config.model, model, config.training.epochs)
-    backbone = {name for name, _ in model.named_parameters() if name.startswith("backbone.backbone.")}
-    assert backbone and plan.frozen_at(1) == plan.frozen_at(3) == backbone
-    assert plan.frozen_at(4) == frozenset()
 
 
 @pytest.mark.parametrize(
