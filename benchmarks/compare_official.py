@@ -276,6 +276,52 @@ def _cell(value: float | None, spec: str) -> str:
     return "-" if value is None else format(value, spec)
 
 
+CEILING_STEPS, CEILING_WARMUP = 20, 3
+
+
+def measure_ceiling(args: argparse.Namespace, device: str) -> dict[str, Any]:
+    """The model-only ceiling: images/s of yolox-nano's bare training step (forward with YOLOX's loss on
+    random images with 10 boxes each, backward, an SGD step), no data loading, EMA, logging or evaluation,
+    fp32 channels-last, at the benchmark's batch and input size. Neither trainer can beat it on this
+    machine; the table prints each trainer's share of it."""
+    from yolox_sdk.models.factory import create_model
+
+    model = create_model(
+        args.model, num_classes=len(BCCD_CLASSES), pretrained=False, input_size=(args.input_size,) * 2
+    )[0]
+    model = model.to(device, memory_format=torch.channels_last).train()
+    optimizer = torch.optim.SGD(model.parameters(), lr=1e-4, momentum=0.9, nesterov=True, foreach=True)
+    generator = torch.Generator().manual_seed(args.seed)
+    size, batch = args.input_size, args.batch_size
+    images = torch.rand(batch, 3, size, size, generator=generator).mul(255).to(device)
+    images = images.contiguous(memory_format=torch.channels_last)
+    targets = torch.zeros(batch, 120, 5, device=device)
+    centres = torch.rand(batch, 10, 2, generator=generator) * (size * 0.8) + size * 0.1
+    sides = torch.rand(batch, 10, 2, generator=generator) * (size * 0.2) + 16
+    targets[:, :10, 0] = (
+        torch.randint(0, len(BCCD_CLASSES), (batch, 10), generator=generator).float().to(device)
+    )
+    targets[:, :10, 1:3], targets[:, :10, 3:5] = centres.to(device), sides.to(device)
+
+    def step() -> None:
+        loss = model(images, targets)["total_loss"]
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+    for _ in range(CEILING_WARMUP):
+        step()
+    if device == "cuda":
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    for _ in range(CEILING_STEPS):
+        step()
+    if device == "cuda":
+        torch.cuda.synchronize()
+    seconds = time.perf_counter() - start
+    return {"trainer": "model-only ceiling", "train_images_per_second": CEILING_STEPS * batch / seconds}
+
+
 def format_training_table(results: dict[str, dict[str, Any]]) -> str:
     """One row per trainer and a ratio row (ours/official)."""
     header = (
@@ -287,10 +333,17 @@ def format_training_table(results: dict[str, dict[str, Any]]) -> str:
         row = results.get(name)
         if row is None:
             continue
+        ceiling = results.get("ceiling", {}).get("train_images_per_second")
+        share = f" ({row['train_images_per_second'] / ceiling:.0%} of the ceiling)" if ceiling else ""
         lines.append(
             f"{name:<16} {_cell(row.get('wall_seconds'), '8.1f')} {_cell(row.get('train_seconds'), '8.1f')} "
             f"{_cell(row.get('eval_seconds'), '7.1f')} {_cell(row.get('train_images_per_second'), '11.2f')} "
-            f"{_cell(100 * row['mAP'], '9.2f')} {_cell(100 * row['mAP50'], '7.2f')}"
+            f"{_cell(100 * row['mAP'], '9.2f')} {_cell(100 * row['mAP50'], '7.2f')}{share}"
+        )
+    if "ceiling" in results:
+        lines.append(
+            f"{'model-only':<16} {'':>8} {'':>8} {'':>7} "
+            f"{results['ceiling']['train_images_per_second']:>11.2f}   (bare step: no data, EMA, logging)"
         )
     if "ours" in results and "official" in results:
         ours, official = results["ours"], results["official"]
@@ -375,6 +428,8 @@ def main(argv: list[str] | None = None) -> int:
             traceback.print_exc()
             failures[name] = f"{type(error).__name__}: {error}"
 
+    if not (args.skip_ours and args.skip_official):
+        results["ceiling"] = measure_ceiling(args, device)  # after both: the same warm machine
     checkpoint = args.official_checkpoint or (
         Path(results["official"]["checkpoint"]) if "official" in results else None
     )

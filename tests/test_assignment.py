@@ -20,7 +20,7 @@ from yolox_sdk.config.schema import ASSIGNMENTS
 from yolox_sdk.data.formats import load_dataset
 from yolox_sdk.data.loader import collate_train_batch
 from yolox_sdk.data.train_dataset import TrainDataset
-from yolox_sdk.engine.setup import build_training_model
+from yolox_sdk.engine.setup import build_training_model, label_assignment
 from yolox_sdk.errors import ConfigError
 from yolox_sdk.models.assignment import valid_ground_truths
 from yolox_sdk.models.batched_head import BatchedSimotaHead
@@ -291,7 +291,7 @@ def test_both_heads_give_the_same_loss_dict_and_share_weights(bccd_batch: tuple)
 
 
 def test_training_assignment_chooses_the_head() -> None:
-    assert tuple(HEADS) == ASSIGNMENTS
+    assert ("auto", *HEADS) == ASSIGNMENTS
     spec = make_spec("yolox-nano", 3, input_size=(160, 160))
     for name, head in HEADS.items():
         config = load_config(
@@ -299,14 +299,20 @@ def test_training_assignment_chooses_the_head() -> None:
         )
         model, _ = build_training_model(config, spec)
         assert type(model.head) is head
-    assert load_config(None, []).training.assignment == "batched"
+    default = load_config(None, ["model.name=yolox-nano", "model.pretrained=false"])
+    assert default.training.assignment == "auto"
+    # auto: batched where per-image synchronisations stall a GPU, the package's loop elsewhere
+    assert type(build_training_model(default, spec, torch.device("cpu"))[0].head) is YoloxHead
+    assert label_assignment("auto", torch.device("cuda")) == "batched"
+    assert label_assignment("auto", torch.device("mps")) == "yolox"
+    assert label_assignment("batched", torch.device("cpu")) == "batched"
 
 
 def test_unknown_assignment_is_a_config_error_with_a_suggestion() -> None:
     with pytest.raises(ConfigError) as caught:
         load_config(None, ["training.assignment=batchd"])
     message = str(caught.value)
-    assert "training.assignment" in message and "batched, yolox" in message
+    assert "training.assignment" in message and "auto, batched, yolox" in message
     assert "Did you mean 'batched'" in message
     assert "\n" not in message.strip()
 

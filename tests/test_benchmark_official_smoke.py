@@ -48,3 +48,18 @@ def test_official_trainer_runs_on_cpu_under_the_shim(
     assert state["head.cls_preds.0.weight"].shape[0] == len(BCCD_CLASSES)
     # The CPU shim is undone once training returns.
     assert torch.cuda.set_device is set_device and torch.Tensor.cuda is tensor_cuda
+
+
+def test_the_model_only_ceiling_is_measured_and_printed(monkeypatch: pytest.MonkeyPatch) -> None:
+    import compare_official
+
+    monkeypatch.setattr(compare_official, "CEILING_STEPS", 2)
+    monkeypatch.setattr(compare_official, "CEILING_WARMUP", 1)
+    args = compare_official.make_parser().parse_args(["--input-size", "160", "--batch-size", "2"])
+    ceiling = compare_official.measure_ceiling(args, "cpu")
+    assert ceiling["train_images_per_second"] > 0
+    ours = {"wall_seconds": 1.0, "train_images_per_second": ceiling["train_images_per_second"] / 2}
+    table = compare_official.format_training_table(
+        {"ours": {**ours, "mAP": 0.5, "mAP50": 0.8}, "ceiling": ceiling}
+    )
+    assert "(50% of the ceiling)" in table and "model-only" in table

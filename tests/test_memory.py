@@ -176,6 +176,27 @@ def test_amp_on_this_cpu_follows_the_rule_and_says_why(caplog: pytest.LogCapture
     assert Precision(torch.device("cpu"), amp=False).dtype is None
 
 
+def test_the_model_step_probe_decides_and_leaves_the_model_untouched(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    model = create_model("yolox-nano", num_classes=3, pretrained=True, input_size=(160, 160))[0]
+    before = {key: value.clone() for key, value in model.state_dict().items()}
+    assert precision.time_model_step(model, None, repeats=1) > 0
+    assert precision.time_model_step(model, torch.bfloat16, repeats=1) > 0
+    for key, value in model.state_dict().items():  # weights and BatchNorm statistics: a copy trained
+        assert torch.equal(value, before[key]), key
+    assert all(parameter.grad is None for parameter in model.parameters())
+    # bf16 slower for this model (as yolox-nano on the 2-core AVX512-BF16 Xeon): fp32, and the log says why.
+    monkeypatch.setattr(torch.cpu, "get_capabilities", lambda: {"avx512_bf16": True})
+    monkeypatch.setattr(precision, "time_model_step", lambda _model, dtype: 1.16 if dtype else 1.0)
+    with caplog.at_level(logging.INFO, logger="yolox_sdk.engine.precision"):
+        chosen = Precision(torch.device("cpu"), amp=True, model=model)
+    assert chosen.dtype is None
+    assert "bf16 is not faster on this CPU: this model's training step took 1160.0 ms in bf16" in caplog.text
+    monkeypatch.setattr(precision, "time_model_step", lambda _model, dtype: 0.5 if dtype else 1.0)
+    assert Precision(torch.device("cpu"), amp=True, model=model).dtype is torch.bfloat16
+
+
 def test_forced_precisions_run_or_fall_back_to_fp32_with_a_warning(
     caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:

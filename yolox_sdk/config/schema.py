@@ -37,7 +37,11 @@ CACHE_MODES = ("none", "ram", "disk")
 DEVICE_TYPES = ("auto", "cpu", "cuda", "mps")
 BEST_METRICS = ("mAP", "mAP50", "mAP75", "loss")
 PRECISIONS = ("bf16", "fp16")  # training.amp's forced precisions (true: the one that helps on the device)
-ASSIGNMENTS = ("batched", "yolox")  # SimOTA label assignment: ours for the whole batch, or yolox's per image
+ASSIGNMENTS = (
+    "auto",
+    "batched",
+    "yolox",
+)  # SimOTA: by device, ours for the whole batch, or yolox's per image
 
 # Upper bounds far beyond any real run; they turn a typo (an extra zero or three) into a config error
 # instead of an allocation failure or a job that never ends.
@@ -172,10 +176,12 @@ class TrainingConfig:
     ``monitoring.output_dir`` of the same config (see ``yolox_sdk.engine.resume``).
     ``losses`` adds loss-term plugins to YOLOX's loss (``register_loss_terms``); ``distillation`` switches on
     the built-in one, knowledge distillation from a teacher checkpoint (``DistillationConfig``).
-    ``assignment`` chooses the SimOTA label assignment of the loss: ``batched`` (default) assigns every
-    image of a batch at once (``yolox_sdk.models.assignment``, no per-image host synchronisation),
-    ``yolox`` runs the ``yolox`` package's image-by-image code; both give the same targets and loss, and
-    checkpoints of either load into the other.
+    ``assignment`` chooses the SimOTA label assignment of the loss: ``batched`` assigns every image of a
+    batch at once (``yolox_sdk.models.assignment``, three host synchronisations per batch instead of
+    several per image), ``yolox`` runs the ``yolox`` package's image-by-image code; both give the same
+    targets and loss, and checkpoints of either load into the other. ``auto`` (default) picks ``batched`` on
+    CUDA, where per-image synchronisations stall the GPU, and ``yolox`` elsewhere: on the 2-core CPU the
+    batched one was as fast at batch 8 but 8x slower at batch 64 (padded tensors; ``benchmarks/README.md``).
     """
 
     epochs: int = attrs.field(default=300, validator=number(1, MAX_EPOCHS))
@@ -216,7 +222,7 @@ class TrainingConfig:
     callbacks: list[Any] = attrs.field(factory=list)
     losses: list[Any] = attrs.field(factory=list)
     distillation: DistillationConfig | None = None
-    assignment: str = attrs.field(default="batched", validator=one_of(ASSIGNMENTS))
+    assignment: str = attrs.field(default="auto", validator=one_of(ASSIGNMENTS))
 
 
 @attrs.frozen

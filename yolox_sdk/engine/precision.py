@@ -8,9 +8,12 @@
   (``choose_cpu_precision``): a CPU without native bf16 instructions (AMX-BF16 or AVX512-BF16 on x86,
   the BF16 extension or SVE-BF16 on Arm) converts every bf16 value in software, which makes training
   several times slower (4-5x for a conv forward+backward on an AVX2 machine), so it gets fp32 without a
-  probe. On a CPU that has them, a tiny conv forward+backward is timed in both precisions (a fraction
-  of a second there) and bf16 is chosen when it takes under ``BF16_MAX_TIME_RATIO`` (90 %) of the fp32
-  time. The decision is made once per process and cached.
+  probe. On a CPU that has them, the model's own training step (2 images at 160 px, on a copy) is timed
+  in both precisions (about a second) and bf16 is chosen when it takes under ``BF16_MAX_TIME_RATIO``
+  (90 %) of the fp32 time; without a model, a tiny conv forward+backward is timed instead (decided once
+  per process). The conv probe alone was misleading: on a 2-core AVX512-BF16 EPYC it timed bf16 faster
+  while training was slower end to end, and on a 2-core AVX512-BF16 Xeon yolox-nano's step is 1.16x
+  slower in bf16 (its convolutions' backward, ``benchmarks/precision_profile.py``).
 * MPS: bf16 autocast.
 
 ``amp: bf16`` / ``amp: fp16`` ask for one precision: bf16 runs wherever autocast supports it (warning
@@ -24,6 +27,7 @@ backoff factor (see ``Precision.lower_loss_scale``), as the scaler itself does f
 from __future__ import annotations
 
 import contextlib
+import copy
 import functools
 import logging
 import time
@@ -39,6 +43,7 @@ log = logging.getLogger(__name__)
 BF16_MAX_TIME_RATIO = 0.9  # bf16 must take under 90 % of the fp32 time: a tie is not worth the lost precision
 NATIVE_BF16_CAPABILITIES = ("amx_bf16", "avx512_bf16", "bf16", "sve_bf16")  # torch.cpu.get_capabilities()
 PROBE_REPEATS = 3
+MODEL_PROBE_SIZE = 160  # px: the model's own step, small enough to cost about a second for yolox-s
 _NAMES = {torch.bfloat16: "bf16", torch.float16: "fp16"}
 
 
@@ -55,6 +60,17 @@ def native_bf16_instructions(capabilities: Mapping[str, Any]) -> list[str]:
     return [name for name in NATIVE_BF16_CAPABILITIES if capabilities.get(name)]
 
 
+def _best_of(step: Callable[[], None], repeats: int) -> float:
+    """Fewest seconds ``step`` took in ``repeats`` calls, after one untimed call (one-off set-up)."""
+    step()
+    timings = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        step()
+        timings.append(time.perf_counter() - start)
+    return min(timings)
+
+
 def time_conv_step(dtype: torch.dtype | None, repeats: int = PROBE_REPEATS) -> float:
     """Best-of-``repeats`` seconds of a small conv-BN-SiLU-conv forward+backward (channels-last, like
     training) under ``dtype`` autocast (``None``: fp32). One untimed call first absorbs one-off set-up."""
@@ -69,13 +85,32 @@ def time_conv_step(dtype: torch.dtype | None, repeats: int = PROBE_REPEATS) -> f
             output = network(images)
         output.float().sum().backward()
 
-    step()
-    timings = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        step()
-        timings.append(time.perf_counter() - start)
-    return min(timings)
+    return _best_of(step, repeats)
+
+
+def time_model_step(model: nn.Module, dtype: torch.dtype | None, repeats: int = PROBE_REPEATS) -> float:
+    """Best-of-``repeats`` seconds of ``model``'s own training step (forward with YOLOX's loss, backward)
+    on a copy, 2 images at ``MODEL_PROBE_SIZE`` px with one box each, channels-last, under ``dtype``.
+
+    The network's own layers decide: on a 2-core AVX512-BF16 Xeon yolox-nano's step is 1.16x slower in
+    bf16, its convolutions' backward taking 1.8x the fp32 time (``benchmarks/precision_profile.py``),
+    which a dense conv probe does not show. A copy, so the model's weights, BatchNorm statistics and
+    gradients are untouched.
+    """
+    probe = copy.deepcopy(model).train().to(memory_format=torch.channels_last)
+    size = MODEL_PROBE_SIZE
+    images = torch.rand(2, 3, size, size, generator=torch.Generator().manual_seed(0))
+    images = images.contiguous(memory_format=torch.channels_last)
+    targets = torch.zeros(2, 1, 5)
+    targets[:, 0] = torch.tensor([0.0, size / 2, size / 2, size / 4, size / 4])
+
+    def step() -> None:
+        with torch.autocast("cpu", dtype=dtype or torch.bfloat16, enabled=dtype is not None):
+            loss = probe(images, targets)["total_loss"]
+        loss.float().backward()
+        probe.zero_grad(set_to_none=True)
+
+    return _best_of(step, repeats)
 
 
 def choose_cpu_precision(
@@ -108,11 +143,11 @@ def cpu_precision_choice() -> CpuPrecisionChoice:
     return choose_cpu_precision(torch.cpu.get_capabilities())
 
 
-def _mixed_dtype(device: torch.device, amp: bool | str) -> torch.dtype | None:
+def _mixed_dtype(device: torch.device, amp: bool | str, model: nn.Module | None) -> torch.dtype | None:
     """The autocast dtype ``training.amp`` asks for on ``device`` (``None``: fp32, with a warning saying
     why where the setting asked for more)."""
     if amp is True and device.type == "cpu":
-        choice = cpu_precision_choice()
+        choice = _cpu_choice_for(model)
         if choice.dtype is None:
             log.warning("training.amp: training in fp32 on this CPU: %s.", choice.reason)
         else:
@@ -141,6 +176,22 @@ def _mixed_dtype(device: torch.device, amp: bool | str) -> torch.dtype | None:
     return torch.bfloat16 if amp == "bf16" else torch.float16
 
 
+def _cpu_choice_for(model: nn.Module | None) -> CpuPrecisionChoice:
+    """``choose_cpu_precision`` timing ``model``'s own step when given (the conv probe otherwise, or when
+    the model's step cannot run in the probe, e.g. a network without YOLOX's training loss)."""
+    if model is None:
+        return cpu_precision_choice()
+    capabilities = torch.cpu.get_capabilities()
+    try:
+        choice = choose_cpu_precision(capabilities, functools.partial(time_model_step, model))
+    except (RuntimeError, TypeError, KeyError, IndexError) as error:
+        log.debug("training.amp: the model's own probe step failed (%s); timing a conv step instead", error)
+        return cpu_precision_choice()
+    return attrs.evolve(
+        choice, reason=choice.reason.replace("a conv forward+backward", "this model's training step")
+    )
+
+
 def autocast_works(device: torch.device, dtype: torch.dtype) -> str:
     """Run a tiny conv forward+backward under ``dtype`` autocast on ``device``; ``""`` when it works, else
     the error's first line (a missing kernel or an old driver shows here, not in the middle of an epoch)."""
@@ -162,13 +213,15 @@ class Precision:
     precision whose autocast fails on the device falls back to fp32 with a warning naming the setting.
     """
 
-    def __init__(self, device: torch.device, amp: bool | str) -> None:
+    def __init__(self, device: torch.device, amp: bool | str, model: nn.Module | None = None) -> None:
+        """``model``: the network to train; with ``amp: true`` on a CPU its own step is timed in both
+        precisions (``time_model_step``), else a conv probe is."""
         self.device = device
         self.dtype: torch.dtype | None = None
         self.scaler: torch.amp.GradScaler | None = None
         if amp is False:
             return
-        dtype = _mixed_dtype(device, amp)
+        dtype = _mixed_dtype(device, amp, model)
         if dtype is None:
             return
         failure = autocast_works(device, dtype)

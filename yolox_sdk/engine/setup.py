@@ -68,10 +68,21 @@ def model_spec_from_config(config: Config, num_classes: int) -> ModelSpec:
     return make_spec(m.name, num_classes, m.depth, m.width, m.depthwise, m.input_size)
 
 
-def build_training_model(config: Config, spec: ModelSpec) -> tuple[nn.Module, TransferReport | None]:
-    """Build the network (its head's label assignment from ``training.assignment``) and load
-    ``model.checkpoint`` or ``model.pretrained`` into it."""
-    model = build_model(spec, config.training.assignment)
+def label_assignment(setting: str, device: torch.device) -> str:
+    """``training.assignment`` on ``device``: ``auto`` is ``batched`` on CUDA and ``yolox`` elsewhere (see
+    ``TrainingConfig``'s docstring for the measurement)."""
+    if setting != "auto":
+        return setting
+    return "batched" if device.type == "cuda" else "yolox"
+
+
+def build_training_model(
+    config: Config, spec: ModelSpec, device: torch.device | None = None
+) -> tuple[nn.Module, TransferReport | None]:
+    """Build the network (its head's label assignment from ``training.assignment`` on ``device``, the
+    CPU when not given) and load ``model.checkpoint`` or ``model.pretrained`` into it."""
+    assignment = label_assignment(config.training.assignment, device or torch.device("cpu"))
+    model = build_model(spec, assignment)
     source = config.model.checkpoint or config.model.pretrained
     return model, load_initial_weights(model, source, spec.name, strict_shapes=True)
 
@@ -248,11 +259,11 @@ def build_training_parts(config: Config, registry: Registry, dist: DistributedCo
     train_data, val_data = training_data.load_training_data(c)
     spec = model_spec_from_config(c, resolve_num_classes(c, train_data))
     losses = build_loss_terms(c, registry, tuple(train_data.class_names), spec.input_size, device)
-    model, transfer = build_training_model(c, spec)
+    model, transfer = build_training_model(c, spec, device)
     freeze_plan = freezing.plan_freezing(c.model, model, c.training.epochs)
     if c.training.gradient_checkpointing:
         enable_gradient_checkpointing(model)
-    precision = Precision(device, c.training.amp)
+    precision = Precision(device, c.training.amp, model)
     memory_format = torch.channels_last if c.training.channels_last else torch.preserve_format
     model.to(device, memory_format=memory_format)
     model = sync_batchnorm(model, c.training.sync_bn, dist.enabled, device)
