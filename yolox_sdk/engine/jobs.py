@@ -97,7 +97,7 @@ def _write_run_report(run_dir: Path, exports: list[Any]) -> None:
 
     write_exports_record(run_dir, exports)
     try:
-        log.info("Run report written to %s", write_report(run_dir).path)
+        log.debug("Run report written to %s", write_report(run_dir).path)  # `run` prints "Report: ..."
     except (YoloxSdkError, OSError) as error:
         log.warning("The run report was not written (%s); `yolox-sdk report %s` rebuilds it.", error, run_dir)
 

@@ -54,12 +54,18 @@ class EpochProgress:
             log.debug("iter %d: %s", iteration, dict(losses))
 
 
+def counted(number: int, one: str, many: str) -> str:
+    """``1 class``, ``3 classes``: the count with its noun in the right number."""
+    return f"{number} {one if number == 1 else many}"
+
+
 def epoch_metrics(epoch: int, losses: dict[str, float], parts: Any) -> dict[str, float]:
     """The row an epoch adds to ``metrics.csv`` and the loggers before evaluation: its 1-based number,
-    mean losses, the learning rate it ended at and how many parameters trained (freezing changes it)."""
+    mean losses, the learning rate it ended at (once: the step's ``lr`` is not averaged into a
+    ``train/lr``) and how many parameters trained (freezing changes it)."""
     return {
         "epoch": epoch + 1,
-        **{f"train/{key}": value for key, value in losses.items()},
+        **{f"train/{key}": value for key, value in losses.items() if key != "lr"},  # lr: the next column
         "lr": parts.optimizer.param_groups[0]["lr"],
         "trainable_params": count_trainable_parameters(parts.model),
     }
@@ -71,9 +77,9 @@ def log_run_start(config: Config, parts: Any, loggers: list[Any], run_dir: Path)
     for logger in loggers:
         logger.log_hyperparameters(params)
     log.info(
-        "Training %s (%d classes: %s) on %s: %d train images, %s val images, run dir %s",
+        "Training %s (%s: %s) on %s: %d train images, %s val images, run dir %s",
         parts.spec.name,
-        parts.spec.num_classes,
+        counted(parts.spec.num_classes, "class", "classes"),
         ", ".join(parts.class_names),
         parts.device,
         len(parts.train_data),

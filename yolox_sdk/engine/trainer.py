@@ -183,6 +183,7 @@ class Trainer:
             found = evaluate_epoch(self.evaluate_model, self.view.eval_model, parts.model, self.dist, epoch)
             self.fire("on_eval_end", epoch, found)
             metrics.update({f"val/{key}": value for key, value in found.items()})
+        metrics["resources/epoch_seconds"] = time.perf_counter() - epoch_start  # training and evaluation
         self.state.metrics = metrics
         self.fire("on_epoch_end", epoch, metrics)
         agree_on_stop(self.requests, self.state, self.dist)

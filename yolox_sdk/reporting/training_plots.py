@@ -4,7 +4,7 @@ Drawn from ``metrics.csv`` (``metrics_table``) with matplotlib's Agg canvas on `
 evaluation's figures are, so nothing global changes in the caller's process::
 
     losses.png          each train/*_loss component per epoch, one panel each
-    learning_rate.png   lr (at the epoch's end) and train/lr (the epoch's mean)
+    learning_rate.png   lr (at the epoch's end), and train/lr (the epoch's mean) in runs written before it was dropped
     val_metrics.png     val/mAP and val/mAP50 at the evaluated epochs, the best epoch marked
     resources.png       images/s, data-wait fraction, memory (MB) and utilisation (%), when logged
     training_curves.json   epochs, every column (null where blank), the best epoch, the files

@@ -143,7 +143,9 @@ class OnnxExporter:
         seconds = time.perf_counter() - started
 
         difference = _compare_with_torch(network, path, batch, self.options)
-        log.info("ONNX export %s: %.2f s, max abs diff vs PyTorch %.3g", path, seconds, difference)
+        log.debug(
+            "ONNX export %s: %.2f s, max abs diff vs PyTorch %.3g", path, seconds, difference
+        )  # the CLI prints it
         precision = "fp16" if self.options.fp16 else "fp32"
         notes.append(f"exported in {seconds:.2f} s (opset {self.options.opset}, {precision})")
         notes.append(f"max abs diff vs PyTorch on {len(batch)} image(s): {difference:.3g}")
