@@ -83,9 +83,12 @@ def _split_overrides(text: str) -> list[str]:
     return [*items, current]
 
 
-def _common(args: argparse.Namespace, seed: int, out_dir: Path, keep_schedule: bool) -> list[str]:
-    """``compare_official.py``'s overrides for our side, evaluating every epoch; without the warm-up and
-    no-aug epochs unless ``keep_schedule`` (the recipe sets them otherwise)."""
+def _common(
+    args: argparse.Namespace, seed: int, out_dir: Path, keep_schedule: bool
+) -> tuple[list[str], argparse.Namespace]:
+    """``compare_official.py``'s overrides for our side, evaluating every epoch (without the warm-up and
+    no-aug epochs unless ``keep_schedule``: the recipe sets them otherwise), and its arguments for the
+    official side."""
     official_args = official_parser().parse_args(
         ["--epochs", str(args.epochs), "--warmup-epochs", "1", "--no-aug-epochs", "2", "--seed", str(seed)]
     )

@@ -34,7 +34,7 @@ def chosen_recipe(data: Mapping[str, Any]) -> str:
     if name != "auto":
         return str(name)
     epochs = training.get("epochs", DEFAULT_EPOCHS)
-    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
+    if not _whole_number(epochs, MAX_RECIPE_EPOCHS):
         return "yolox"  # a bad epochs value: structuring names it; no recipe meanwhile
     return "finetune" if epochs <= FINETUNE_MAX_EPOCHS else "yolox"
 
