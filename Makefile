@@ -30,6 +30,11 @@ test: $(STAMP)
 	$(BIN)/ruff check yolox_sdk tests benchmarks plugins
 	$(BIN)/python -m pytest -q
 
+## Build the documentation site into build/site/ strictly (a warning or broken link fails), as the tests do.
+.PHONY: docs
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/python -m mkdocs build --strict --site-dir build/site
+
 lint: $(STAMP)
 	$(BIN)/ruff check yolox_sdk tests benchmarks plugins
 	$(BIN)/ruff format --check yolox_sdk tests benchmarks plugins
