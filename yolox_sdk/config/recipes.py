@@ -23,6 +23,7 @@ RECIPES = ("auto", "finetune", "yolox")
 FINETUNE_MAX_EPOCHS = 50
 MAX_RECIPE_EPOCHS = 100_000  # schema.MAX_EPOCHS: beyond it structuring refuses the value anyway
 DEFAULT_EPOCHS = 300  # TrainingConfig.epochs' default (schema imports this module's names, not the reverse)
+BUDGET_MAX_EPOCHS = 50  # training.time_budget without training.epochs: the most epochs the budget may use
 
 
 def chosen_recipe(data: Mapping[str, Any]) -> str:
@@ -51,8 +52,14 @@ def finetune_settings(epochs: int) -> dict[str, dict[str, Any]]:
 
 
 def apply_recipe(data: dict[str, Any]) -> dict[str, Any]:
-    """``data`` with the chosen recipe's values added where the user set nothing."""
+    """``data`` with the chosen recipe's values added where the user set nothing.
+
+    A ``time_budget`` without ``epochs`` sets ``epochs`` to ``BUDGET_MAX_EPOCHS`` first: the budget's run is
+    a short finetune (its recipe applies), and the trainer lowers the epochs to what the budget allows.
+    """
     training = data.get("training") if isinstance(data.get("training"), Mapping) else {}
+    if training.get("time_budget") is not None and "epochs" not in training and isinstance(training, dict):
+        training["epochs"] = BUDGET_MAX_EPOCHS
     epochs = training.get("epochs", DEFAULT_EPOCHS)
     if chosen_recipe(data) != "finetune" or not _whole_number(epochs, MAX_RECIPE_EPOCHS):
         return data  # a bad epochs value (0, huge, text) is left to structuring to report

@@ -20,6 +20,7 @@ from yolox_sdk.config.recipes import RECIPES
 from yolox_sdk.config.validators import (
     FieldError,
     boolean,
+    duration,
     freeze_entries,
     image_size,
     index_list,
@@ -172,6 +173,9 @@ class TrainingConfig:
     ``torch.compile`` (slow to compile, off by default; see ``yolox_sdk.engine.memory``).
     ``recipe`` fills the keys a config leaves unset: ``finetune`` (picked by ``auto`` for at most 50
     epochs) a short-budget schedule, ``yolox`` YOLOX's own defaults (see ``yolox_sdk.config.recipes``).
+    ``time_budget`` (``20m``, ``1h30m``) trains for that long instead of a fixed count: the trainer times
+    the first iterations and one evaluation, then sets ``epochs`` (at most the one written; 50 when none
+    is) and scales ``warmup_epochs`` and ``no_aug_epochs`` with it (``yolox_sdk.engine.time_budget``).
     ``auto_resume`` continues, when no ``--resume`` is given, the most recent run in
     ``monitoring.output_dir`` of the same config (see ``yolox_sdk.engine.resume``).
     ``losses`` adds loss-term plugins to YOLOX's loss (``register_loss_terms``); ``distillation`` switches on
@@ -185,6 +189,7 @@ class TrainingConfig:
     """
 
     epochs: int = attrs.field(default=300, validator=number(1, MAX_EPOCHS))
+    time_budget: str | None = attrs.field(default=None, validator=duration())
     optimizer: str = "sgd"
     optimizer_options: dict[str, Any] = attrs.field(factory=dict)
     lr: float = attrs.field(default=0.01, validator=number(0.0, 10.0, low_inclusive=False))

@@ -140,6 +140,17 @@ def metric_name() -> Validator:
     )
 
 
+def duration(optional: bool = True) -> Validator:
+    """A duration with units (``20m``, ``1h30m``, ``90s``; ``yolox_sdk.config.durations``)."""
+    from yolox_sdk.config.durations import parse_duration
+
+    return _make(
+        lambda value: parse_duration(value) is not None,
+        "a duration with units such as 90s, 20m, 1h30m or 1.5h (above zero, at most a year)",
+        optional,
+    )
+
+
 def boolean() -> Validator:
     """``true`` or ``false`` (YAML input is type-checked when structured; this also guards Python callers)."""
     return _make(lambda value: isinstance(value, bool), "true or false")

@@ -279,6 +279,14 @@ def build_training_parts(config: Config, registry: Registry, dist: DistributedCo
     )  # fmt: skip
 
 
+def with_epochs(parts: TrainingParts, config: Config, registry: Registry) -> TrainingParts:
+    """``parts`` for ``config`` whose epochs and phases changed (the time budget chose them): the parts
+    that depend on the epoch count, the schedule and the freeze plan, are built again."""
+    schedule = build_schedule(config, parts.steps_per_epoch, registry)
+    freeze_plan = freezing.plan_freezing(config.model, parts.model, config.training.epochs)
+    return attrs.evolve(parts, config=config, schedule=schedule, freeze_plan=freeze_plan)
+
+
 def _ema(model: nn.Module, config: Config) -> WeightAverage | None:
     return WeightAverage(model, config.training.ema_decay) if config.training.ema else None
 

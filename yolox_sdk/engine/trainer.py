@@ -31,6 +31,7 @@ from yolox_sdk.engine.progress import EpochProgress, epoch_metrics, log_run_end,
 from yolox_sdk.engine.resources import ResourceMonitor
 from yolox_sdk.engine.resume import LAST, ResumePoint
 from yolox_sdk.engine.run_lock import RunLock
+from yolox_sdk.engine.time_budget import fit_to_budget, log_budget_kept
 from yolox_sdk.engine.train_module import begin_epoch, initial_train_module
 from yolox_sdk.engine.train_state import TrainResult, TrainState, seed_everything
 from yolox_sdk.engine.training_step import NonFiniteGuard, train_step
@@ -75,6 +76,7 @@ class Trainer:
         self._trainable: tuple[bool, ...] = ()
         self._lock = RunLock(self.resume_dir) if self.resume_dir else None
         self._signals = StopOnSignal()
+        self._started = time.perf_counter()  # fit() sets it again: the time budget counts from there
         self._saved_at = ""  # where the run's last.pt stands, for the message when a signal stops it
 
     def fit(self) -> TrainResult:
@@ -84,7 +86,7 @@ class Trainer:
             RunLockedError: another process is training this run directory.
             TrainingInterrupted: SIGTERM or SIGINT stopped training (after saving a resume point).
         """
-        start = time.perf_counter()
+        start = self._started = time.perf_counter()
         try:
             with self._signals:
                 point = self._lock_and_load()
@@ -98,6 +100,8 @@ class Trainer:
             self._release_run()
         result = TrainResult.of_run(self.run_dir, self.state, time.perf_counter() - start)
         log_run_end(result, self.state.best_summary(self.config.evaluation.save_best_metric))
+        if self.config.training.time_budget is not None and self.dist.is_main:
+            log_budget_kept(self.config.training.time_budget, time.perf_counter() - start)
         return result
 
     # ----- set-up -----------------------------------------------------------------------------------------
@@ -114,6 +118,9 @@ class Trainer:
         c = self.config
         seed_everything(c.training.seed, c.training.deterministic)
         self.parts = parts = setup.build_training_parts(c, self.registry, self.dist)
+        if c.training.time_budget is not None and point is None:  # a resumed run keeps its chosen epochs
+            self.config = c = fit_to_budget(c, parts, self.registry, self._evaluate_on, self._started)
+            self.parts = parts = setup.with_epochs(parts, c, self.registry)
         self.schedule = parts.schedule
         if self.dist.is_main and self.resume_dir is None:
             self.run_dir, self._lock = setup.create_run_dir(c)
@@ -247,6 +254,12 @@ class Trainer:
         return evaluate_model(
             model, parts.val_data, parts.spec.input_size, evaluation_settings(self.config), parts.device
         )
+
+    def _evaluate_on(self, model: Any, dataset: Any) -> Any:
+        """``evaluate_model`` on another dataset (the time budget's probe times a few images)."""
+        parts = self.parts
+        settings = evaluation_settings(self.config)
+        return evaluate_model(model, dataset, parts.spec.input_size, settings, parts.device)
 
     def _checkpoint(self) -> Any:
         return restore.resume_checkpoint(self.parts, self.state, self.lineage, self.callbacks)
