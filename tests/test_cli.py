@@ -36,7 +36,7 @@ def test_console_script_runs_as_a_process() -> None:
 def test_plugins_lists_builtins_with_distribution() -> None:
     code, output = invoke("plugins")
     assert code == 0
-    assert "optimizers:" in output and "sgd" in output and "[yolox-sdk 0.1.0]" in output
+    assert "optimizers:" in output and "sgd" in output and "yolox-sdk 0.1.0" in output
     assert "yolox_cosine" in output and "tensorboard" in output
 
 

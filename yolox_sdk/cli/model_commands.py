@@ -9,6 +9,15 @@ from typing import TYPE_CHECKING
 import click
 
 from yolox_sdk.cli.common import FiniteFloatRange, format_option_flag, handle_errors, parse_format_options
+from yolox_sdk.cli.output import (
+    command_output,
+    errors_table,
+    headline,
+    metrics_table,
+    output_options,
+    per_class_table,
+    recommended_line,
+)
 
 if TYPE_CHECKING:
     from yolox_sdk.evaluation.predict import Predictor
@@ -25,37 +34,39 @@ _overrides_argument = click.argument("overrides", nargs=-1)
 @click.option(
     "--resume", "resume_dir", type=click.Path(file_okay=False, path_type=Path), help="Continue this run."
 )
+@output_options
 @handle_errors
-def run(config_path: Path, overrides: tuple[str, ...], resume_dir: Path | None) -> None:
+def run(
+    config_path: Path, overrides: tuple[str, ...], resume_dir: Path | None, as_json: bool, quiet: bool
+) -> None:
     """Train, evaluate the best checkpoint and export it, as CONFIG says.
 
-    OVERRIDES are section.key=value pairs, e.g. training.epochs=10 data.batch_size=8.
+    OVERRIDES are section.key=value pairs, e.g. training.epochs=10 data.batch_size=8. Ends with the
+    evaluation table and a summary: best epoch, every file written, what to run next (--json: the same as
+    one JSON document; --quiet: the mAP, the best checkpoint and the run directory only).
     """
+    from yolox_sdk.cli.run_summary import quiet_lines, run_summary, summary_panel
     from yolox_sdk.config.loader import load_config
     from yolox_sdk.engine.jobs import run_pipeline
     from yolox_sdk.errors import TrainingInterrupted
 
-    try:
-        result = run_pipeline(load_config(config_path, overrides), resume_dir=resume_dir)
-    except TrainingInterrupted as error:
-        error.command = "run"  # the resume command it prints: `yolox-sdk run ... --resume RUN_DIR`
-        raise
-    if result.evaluation is None:  # a torchrun process other than rank 0: rank 0 reports
-        return
-    click.echo(result.evaluation.table())
-    if result.report is not None and result.report.recommended_conf is not None:
-        click.echo(
-            f"Recommended confidence threshold (max F1 on the evaluation data): "
-            f"{result.report.recommended_conf:.3f}, stored in best.pt and its exports (predict --conf auto)"
-        )
-    for export in result.exports:
-        click.echo(
-            f"Exported {export.format}: {export.path} (max abs diff vs PyTorch {export.max_abs_diff:.2e})"
-        )
-    report = result.train.run_dir / "report.html"
-    if report.is_file():
-        click.echo(f"Report: {report} (plots in {result.train.run_dir / 'plots'})")
-    click.echo(f"Run directory: {result.train.run_dir}")
+    with command_output(as_json, quiet) as out:
+        config = load_config(config_path, overrides)
+        try:
+            result = run_pipeline(config, resume_dir=resume_dir)
+        except TrainingInterrupted as error:
+            error.command = "run"  # the resume command it prints: `yolox-sdk run ... --resume RUN_DIR`
+            raise
+        if result.evaluation is None:  # a torchrun process other than rank 0: rank 0 reports
+            return
+        summary = run_summary(config, result.train, result)
+        out.print(per_class_table(result.evaluation))
+        out.line()
+        out.print(metrics_table(result.evaluation))
+        out.print(summary_panel(summary, "Run finished"))
+        for line in quiet_lines(summary) if quiet else ():
+            out.result(line)
+        out.json(summary)
 
 
 @click.command()
@@ -70,21 +81,38 @@ def run(config_path: Path, overrides: tuple[str, ...], resume_dir: Path | None) 
     type=click.Path(file_okay=False, path_type=Path),
     help="Roll this run back to its best checkpoint and continue training from there.",
 )
+@output_options
 @handle_errors
 def train(
-    config_path: Path, overrides: tuple[str, ...], resume_dir: Path | None, best_dir: Path | None
+    config_path: Path,
+    overrides: tuple[str, ...],
+    resume_dir: Path | None,
+    best_dir: Path | None,
+    as_json: bool,
+    quiet: bool,
 ) -> None:
-    """Train a model as CONFIG says (OVERRIDES: section.key=value)."""
+    """Train a model as CONFIG says (OVERRIDES: section.key=value).
+
+    Ends with a summary: best epoch, the checkpoints and other files, what to run next (--json: the same
+    as one JSON document; --quiet: the best checkpoint and the run directory only).
+    """
+    from yolox_sdk.cli.run_summary import quiet_lines, run_summary, summary_panel
     from yolox_sdk.config.loader import load_config
     from yolox_sdk.engine import distributed
     from yolox_sdk.engine.trainer import train as train_model
 
     if resume_dir and best_dir:
         raise click.UsageError("Use either --resume or --from-best, not both.")
-    config = load_config(config_path, overrides)
-    result = train_model(config, resume_dir=resume_dir or best_dir, from_best=best_dir is not None)
-    if distributed.context_from_environment().is_main:  # under torchrun, rank 0 reports
-        click.echo(f"Best checkpoint: {result.best_checkpoint}\nRun directory: {result.run_dir}")
+    with command_output(as_json, quiet) as out:
+        config = load_config(config_path, overrides)
+        result = train_model(config, resume_dir=resume_dir or best_dir, from_best=best_dir is not None)
+        if not distributed.context_from_environment().is_main:  # under torchrun, rank 0 reports
+            return
+        summary = run_summary(config, result)
+        out.print(summary_panel(summary, "Training finished"))
+        for line in quiet_lines(summary) if quiet else ():
+            out.result(line)
+        out.json(summary)
 
 
 @click.command("eval")
@@ -141,6 +169,7 @@ def train(
     show_default=True,
     help="How many worst images --errors draws.",
 )
+@output_options
 @handle_errors
 def evaluate(
     checkpoint: Path,
@@ -157,41 +186,53 @@ def evaluate(
     errors: bool,
     deploy_conf: float | None,
     gallery_size: int,
+    as_json: bool,
+    quiet: bool,
 ) -> None:
     """Evaluate MODEL (a .pt checkpoint, or a file it was exported to: .onnx, ...) on a dataset with
     pycocotools; print the per-class table and the recommended confidence threshold; write
     precision-recall, F1 and confusion-matrix figures with their numbers.
 
     Thresholds and NMS default to the evaluation settings CHECKPOINT was trained with, so the numbers are
-    those its training measured; the options override them one by one.
+    those its training measured; the options override them one by one. --json prints eval.json's content
+    (metrics, per-class AP, settings, recommended threshold, files); --quiet prints the mAP line only.
     """
     from yolox_sdk.engine.jobs import evaluate as evaluate_with_analysis
+    from yolox_sdk.evaluation.report import FALLBACK_CONF
 
-    report = evaluate_with_analysis(
-        checkpoint,
-        data_path,
-        split,
-        format_name,
-        batch_size,
-        conf,
-        nms,
-        device,
-        class_agnostic_nms,
-        format_options=parse_format_options(format_options),
-        errors=errors,
-        deploy_conf=deploy_conf,
-    )
-    click.echo(report.table())
-    out_path = out_path or checkpoint.with_name(f"{checkpoint.stem}_eval")
-    if out_path.suffix.lower() == ".json":
-        files = report.write(out_path.parent, json_path=out_path, gallery_size=gallery_size)
-    else:
-        files = report.write(out_path, gallery_size=gallery_size)
-    click.echo(report.summary())
-    click.echo(f"Metrics written to {files['eval']}")
-    click.echo(f"Figures and their numbers (JSON) written to {files['pr_curve'].parent}")
-    if "worst_images" in files:
-        click.echo(f"Worst images written to {files['worst_images']}")
+    with command_output(as_json, quiet) as out:
+        report = evaluate_with_analysis(
+            checkpoint,
+            data_path,
+            split,
+            format_name,
+            batch_size,
+            conf,
+            nms,
+            device,
+            class_agnostic_nms,
+            format_options=parse_format_options(format_options),
+            errors=errors,
+            deploy_conf=deploy_conf,
+        )
+        out.print(per_class_table(report.result))
+        out.line()
+        out.print(metrics_table(report.result))
+        out_path = out_path or checkpoint.with_name(f"{checkpoint.stem}_eval")
+        if out_path.suffix.lower() == ".json":
+            files = report.write(out_path.parent, json_path=out_path, gallery_size=gallery_size)
+        else:
+            files = report.write(out_path, gallery_size=gallery_size)
+        if report.errors is not None:
+            out.print(errors_table(report.errors))
+        out.line(recommended_line(report, FALLBACK_CONF))
+        out.line(f"Metrics written to {files['eval']}")
+        out.line(f"Figures and their numbers (JSON) written to {files['pr_curve'].parent}")
+        if "worst_images" in files:
+            out.line(f"Worst images written to {files['worst_images']}")
+        if quiet:
+            out.result(f"{headline(report.result.metrics)} ({files['eval']})")
+        out.json(report.to_dict())
 
 
 class _ConfidenceOrAuto(FiniteFloatRange):

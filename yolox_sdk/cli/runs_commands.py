@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from yolox_sdk.cli.common import handle_errors
+from yolox_sdk.cli.output import command_output, output_options, table
 
 if TYPE_CHECKING:
     from yolox_sdk.engine.runs import RunComparison, RunSummary
@@ -39,26 +40,38 @@ def compare(run_a: Path, run_b: Path, as_json: bool) -> None:
 
 @runs.command("list")
 @click.argument("output_dir", type=click.Path(path_type=Path), default="runs")
-@click.option("--json", "as_json", is_flag=True, help="Print the runs as JSON.")
+@output_options
 @handle_errors
-def list_command(output_dir: Path, as_json: bool) -> None:
-    """List the runs in OUTPUT_DIR (default: runs): epochs, best val/mAP and config hash."""
+def list_command(output_dir: Path, as_json: bool, quiet: bool) -> None:
+    """List the runs in OUTPUT_DIR (default: runs): epochs, best val/mAP and config hash.
+
+    --json prints a list with each run's name, path, epochs, best_mAP and config_hash; --quiet prints the
+    run directories only, one a line.
+    """
     from yolox_sdk.engine.runs import MAP_METRIC, list_runs
 
-    found = list_runs(output_dir)
-    if as_json:
-        rows = [
-            {"name": r.name, "epochs": r.epochs, "best_mAP": r.best(MAP_METRIC), "config_hash": r.config_hash}
-            for r in found
-        ]
-        click.echo(json.dumps(rows, indent=2))
-        return
-    if not found:
-        click.echo(f"No runs in {output_dir}.")
-        return
-    rows = [["run", "epochs", "best mAP", "config"]]
-    rows += [[r.name, str(r.epochs), _number(r.best(MAP_METRIC)), r.config_hash] for r in found]
-    click.echo(_table(rows))
+    with command_output(as_json, quiet) as out:
+        found = list_runs(output_dir)
+        out.json(
+            [
+                {
+                    "name": r.name,
+                    "path": str(r.path),
+                    "epochs": r.epochs,
+                    "best_mAP": r.best(MAP_METRIC),
+                    "config_hash": r.config_hash,
+                }
+                for r in found
+            ]
+        )
+        if quiet:
+            for r in found:
+                out.result(str(r.path))
+        elif not found:
+            out.line(f"No runs in {output_dir}.")
+        else:
+            rows = [(r.name, r.epochs, _number(r.best(MAP_METRIC)), r.config_hash) for r in found]
+            out.print(table(("run", "epochs", "best mAP", "config"), rows, numeric=(1, 2)))
 
 
 def format_comparison(comparison: RunComparison) -> str:

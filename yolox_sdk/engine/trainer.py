@@ -27,7 +27,7 @@ from yolox_sdk.engine.epoch_evaluation import evaluate_epoch, evaluation_due
 from yolox_sdk.engine.interruption import SignalReceived, StopOnSignal, interrupted_error, saved_position
 from yolox_sdk.engine.lineage import record_lineage
 from yolox_sdk.engine.multiscale import input_size_at
-from yolox_sdk.engine.progress import EpochProgress, epoch_metrics, log_run_end, log_run_start
+from yolox_sdk.engine.progress import EpochProgress, RunClock, epoch_metrics, log_run_end, log_run_start
 from yolox_sdk.engine.resources import ResourceMonitor
 from yolox_sdk.engine.resume import LAST, ResumePoint
 from yolox_sdk.engine.run_lock import RunLock
@@ -76,6 +76,7 @@ class Trainer:
         self._trainable: tuple[bool, ...] = ()
         self._lock = RunLock(self.resume_dir) if self.resume_dir else None
         self._signals = StopOnSignal()
+        self.clock = RunClock()  # the whole run's ETA in the progress, across its epochs
         self._started = time.perf_counter()  # fit() sets it again: the time budget counts from there
         self._saved_at = ""  # where the run's last.pt stands, for the message when a signal stops it
 
@@ -207,7 +208,7 @@ class Trainer:
         set_loader_epoch(parts.loader, epoch, start_batch=first)
         sums: dict[str, float] = defaultdict(float, self.state.epoch_loss_sums)
         bar = EpochProgress(
-            self.config, parts.loader, epoch, parts.batches_per_epoch, first, self.dist.is_main
+            self.config, parts.loader, epoch, parts.batches_per_epoch, first, self.dist.is_main, self.clock
         )
         for batch_index, (images, targets) in enumerate(self.resources.timed(bar), start=first):
             self.step = epoch * parts.steps_per_epoch + batch_index // parts.accumulate
