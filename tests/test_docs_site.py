@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -23,8 +24,9 @@ from conftest import REPO_ROOT
 DOCS = REPO_ROOT / "docs"
 PAGES = sorted(DOCS.rglob("*.md"))
 PROG = "yolox-sdk"
-# A shell line that starts the CLI: `yolox-sdk ...`, or `... -m yolox_sdk ...` under torchrun / python.
-COMMAND_START = re.compile(r"^(?:\$\s+)?(?:(?P<prog>yolox-sdk)\s|.*?\s-m\s+yolox_sdk\s)")
+# A shell line that starts the CLI: `yolox-sdk ...` (after a prompt and VAR=value settings, if any), or
+# `... -m yolox_sdk ...` under torchrun / python.
+COMMAND_START = re.compile(r"^(?:\$\s+)?(?:[A-Z_]+=\S*\s+)*(?:yolox-sdk\s|.*?\s-m\s+yolox_sdk\s)")
 FENCE = re.compile(r"^(\s*)(```+|~~~+)(.*)$")
 INLINE_CODE = re.compile(r"(?<!`)`([^`\n]+)`(?!`)")
 NUMBER = re.compile(r"^-?\d+(\.\d+)?$")
@@ -212,3 +214,71 @@ def test_readme_links_point_at_existing_files() -> None:
     assert relative, "README.md links into no docs page"
     missing = [t for t in relative if t and not (REPO_ROOT / t).exists()]
     assert not missing, missing
+
+
+EXAMPLE_PLUGIN = DOCS / "examples" / "yolox-sdk-jsonl"
+
+
+@pytest.fixture(scope="module")
+def installed_example_plugin(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The plugin guide's example package, installed with pip into a folder of its own (never the venv)."""
+    work = tmp_path_factory.mktemp("example_plugin")
+    source = work / "yolox-sdk-jsonl"
+    # pip builds in the source tree; a copy keeps build/ and *.egg-info out of docs/.
+    shutil.copytree(
+        EXAMPLE_PLUGIN, source, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info", "build")
+    )
+    site = work / "site"
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--quiet", "--no-index", "--no-deps", "--no-build-isolation"]
+        + ["--target", str(site), str(source)],
+        check=True,
+        timeout=300,
+    )
+    return site
+
+
+def _with_plugin(site: Path, *arguments: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    # No bytecode: the example's tests run from docs/, which must stay as committed.
+    environment = {**os.environ, "PYTHONPATH": str(site), "PYTHONDONTWRITEBYTECODE": "1"}
+    return subprocess.run(
+        [sys.executable, *arguments], cwd=cwd, env=environment, capture_output=True, text=True, timeout=300
+    )
+
+
+def test_example_plugin_is_listed_and_its_options_checked(
+    installed_example_plugin: Path, tmp_path: Path
+) -> None:
+    """What the plugin guide shows: `yolox-sdk plugins` lists it with its distribution, `--verbose` its
+    options, and a bad option value is a config error naming its YAML path."""
+    listed = _with_plugin(installed_example_plugin, "-m", "yolox_sdk", "plugins", "--verbose", cwd=tmp_path)
+    assert listed.returncode == 0, listed.stderr
+    listing = re.compile(
+        r"^\s+jsonl\s.*yolox-sdk-jsonl 0\.1\.0.*metrics\.jsonl in the run directory", re.MULTILINE
+    )
+    assert listing.search(listed.stdout), listed.stdout
+    assert "filename (str, default 'metrics.jsonl'): the file written in the run directory" in listed.stdout
+    assert _with_plugin(
+        installed_example_plugin, "-m", "yolox_sdk", "config", "init", "config.yaml", cwd=tmp_path
+    )
+    shown = _with_plugin(
+        installed_example_plugin,
+        *("-m", "yolox_sdk", "config", "show", "config.yaml", "monitoring.loggers=[jsonl]"),
+        "monitoring.logger_options.jsonl.filename=../x.jsonl",
+        cwd=tmp_path,
+    )
+    assert shown.returncode == 2, shown.stdout + shown.stderr
+    assert "monitoring.logger_options.jsonl.filename: expected a file name without folders" in shown.stderr
+
+
+def test_example_plugin_passes_its_own_tests(installed_example_plugin: Path, tmp_path: Path) -> None:
+    """The example's tests (shown in the guide) run against the installed copy, with its own pytest config."""
+    tests = EXAMPLE_PLUGIN / "tests"
+    completed = _with_plugin(
+        installed_example_plugin,
+        *("-m", "pytest", "-q", "-p", "no:cacheprovider", "-c", str(EXAMPLE_PLUGIN / "pyproject.toml")),
+        *("--rootdir", str(EXAMPLE_PLUGIN), str(tests)),
+        cwd=tmp_path,
+    )
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    assert "4 passed" in completed.stdout, completed.stdout

@@ -534,13 +534,15 @@ def test_save_without_split_writes_what_it_always_did(
     assert json.loads((tmp_path / "coco" / "annotations.json").read_text())["images"]
 
 
-def test_readme_lists_every_option_of_every_builtin_format(registry: Registry) -> None:
-    """The options table of README's "Datasets" section names exactly the fields of each options class."""
+def test_docs_list_every_option_of_every_builtin_format(registry: Registry) -> None:
+    """The options table of the data guide's "Dataset formats" section (docs/guides/data.md) names exactly
+    the fields of each options class."""
     import attrs
     from conftest import REPO_ROOT
 
-    text = (REPO_ROOT / "README.md").read_text()
-    section = text[text.index("## Datasets\n") : text.index("\n## ", text.index("## Datasets\n") + 1)]
+    text = (REPO_ROOT / "docs" / "guides" / "data.md").read_text()
+    start = text.index("## Dataset formats\n")
+    section = text[start : text.index("\n## ", start + 1)]
     documented = set(re.findall(r"^\| `(\w+)` \| `(\w+)` \|", section, flags=re.MULTILINE))
     builtin = [e for e in registry.entries("dataset_format") if e.origin.distribution == "yolox-sdk"]
     expected = {
