@@ -41,3 +41,8 @@ def show(path: Path, overrides: tuple[str, ...]) -> None:
     from yolox_sdk.config.loader import dump_config, load_config
 
     click.echo(dump_config(load_config(path, overrides)), nl=False)
+
+
+from yolox_sdk.cli.wizard_commands import wizard_command  # noqa: E402 - the group exists first
+
+config.add_command(wizard_command)

@@ -1,0 +1,582 @@
+"""``yolox-sdk config wizard``: questions in, a commented config that trains out.
+
+The command asks (with ``questionary``) for the dataset, the device and how long to train, shows what it
+found and what it proposes, and writes the YAML file; the proposals and their reasons come from
+``yolox_sdk.config.wizard``. Every question can be pre-answered by a flag, and ``--yes`` takes the
+proposal for whatever is left, without a terminal. Nothing is written until the last step, and then
+atomically, after the file has loaded and validated with the SDK's own loader; Ctrl-C leaves no file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import attrs
+import click
+
+from yolox_sdk.cli.common import handle_errors
+from yolox_sdk.config import wizard
+from yolox_sdk.errors import ConfigError, DatasetError, YoloxSdkError
+
+CHANGE = "change"
+
+
+class Cancelled(Exception):
+    """The user declined a question that ends the wizard (overwriting a file, writing the config)."""
+
+
+@click.command("wizard")
+@click.argument("out", type=click.Path(path_type=Path), default="config.yaml", required=False)
+@click.option("--data", "data_path", metavar="PATH", help="Dataset folder, annotation file or catalog name.")
+@click.option(
+    "--format", "format_name", default=None, help="Dataset format, for a folder that looks like several."
+)
+@click.option("--device", "device_name", default=None, help="cpu, cuda, cuda:N, mps or auto (the fastest).")
+@click.option("--epochs", type=click.IntRange(1, 100_000), default=None, help="Train this many epochs.")
+@click.option("--time-budget", default=None, metavar="DURATION", help="Train for this long: 90s, 20m, 1h30m.")
+@click.option("--yes", "-y", is_flag=True, help="Accept every proposal without asking (needs --data).")
+@click.option(
+    "--force", is_flag=True, help="Overwrite OUT if it exists (with --yes it is refused otherwise)."
+)
+@click.option(
+    "--probe-steps",
+    type=click.IntRange(0, 6),
+    default=wizard.PROBE_STEPS,
+    show_default=True,
+    help="Training steps timed to estimate the speed; 0 skips the measurement.",
+)
+@handle_errors
+def wizard_command(
+    out: Path,
+    data_path: str | None,
+    format_name: str | None,
+    device_name: str | None,
+    epochs: int | None,
+    time_budget: str | None,
+    yes: bool,
+    force: bool,
+    probe_steps: int,
+) -> None:
+    """Ask about the dataset, device and time, then write a commented config to OUT (default: config.yaml).
+
+    It detects the dataset's format, classes and splits, times a few real training steps of the model it
+    proposes, and chooses the model variant, input size, batch size and epochs from the data, the device
+    and that speed; each value's comment in OUT says why. Then: yolox-sdk run OUT.
+    """
+    from yolox_sdk.config.durations import parse_duration
+
+    if epochs is not None and time_budget is not None:
+        raise click.UsageError("Give --epochs or --time-budget, not both.")
+    if time_budget is not None and parse_duration(time_budget) is None:
+        raise click.BadParameter(
+            f"{time_budget!r} is not a duration; write it like 90s, 20m or 1h30m.", param_hint="--time-budget"
+        )
+    if yes and not data_path:
+        raise click.UsageError("--yes takes every proposal but cannot guess the dataset: add --data PATH.")
+    if not yes and not sys.stdin.isatty():
+        raise ConfigError(
+            "The wizard asks its questions in a terminal, and standard input is not one. Run it in a "
+            "terminal, or pass --yes with --data PATH (and --device, --epochs or --time-budget as wanted) to "
+            "take the proposals without questions."
+        )
+    session = Session(out, yes, force, probe_steps)
+    try:
+        session.run(data_path, format_name, device_name, epochs, time_budget)
+    except (KeyboardInterrupt, EOFError):
+        click.secho(f"\nCancelled: nothing was written to {out}.", fg="yellow", err=True)
+        sys.exit(130)
+    except Cancelled as reason:
+        click.secho(f"{reason} Nothing was written.", fg="yellow", err=True)
+        sys.exit(1)
+
+
+@attrs.define
+class Session:
+    """One run of the wizard: its answers so far, and the questions it asks (skipped under ``--yes``)."""
+
+    out: Path
+    yes: bool
+    force: bool
+    probe_steps: int
+
+    def run(
+        self,
+        data_path: str | None,
+        format_name: str | None,
+        device_name: str | None,
+        epochs: int | None,
+        time_budget: str | None,
+    ) -> None:
+        check_output_path(self.out)
+        self.confirm_overwrite()
+        facts = self.dataset(data_path, format_name)
+        device = self.device(device_name)
+        proposal = wizard.propose(facts, device)
+        speed = self.measure(facts, device, proposal)
+        proposal = with_measured_batch(proposal, speed)
+        budget, proposal, speed = self.budget(facts, device, proposal, speed, epochs, time_budget)
+        while not self.yes:
+            show_proposal(proposal, budget)
+            answer = self.select(
+                f"Write this config to {self.out}?",
+                [("Yes, write it", "write"), ("Change the model, input size or batch size", CHANGE)],
+                "write",
+            )
+            if answer == "write":
+                break
+            proposal, speed, budget = self.change(facts, device, proposal, speed, budget)
+        if self.yes:
+            show_proposal(proposal, budget)
+        estimate = estimate_text(facts, proposal, budget, speed)
+        text = wizard.render_config(
+            facts,
+            device,
+            proposal,
+            budget,
+            speed,
+            estimate,
+            self.out,
+            wizard.run_name_for(facts, proposal.model.value),
+        )
+        write_checked(self.out, text)
+        click.secho(f"Wrote {self.out}.", fg="green")
+        click.echo(f"Train, evaluate and export with:\n  yolox-sdk run {self.out}")
+
+    # ------------------------------------------------------------------------------------ questions
+
+    def ask(self, question: Any) -> Any:
+        """``question``'s answer; Ctrl-C raises ``KeyboardInterrupt`` (questionary's ``ask`` would swallow it)."""
+        return question.unsafe_ask()
+
+    def select(self, message: str, options: list[tuple[str, Any]], default: Any) -> Any:
+        import questionary
+
+        choices = [questionary.Choice(title, value) for title, value in options]
+        chosen = next((choice for choice in choices if choice.value == default), choices[0])
+        return self.ask(questionary.select(message, choices=choices, default=chosen))
+
+    def text(self, message: str, default: str, check: Any) -> str:
+        import questionary
+
+        return str(self.ask(questionary.text(message, default=default, validate=check))).strip()
+
+    def confirm_overwrite(self) -> None:
+        if not self.out.exists() or self.force:
+            return
+        if self.yes:
+            raise ConfigError(
+                f"{self.out} already exists. --yes never overwrites a file on its own: add --force to replace "
+                "it, or give another path."
+            )
+        import questionary
+
+        if not self.ask(questionary.confirm(f"{self.out} already exists. Overwrite it?", default=False)):
+            raise Cancelled(f"Kept {self.out}; run again with another path.")
+
+    def dataset(self, data_path: str | None, format_name: str | None) -> wizard.DatasetFacts:
+        """The dataset's facts; a path that holds none is asked again (or ends the wizard under --yes)."""
+        import questionary
+
+        path = data_path
+        while True:
+            if path is None:
+                path = str(
+                    self.ask(
+                        questionary.path(
+                            "Dataset folder (or annotation file, or a catalog name such as bccd):",
+                            validate=lambda text: bool(text.strip()) or "Type a path.",
+                        )
+                    )
+                )
+            click.echo(f"Reading {path} ...")
+            try:
+                facts = wizard.inspect_dataset(path, format_name)
+                if len(facts.formats) > 1 and format_name is None:
+                    facts = self.choose_format(path, facts)
+                break
+            except DatasetError as error:
+                if self.yes:
+                    raise
+                click.secho(f"{error}", fg="red")
+                path = None
+        click.secho(f"Found: {wizard.summary_line(facts)}", fg="cyan")
+        names = ", ".join(facts.class_names[:12]) + (", ..." if len(facts.class_names) > 12 else "")
+        click.echo(f"Classes: {names}")
+        if not facts.val_split:
+            click.secho(
+                "No validation split: training will run without validation. "
+                f"`yolox-sdk data split {facts.path}` makes one.",
+                fg="yellow",
+            )
+        return facts
+
+    def choose_format(self, path: str, facts: wizard.DatasetFacts) -> wizard.DatasetFacts:
+        found = ", ".join(facts.formats)
+        if self.yes:
+            if facts.ambiguous:
+                raise DatasetError(
+                    f"{path} looks like several dataset formats equally ({found}). Pass --format with the "
+                    "one to read."
+                )
+            click.secho(
+                f"{path} looks like several dataset formats ({found}); reading it as {facts.format}, the "
+                "most specific match. Pass --format to choose another.",
+                fg="yellow",
+            )
+            return facts
+        click.secho(f"{path} holds files of several dataset formats: {found}.", fg="yellow")
+        chosen = self.select(
+            "Which format should training read?",
+            [(name, name) for name in facts.formats],
+            facts.format,
+        )
+        return facts if chosen == facts.format else wizard.inspect_dataset(path, chosen)
+
+    def device(self, device_name: str | None) -> wizard.DeviceChoice:
+        devices = wizard.available_devices()
+        if device_name is not None:
+            return pick_device(devices, device_name)
+        if self.yes or len(devices) == 1:
+            click.echo(f"Device: {devices[0].description}")
+            return devices[0]
+        return self.select(
+            "Train on which device?", [(device.description, device) for device in devices], devices[0]
+        )
+
+    def measure(
+        self, facts: wizard.DatasetFacts, device: wizard.DeviceChoice, proposal: wizard.Proposal
+    ) -> wizard.SpeedMeasurement | None:
+        """A few timed training steps of the proposal; ``None`` when skipped or when they fail (said)."""
+        if self.probe_steps == 0:
+            return None
+        model, size = proposal.model.value, proposal.input_size.value
+        click.echo(
+            f"Measuring training speed: {model} at {size} px, batch {proposal.batch_size.value}, on "
+            f"{device.name} (a few seconds) ..."
+        )
+        try:
+            speed = wizard.measure_training_speed(
+                facts, device, model, size, proposal.batch_size.value, proposal.amp.value, self.probe_steps
+            )
+        except YoloxSdkError as error:
+            click.secho(f"The speed measurement failed, so no time estimate: {error}", fg="yellow")
+            return None
+        click.echo(f"  {speed.describe()} in {speed.seconds:.0f} s")
+        return speed
+
+    def budget(
+        self,
+        facts: wizard.DatasetFacts,
+        device: wizard.DeviceChoice,
+        proposal: wizard.Proposal,
+        speed: wizard.SpeedMeasurement | None,
+        epochs: int | None,
+        time_budget: str | None,
+    ) -> tuple[wizard.Budget, wizard.Proposal, wizard.SpeedMeasurement | None]:
+        """How long to train (asked, or from the flags); a budget too short for the proposed model steps
+        down to a cheaper one, measured again."""
+        from yolox_sdk.config.durations import parse_duration
+
+        proposed = proposal.epochs.value
+        if epochs is None and time_budget is None and not self.yes:
+            per_run = estimate_for(facts, proposal, proposed, speed)
+            answer = self.select(
+                "How long should training run?",
+                [
+                    (f"{proposed} epochs, the proposal ({per_run})", "proposed"),
+                    ("Another number of epochs", "epochs"),
+                    ("A time budget (e.g. 20m, 1h30m): the trainer fits the epochs to it", "budget"),
+                ],
+                "proposed",
+            )
+            if answer == "epochs":
+                epochs = int(self.text("Epochs:", str(proposed), check_epochs))
+            elif answer == "budget":
+                suggestion = wizard.default_budget(seconds_for(facts, proposal, proposed, speed) or 1200)
+                time_budget = self.text("Time budget:", suggestion, check_budget)
+            else:
+                epochs = proposed
+        if time_budget is None:
+            count = epochs or proposed
+            why = proposal.epochs.reason if count == proposed else "asked for"
+            proposal = attrs.evolve(proposal, eval_interval=wizard.propose_eval_interval(count))
+            return wizard.Budget(epochs=count, reason=why), proposal, speed
+        seconds = parse_duration(time_budget) or 0.0
+        proposal, speed = self.fit_budget(facts, device, proposal, speed, seconds)
+        budget = budget_choice(facts, proposal, speed, time_budget, seconds)
+        return budget, with_budget_interval(proposal, budget), speed
+
+    def fit_budget(
+        self,
+        facts: wizard.DatasetFacts,
+        device: wizard.DeviceChoice,
+        proposal: wizard.Proposal,
+        speed: wizard.SpeedMeasurement | None,
+        seconds: float,
+    ) -> tuple[wizard.Proposal, wizard.SpeedMeasurement | None]:
+        """Step down (``wizard.smaller_setting``) while the budget holds under ``MIN_BUDGET_EPOCHS``
+        epochs of the measured setting, measuring each new one."""
+        while speed is not None:
+            interval = wizard.propose_eval_interval(proposal.epochs.value).value
+            fits = wizard.epochs_in_budget(facts, speed.images_per_second, seconds, interval)
+            smaller = wizard.smaller_setting(proposal.model.value, proposal.input_size.value)
+            if fits >= wizard.MIN_BUDGET_EPOCHS or smaller is None:
+                break
+            click.secho(
+                f"The budget holds about {fits} epoch(s) of {proposal.model.value} at "
+                f"{proposal.input_size.value} px; trying {smaller[0]} at {smaller[1]} px.",
+                fg="yellow",
+            )
+            stepped = wizard.propose(facts, device, *smaller)
+            why = f"the time budget holds under {wizard.MIN_BUDGET_EPOCHS} epochs of the larger setting"
+            stepped = attrs.evolve(
+                stepped, model=wizard.Choice(smaller[0], why), input_size=wizard.Choice(smaller[1], why)
+            )
+            measured = self.measure(facts, device, stepped)
+            if measured is None:
+                break
+            proposal, speed = with_measured_batch(stepped, measured), measured
+        return proposal, speed
+
+    def change(
+        self,
+        facts: wizard.DatasetFacts,
+        device: wizard.DeviceChoice,
+        proposal: wizard.Proposal,
+        speed: wizard.SpeedMeasurement | None,
+        budget: wizard.Budget,
+    ) -> tuple[wizard.Proposal, wizard.SpeedMeasurement | None, wizard.Budget]:
+        """The user's own model, input size and batch size (the proposals as defaults), measured again."""
+        model = self.select(
+            "Model variant:", [(name, name) for name in wizard.VARIANTS], proposal.model.value
+        )
+        size = int(
+            self.text("Input size (pixels, a multiple of 32):", str(proposal.input_size.value), check_size)
+        )
+        batch = int(self.text("Batch size:", str(proposal.batch_size.value), check_batch))
+        changed = attrs.evolve(
+            proposal,
+            model=wizard.Choice(
+                model, "chosen in the wizard" if model != proposal.model.value else proposal.model.reason
+            ),
+            input_size=wizard.Choice(
+                size,
+                "chosen in the wizard" if size != proposal.input_size.value else proposal.input_size.reason,
+            ),
+            batch_size=wizard.Choice(
+                batch,
+                "chosen in the wizard" if batch != proposal.batch_size.value else proposal.batch_size.reason,
+            ),
+        )
+        if (model, size, batch) != (
+            proposal.model.value,
+            proposal.input_size.value,
+            proposal.batch_size.value,
+        ):
+            speed = self.measure(facts, device, changed)
+            changed = with_measured_batch(changed, speed)
+        if budget.time_budget is not None:
+            from yolox_sdk.config.durations import parse_duration
+
+            seconds = parse_duration(budget.time_budget) or 0.0
+            budget = budget_choice(facts, changed, speed, budget.time_budget, seconds)
+            changed = with_budget_interval(changed, budget)
+        return changed, speed, budget
+
+
+# ----------------------------------------------------------------------------------------- helpers
+
+
+def check_output_path(path: Path) -> None:
+    """Refuse, before any question, an output path the wizard could not write.
+
+    A folder, a path under a file, or a folder where a test file cannot be created (permissions, a
+    read-only file system) is a ``ConfigError`` naming the path; a missing parent folder is created at the
+    end, so only its nearest existing ancestor is tried.
+    """
+    if path.is_dir():
+        raise ConfigError(
+            f"{path} is a folder; give the path of the YAML file to write, e.g. {path / 'config.yaml'}."
+        )
+    ancestor = path.parent
+    while not ancestor.exists() and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise ConfigError(f"Cannot write {path}: {ancestor} is a file, not a folder. Give another path.")
+    if path.exists() and not os.access(path, os.W_OK):
+        raise ConfigError(f"Cannot write {path}: the file is not writable. Give another path.")
+    try:
+        with tempfile.NamedTemporaryFile(dir=ancestor, prefix=".yolox-sdk-wizard-", suffix=".tmp"):
+            pass
+    except OSError as error:
+        raise ConfigError(
+            f"Cannot write {path}: {ancestor} does not accept new files ({error.strerror or error}). Give a "
+            "path in a folder you can write to."
+        ) from None
+
+
+def write_checked(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` only once it loads and validates as a config (the SDK's own loader).
+
+    A temporary file beside ``path`` is loaded, then renamed over it: an interrupted or failed wizard
+    leaves no file, and never half of one.
+    """
+    from yolox_sdk.config.loader import load_config
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as stream:
+            stream.write(text)
+        try:
+            load_config(temporary)
+        except ConfigError as error:
+            raise YoloxSdkError(
+                f"The config the wizard wrote does not validate, which is a bug in the wizard; please report "
+                f"it. {error}"
+            ) from error
+        os.replace(temporary, path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temporary)
+
+
+def pick_device(devices: list[wizard.DeviceChoice], name: str) -> wizard.DeviceChoice:
+    """``--device``'s choice among the machine's devices; one it lacks is a usage error listing them."""
+    wanted = name.strip().lower()
+    if wanted == "auto":
+        return devices[0]
+    if wanted == "cuda":
+        wanted = "cuda:0"
+    for device in devices:
+        if device.name == wanted:
+            return device
+    have = ", ".join(device.name for device in devices)
+    raise click.BadParameter(
+        f"{name!r} is not a device of this machine; it has {have}.", param_hint="--device"
+    )
+
+
+def with_measured_batch(proposal: wizard.Proposal, speed: wizard.SpeedMeasurement | None) -> wizard.Proposal:
+    """The proposal with the batch the probe could run, where an out-of-memory error lowered it."""
+    if speed is None or speed.batch_size == proposal.batch_size.value:
+        return proposal
+    why = (
+        f"the largest batch that fitted in the GPU's memory when measured (from {proposal.batch_size.value})"
+    )
+    return attrs.evolve(proposal, batch_size=wizard.Choice(speed.batch_size, why))
+
+
+def seconds_for(
+    facts: wizard.DatasetFacts, proposal: wizard.Proposal, epochs: int, speed: wizard.SpeedMeasurement | None
+) -> float | None:
+    if speed is None:
+        return None
+    interval = wizard.propose_eval_interval(epochs).value
+    return wizard.estimate_seconds(facts, speed.images_per_second, epochs, interval)
+
+
+def estimate_for(
+    facts: wizard.DatasetFacts, proposal: wizard.Proposal, epochs: int, speed: wizard.SpeedMeasurement | None
+) -> str:
+    seconds = seconds_for(facts, proposal, epochs, speed)
+    return f"{wizard.format_seconds(seconds)} here" if seconds is not None else "speed not measured"
+
+
+def budget_choice(
+    facts: wizard.DatasetFacts,
+    proposal: wizard.Proposal,
+    speed: wizard.SpeedMeasurement | None,
+    time_budget: str,
+    seconds: float,
+) -> wizard.Budget:
+    """The ``training.time_budget`` entry, its comment giving the epochs it should hold at the measured speed."""
+    from yolox_sdk.config.recipes import BUDGET_MAX_EPOCHS
+
+    normalised = wizard.budget_text(seconds)
+    if speed is None:
+        return wizard.Budget(
+            time_budget=normalised,
+            reason=f"the trainer times its steps and fits up to {BUDGET_MAX_EPOCHS} epochs in it",
+            expected_epochs=min(BUDGET_MAX_EPOCHS, proposal.epochs.value),
+        )
+    interval = wizard.propose_eval_interval(BUDGET_MAX_EPOCHS).value
+    fits = min(BUDGET_MAX_EPOCHS, wizard.epochs_in_budget(facts, speed.images_per_second, seconds, interval))
+    if fits < 1:
+        epoch = wizard.format_seconds(wizard.estimate_seconds(facts, speed.images_per_second, 1, 1))
+        click.secho(
+            f"The budget {normalised} is shorter than one epoch at the measured speed ({epoch} each): "
+            "training will refuse it unless the machine is faster then. Consider a longer budget.",
+            fg="yellow",
+        )
+        reason = f"under one epoch at the measured speed ({epoch} per epoch)"
+    else:
+        reason = f"about {fits} epochs at the measured speed (the trainer measures again; at most {BUDGET_MAX_EPOCHS})"
+    return wizard.Budget(time_budget=normalised, reason=reason, expected_epochs=max(1, fits))
+
+
+def with_budget_interval(proposal: wizard.Proposal, budget: wizard.Budget) -> wizard.Proposal:
+    """The validation interval for the epochs a time budget should hold."""
+    expected = budget.expected_epochs or proposal.epochs.value
+    return attrs.evolve(proposal, eval_interval=wizard.propose_eval_interval(expected))
+
+
+def estimate_text(
+    facts: wizard.DatasetFacts,
+    proposal: wizard.Proposal,
+    budget: wizard.Budget,
+    speed: wizard.SpeedMeasurement | None,
+) -> str:
+    if budget.time_budget is not None:
+        return f"the time budget, {budget.time_budget}"
+    seconds = seconds_for(facts, proposal, budget.epochs or proposal.epochs.value, speed)
+    if seconds is None:
+        return "not measured"
+    return f"{wizard.format_seconds(seconds)} for {budget.epochs} epochs on this machine"
+
+
+def show_proposal(proposal: wizard.Proposal, budget: wizard.Budget) -> None:
+    rows = [
+        ("model", proposal.model),
+        ("input size", proposal.input_size),
+        ("batch size", proposal.batch_size),
+    ]
+    length = (
+        wizard.Choice(budget.time_budget, budget.reason)
+        if budget.time_budget is not None
+        else wizard.Choice(f"{budget.epochs} epochs", budget.reason)
+    )
+    rows.append(("time budget" if budget.time_budget is not None else "epochs", length))
+    rows.append(
+        (
+            "validation every",
+            wizard.Choice(f"{proposal.eval_interval.value} epoch(s)", proposal.eval_interval.reason),
+        )
+    )
+    click.secho("Proposed settings:", bold=True)
+    for label, choice in rows:
+        click.echo(f"  {label:<17} {str(choice.value):<13} {choice.reason}")
+
+
+def check_epochs(text: str) -> bool | str:
+    return (text.strip().isdigit() and 1 <= int(text) <= 100_000) or "A whole number from 1 to 100000."
+
+
+def check_budget(text: str) -> bool | str:
+    from yolox_sdk.config.durations import parse_duration
+
+    return parse_duration(text) is not None or "A duration such as 90s, 20m or 1h30m."
+
+
+def check_size(text: str) -> bool | str:
+    ok = text.strip().isdigit() and int(text) % 32 == 0 and 64 <= int(text) <= wizard.MAX_INPUT_SIZE
+    return ok or f"A multiple of 32 from 64 to {wizard.MAX_INPUT_SIZE}."
+
+
+def check_batch(text: str) -> bool | str:
+    return (text.strip().isdigit() and 1 <= int(text) <= 4096) or "A whole number from 1 to 4096."
