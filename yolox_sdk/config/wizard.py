@@ -504,7 +504,11 @@ def epochs_in_budget(
     per_epoch = facts.train_images / images_per_second + facts.val_images / (
         EVAL_SPEEDUP * images_per_second * eval_interval
     )
-    return int(budget_seconds // per_epoch)
+    epochs = int(budget_seconds / per_epoch) + 1
+    allowed = budget_seconds * (1 + 1e-9)  # a budget computed from an estimate holds that estimate's epochs
+    while epochs > 0 and estimate_seconds(facts, images_per_second, epochs, eval_interval) > allowed:
+        epochs -= 1
+    return epochs
 
 
 def relative_cost(model: str, size: int) -> float:
