@@ -121,6 +121,35 @@ def test_eval_table_reads_as_rows(coco_nano: Path, tmp_path: Path) -> None:
     assert all(line == line.rstrip() for line in stdout.splitlines())
 
 
+def test_benchmark_json_and_quiet(tmp_path: Path) -> None:
+    names = load_dataset("coco8", split="val", format="yolo").class_names
+    model, spec, _ = create_model("yolox-nano", 80, pretrained=False, input_size=(160, 160))
+    checkpoint = save_checkpoint(tmp_path / "nano.pt", Checkpoint(model.state_dict(), spec, names, config={}))
+    args = ["benchmark", checkpoint, "--data", "coco8", "--format", "yolo", "--formats", "pytorch,tensorrt"]
+    args += ["--runs", "1", "--warmup", "0", "--batch", "1", "--threads", "1", "--out", tmp_path / "b"]
+
+    code, stdout, stderr = invoke(*args, "--json")
+    assert code == 0, stderr
+    document = json.loads(stdout)
+    assert document["files"] == {
+        "json": str(tmp_path / "b" / "benchmark.json"),
+        "markdown": str(tmp_path / "b" / "benchmark.md"),
+    }
+    written = json.loads((tmp_path / "b" / "benchmark.json").read_text())
+    assert {key: document[key] for key in ("settings", "rows")} == {
+        key: written[key] for key in ("settings", "rows")
+    }
+    rows = {row["format"]: row for row in document["rows"]}
+    assert rows["pytorch"]["status"] == "ok" and rows["pytorch"]["latency_ms_median"] > 0
+    assert rows["tensorrt"]["status"] == "not run" and rows["tensorrt"]["reason"]
+
+    code, stdout, stderr = invoke(*args, "--quiet")
+    assert code == 0, stderr
+    lines = stdout.splitlines()
+    assert lines[0].split()[:3] == ["format", "status", "size"] and len(lines) == 4  # header, rule, 2 rows
+    assert lines[2].startswith("pytorch ") and lines[3].startswith("tensorrt ")
+
+
 # ----- plugins, runs list ------------------------------------------------------------------------------
 
 
