@@ -19,6 +19,7 @@ import yaml
 
 from yolox_sdk.config import wizard
 from yolox_sdk.config.loader import load_config
+from yolox_sdk.data.training_data import load_training_data
 
 ROOT = Path(__file__).resolve().parents[1]
 ASSETS = Path(os.environ.get("YOLOX_SDK_ASSETS", ROOT.parent / "shared" / "assets"))
@@ -187,6 +188,10 @@ def test_budget_arithmetic_and_step_down() -> None:
         ("yolox-nano", 320),
     ]
     assert wizard.relative_cost("yolox-s", 640) > wizard.relative_cost("yolox-nano", 416) * 20
+    # yolox-m at 1 img/s: 1 epoch in 5 minutes; yolox-s (2.75x cheaper by compute) 3, yolox-tiny 15
+    assert wizard.fitting_setting(data, "yolox-m", 640, 1.0, 300 * 5, 2) is None
+    assert wizard.fitting_setting(data, "yolox-m", 640, 1.0, 300, 2) == ("yolox-tiny", 416)
+    assert wizard.fitting_setting(data, "yolox-nano", 416, 0.01, 300, 2) == ("yolox-nano", 320)  # the last
 
 
 @pytest.mark.parametrize(
@@ -245,6 +250,8 @@ def test_yes_writes_a_config_from_the_dataset(tmp_path: Path) -> None:
     )
     assert config.training.epochs == 50 and config.training.time_budget is None
     assert config.evaluation.eval_interval == 5
+    train, val = load_training_data(config)  # the paths and splits read as training reads them
+    assert (len(train), len(val), train.class_names) == (205, 87, ("Platelets", "RBC", "WBC"))
 
 
 def test_yes_with_a_time_budget_on_coco8(tmp_path: Path) -> None:

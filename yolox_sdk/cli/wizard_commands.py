@@ -97,7 +97,7 @@ def wizard_command(
 
 @attrs.define
 class Session:
-    """One run of the wizard: its answers so far, and the questions it asks (skipped under ``--yes``)."""
+    """One run of the wizard: where it writes, how it measures, and the questions it asks (``--yes``: none)."""
 
     out: Path
     yes: bool
@@ -199,7 +199,7 @@ class Session:
                 if len(facts.formats) > 1 and format_name is None:
                     facts = self.choose_format(path, facts)
                 break
-            except DatasetError as error:
+            except YoloxSdkError as error:  # DatasetError mostly; a format's options can raise ConfigError
                 if self.yes:
                     raise
                 click.secho(f"{error}", fg="red")
@@ -319,21 +319,24 @@ class Session:
         speed: wizard.SpeedMeasurement | None,
         seconds: float,
     ) -> tuple[wizard.Proposal, wizard.SpeedMeasurement | None]:
-        """Step down (``wizard.smaller_setting``) while the budget holds under ``MIN_BUDGET_EPOCHS``
-        epochs of the measured setting, measuring each new one."""
+        """Step down to a cheaper model or input size (``wizard.fitting_setting``) while the budget holds
+        under ``MIN_BUDGET_EPOCHS`` epochs of the measured one, measuring each setting tried."""
+        from yolox_sdk.config.recipes import BUDGET_MAX_EPOCHS
+
+        interval = wizard.propose_eval_interval(min(proposal.epochs.value, BUDGET_MAX_EPOCHS)).value
         while speed is not None:
-            interval = wizard.propose_eval_interval(proposal.epochs.value).value
-            fits = wizard.epochs_in_budget(facts, speed.images_per_second, seconds, interval)
-            smaller = wizard.smaller_setting(proposal.model.value, proposal.input_size.value)
-            if fits >= wizard.MIN_BUDGET_EPOCHS or smaller is None:
+            model, size = proposal.model.value, proposal.input_size.value
+            smaller = wizard.fitting_setting(facts, model, size, speed.images_per_second, seconds, interval)
+            if smaller is None:
                 break
+            fits = wizard.epochs_in_budget(facts, speed.images_per_second, seconds, interval)
             click.secho(
-                f"The budget holds about {fits} epoch(s) of {proposal.model.value} at "
-                f"{proposal.input_size.value} px; trying {smaller[0]} at {smaller[1]} px.",
+                f"The budget holds about {fits} epoch(s) of {model} at {size} px; trying {smaller[0]} at "
+                f"{smaller[1]} px.",
                 fg="yellow",
             )
+            why = f"the time budget holds {fits} epoch(s) of {model} at {size} px, under {wizard.MIN_BUDGET_EPOCHS}"
             stepped = wizard.propose(facts, device, *smaller)
-            why = f"the time budget holds under {wizard.MIN_BUDGET_EPOCHS} epochs of the larger setting"
             stepped = attrs.evolve(
                 stepped, model=wizard.Choice(smaller[0], why), input_size=wizard.Choice(smaller[1], why)
             )

@@ -6,9 +6,9 @@ everything else, in three parts:
 * Facts, read once: ``inspect_dataset`` (format detection, classes, counts, splits, box sizes, what the
   reader drops: the same readers and statistics as ``yolox-sdk data info`` / ``data stats``),
   ``available_devices`` and ``measure_training_speed`` (a few real training steps of the proposed model
-  on the device: the product's own ``build_training_parts`` and ``train_step``, images/s).
+  on the device, built as training builds them and timed by the time-budget probe, images/s).
 * The proposal: pure functions of those facts (``propose``, ``propose_model``, ``propose_input_size``,
-  ``propose_batch_size``, ``propose_epochs``, ``epochs_in_budget``, ``smaller_setting``), each returning
+  ``propose_batch_size``, ``propose_epochs``, ``epochs_in_budget``, ``fitting_setting``), each returning
   its value with the reason written beside it in the YAML file. The rules are in their docstrings.
 * ``render_config``: the YAML text, one comment per value saying why it was chosen.
 
@@ -19,6 +19,7 @@ speed scaled by the pixel count to the proposed size, for tests and very slow ma
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import math
 import os
@@ -192,8 +193,10 @@ def inspect_dataset(path: str, format: str | None = None) -> DatasetFacts:
     with quiet_logs():
         resolved, catalog_format = resolve_dataset_path(text)
     if resolved.is_dir() and not any(resolved.iterdir()):
-        raise DatasetError(f"{resolved} is an empty folder: there is no dataset in it. Give the folder "
-                           "that holds your images and labels.")  # fmt: skip
+        raise DatasetError(
+            f"{resolved} is an empty folder: there is no dataset in it. Give the folder that holds your "
+            "images and labels."
+        )
     scores = detection_scores(resolved, registry)
     formats = tuple(scores)
     ambiguous = len(scores) > 1 and len(set(list(scores.values())[:2])) == 1
@@ -439,12 +442,17 @@ def propose_epochs(facts: DatasetFacts) -> Choice:
     passed over more often (BCCD's 205 training images: 50 epochs; 4 images: 100), a large one at least
     10 times (the finetune recipe's warm-up and no-augmentation epochs need room).
     """
-    epochs = min(MAX_EPOCHS, max(MIN_EPOCHS, _nice_epochs(TARGET_IMAGES_SEEN / max(facts.train_images, 1))))
-    return Choice(
-        epochs,
-        f"about {TARGET_IMAGES_SEEN:,} images seen over {facts.train_images:,} training images "
-        f"(between {MIN_EPOCHS} and {MAX_EPOCHS} epochs)",
+    from yolox_sdk.config.recipes import FINETUNE_MAX_EPOCHS
+
+    images = facts.train_images
+    epochs = min(MAX_EPOCHS, max(MIN_EPOCHS, _nice_epochs(TARGET_IMAGES_SEEN / max(images, 1))))
+    why = (
+        f"{epochs} x {images:,} training images = {epochs * images:,} images seen (aim: about "
+        f"{TARGET_IMAGES_SEEN:,}, within {MIN_EPOCHS}-{MAX_EPOCHS} epochs)"
     )
+    if epochs <= FINETUNE_MAX_EPOCHS:
+        why += "; training.recipe picks its finetune schedule"
+    return Choice(epochs, why)
 
 
 def propose_num_workers(device: DeviceChoice) -> Choice:
@@ -460,7 +468,7 @@ def propose_amp(device: DeviceChoice) -> Choice:
     """Mixed precision on GPUs (bf16/fp16 run faster there), fp32 on a CPU: yolox-nano's step was 1.16x
     slower in bf16 on the 2-core machine (``engine.precision``)."""
     if device.kind == "cpu":
-        return Choice(False, "fp32: bf16 was slower than fp32 for YOLOX on CPUs measured")
+        return Choice(False, "fp32: bf16 made yolox-nano's step 1.16x slower on the CPU measured")
     return Choice(True, "mixed precision: faster and smaller on GPUs")
 
 
@@ -528,6 +536,33 @@ def smaller_setting(model: str, size: int) -> tuple[str, int] | None:
     return None
 
 
+def fitting_setting(
+    facts: DatasetFacts,
+    model: str,
+    size: int,
+    images_per_second: float,
+    budget_seconds: float,
+    eval_interval: int,
+) -> tuple[str, int] | None:
+    """The first of the cheaper settings (``smaller_setting`` after ``model`` at ``size``, measured at
+    ``images_per_second``) predicted to train ``MIN_BUDGET_EPOCHS`` epochs within the budget, or the
+    cheapest when none is; ``None`` when ``model`` at ``size`` already fits or nothing is cheaper.
+
+    The speed of an unmeasured setting is guessed from compute (``relative_cost``); the caller measures the
+    setting before trusting it.
+    """
+    if epochs_in_budget(facts, images_per_second, budget_seconds, eval_interval) >= MIN_BUDGET_EPOCHS:
+        return None
+    setting, candidate = None, smaller_setting(model, size)
+    while candidate is not None:
+        setting = candidate
+        guess = images_per_second * relative_cost(model, size) / relative_cost(*candidate)
+        if epochs_in_budget(facts, guess, budget_seconds, eval_interval) >= MIN_BUDGET_EPOCHS:
+            break
+        candidate = smaller_setting(*candidate)
+    return setting
+
+
 def budget_text(seconds: float) -> str:
     """A time budget as ``training.time_budget`` writes it: ``90s``, ``20m``, ``1h30m``."""
     whole = max(1, int(round(seconds)))
@@ -564,7 +599,7 @@ class SpeedMeasurement:
     includes_warmup: bool = False  # an epoch shorter than the warm-up: its first, slower steps are timed
 
     def describe(self) -> str:
-        """``yolox-nano at 416 px on cpu: 2.1 images/s (3 steps of 4 images)``."""
+        """``2.1 images/s (2 training step(s) of 4 images)``."""
         scaled = f", at {self.probe_size} px scaled by pixels" if self.probe_size != self.input_size else ""
         warm = ", warm-up included: slower than training will be" if self.includes_warmup else ""
         return (
@@ -670,7 +705,9 @@ def _seconds_per_batch(
             speed = time_budget.measure_speed(cut, registry, lambda model, dataset: None)
         finally:
             stop_loader_workers(parts.loader)
-    return speed.seconds_per_batch, timed, parts.batches_per_epoch <= warm
+    if parts.batches_per_epoch <= warm:  # measure_speed then times the warm-up batches: all there are
+        return speed.seconds_per_batch, parts.batches_per_epoch, True
+    return speed.seconds_per_batch, timed, False
 
 
 # ---------------------------------------------------------------------------------------------- YAML
@@ -689,8 +726,6 @@ def yaml_scalar(value: Any) -> str:
     plain = plain.removesuffix("...").strip()
     if "\n" not in plain and yaml.safe_load(plain) == text:
         return plain
-    import json
-
     return json.dumps(text)
 
 
