@@ -4,7 +4,9 @@ The site (``mkdocs.yml``, ``docs/``) is built with ``mkdocs build --strict`` exa
 a broken link, a missing page, an unknown anchor or a docstring mkdocstrings cannot render fails CI. The
 commands shown in the pages' code (and in README.md, the site's front page on GitHub) are resolved against
 the real click tree of ``yolox_sdk.cli.main``: each sub-command path must exist and each ``--option`` must
-be one of that command's options (and a value of a choice option one of its choices). Nothing is run.
+be one of that command's options (and a value of a choice option one of its choices); nothing is run. The
+plugin guide's example package (``docs/examples/yolox-sdk-jsonl``) is installed with pip, listed by
+``yolox-sdk plugins`` and put through its own tests, as the guide shows.
 """
 
 from __future__ import annotations
