@@ -155,20 +155,21 @@ class CommandOutput:
             click.echo(text, err=err)
 
     def print(self, renderable: Any) -> None:
-        """A table or panel of the full text output."""
+        """A table, panel or text of the full text output."""
         if self.text:
             self._render(renderable)
 
     def result(self, renderable: Any) -> None:
         """The essential result: printed in text and ``--quiet`` modes (``--json`` has its document)."""
         if not self.as_json:
-            if isinstance(renderable, str):
-                click.echo(renderable)
-            else:
-                self._render(renderable)
+            self._render(renderable)
 
     def _render(self, renderable: Any) -> None:
-        """Rich on a terminal; elsewhere the same text with the padding rich leaves at line ends removed."""
+        """Text as it is (never read as rich markup); tables and panels by rich on a terminal, elsewhere
+        the same text with the padding rich leaves at line ends removed."""
+        if isinstance(renderable, str):
+            click.echo(renderable)
+            return
         if self.console.is_terminal:
             self.console.print(renderable)
             return

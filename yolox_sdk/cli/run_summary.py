@@ -97,7 +97,7 @@ def _evaluation(run: Any, run_dir: Path, which: str) -> dict[str, Any] | None:
         "recommended_conf": None if report is None else report.recommended_conf,
         "json": str(run_dir / f"eval_{which}.json"),
         "folder": str(run_dir / f"eval_{which}"),
-        "images": [str(path) for path in (report.image_paths[:1] if report is not None else ())],
+        "image_folder": str(Path(report.image_paths[0]).parent) if report and report.image_paths else None,
     }
 
 
@@ -146,7 +146,7 @@ def next_commands(config: Config, summary: dict[str, Any], which: str, run: Any)
     else:
         commands.append(f"yolox-sdk export {best} --format onnx")
     evaluation = summary["evaluation"] or {}
-    source = shlex.quote(str(Path(evaluation["images"][0]).parent)) if evaluation.get("images") else "IMAGES"
+    source = shlex.quote(evaluation["image_folder"]) if evaluation.get("image_folder") else "IMAGES"
     conf = " --conf auto" if evaluation.get("recommended_conf") is not None else ""
     commands.append(f"yolox-sdk predict {best} {source}{conf}")
     if run is None:

@@ -25,17 +25,17 @@ def runs() -> None:
 @runs.command("compare")
 @click.argument("run_a", type=click.Path(path_type=Path))
 @click.argument("run_b", type=click.Path(path_type=Path))
-@click.option("--json", "as_json", is_flag=True, help="Print the comparison as JSON.")
+@click.option("--json", "as_json", is_flag=True, help="Print the comparison as one JSON document.")
 @handle_errors
 def compare(run_a: Path, run_b: Path, as_json: bool) -> None:
     """Show how RUN_B differs from RUN_A: config keys, metrics (B - A) and lineage."""
     from yolox_sdk.engine.runs import compare_runs, read_run
 
-    comparison = compare_runs(read_run(run_a), read_run(run_b))
-    if as_json:
-        click.echo(json.dumps(comparison.to_dict(), indent=2, default=str))
-    else:
-        click.echo(format_comparison(comparison))
+    with command_output(as_json) as out:
+        comparison = compare_runs(read_run(run_a), read_run(run_b))
+        for section in comparison_sections(comparison):
+            out.print(section)
+        out.json(comparison.to_dict())
 
 
 @runs.command("list")
@@ -74,54 +74,56 @@ def list_command(output_dir: Path, as_json: bool, quiet: bool) -> None:
             out.print(table(("run", "epochs", "best mAP", "config"), rows, numeric=(1, 2)))
 
 
-def format_comparison(comparison: RunComparison) -> str:
-    """The text report of ``runs compare``: run headers, config diff, metric table, lineage."""
-    sections = [
-        f"A: {_run_line(comparison.a)}\nB: {_run_line(comparison.b)}",
-        _config_section(comparison),
-        _metrics_section(comparison),
+def comparison_sections(comparison: RunComparison) -> list[Any]:
+    """What ``runs compare`` prints: run headers, config diff, metric table, lineage (text and tables)."""
+    return [
+        f"A: {_run_line(comparison.a)}\nB: {_run_line(comparison.b)}\n",
+        *_config_section(comparison),
+        *_metrics_section(comparison),
         _lineage_section(comparison),
     ]
-    return "\n\n".join(sections)
 
 
 def _run_line(run: RunSummary) -> str:
     return f"{run.path} ({run.epochs} epochs, config {run.config_hash})"
 
 
-def _config_section(comparison: RunComparison) -> str:
+def _config_section(comparison: RunComparison) -> list[Any]:
     if not comparison.config_diff:
-        return "Config: identical."
-    rows = [["key", "A", "B"]]
-    rows += [[key, _value(a), _value(b)] for key, a, b in comparison.config_diff]
-    return f"Config differences ({len(comparison.config_diff)}):\n{_table(rows)}"
+        return ["Config: identical.\n"]
+    rows = [(key, _value(a), _value(b)) for key, a, b in comparison.config_diff]
+    return [f"Config differences ({len(comparison.config_diff)}):", table(("key", "A", "B"), rows), ""]
 
 
-def _metrics_section(comparison: RunComparison) -> str:
-    rows = [["metric", "A final", "B final", "delta", "A best", "B best", "delta"]]
-    for m in comparison.metrics:
-        rows.append(
-            [
-                m.name,
-                _number(m.a_final),
-                _number(m.b_final),
-                _number(m.final_delta, signed=True),
-                _number(m.a_best),
-                _number(m.b_best),
-                _number(m.best_delta, signed=True),
-            ]
+def _metrics_section(comparison: RunComparison) -> list[Any]:
+    rows = [
+        (
+            m.name,
+            _number(m.a_final),
+            _number(m.b_final),
+            _number(m.final_delta, signed=True),
+            _number(m.a_best),
+            _number(m.b_best),
+            _number(m.best_delta, signed=True),
         )
+        for m in comparison.metrics
+    ]
     a, b = comparison.a.epochs, comparison.b.epochs
-    rows.append(["epochs", str(a), str(b), f"{b - a:+d}", "", "", ""])
-    return f"Metrics (delta = B - A; best = highest, lowest for losses):\n{_table(rows)}"
+    rows.append(("epochs", str(a), str(b), f"{b - a:+d}", "", "", ""))
+    headers = ("metric", "A final", "B final", "delta", "A best", "B best", "delta")
+    return [
+        "Metrics (delta = B - A; best = highest, lowest for losses):",
+        table(headers, rows, numeric=range(1, 7)),
+        "",
+    ]
 
 
-def _lineage_section(comparison: RunComparison) -> str:
-    rows = [["lineage", "A", "B", "same"]]
+def _lineage_section(comparison: RunComparison) -> Any:
+    rows = []
     for item in comparison.lineage:
         same = {True: "yes", False: "NO", None: "unknown"}[item.same]
-        rows.append([item.name, _lineage_value(item.a), _lineage_value(item.b), same])
-    return _table(rows)
+        rows.append((item.name, _lineage_value(item.a), _lineage_value(item.b), same))
+    return table(("lineage", "A", "B", "same"), rows)
 
 
 def _lineage_value(value: Any) -> str:
@@ -147,11 +149,3 @@ def _number(value: float | None, signed: bool = False) -> str:
     if value is None:
         return "n/a"
     return f"{value:+.4f}" if signed else f"{value:.4f}"
-
-
-def _table(rows: list[list[str]]) -> str:
-    """Left-aligned columns two spaces apart; the first row is the header."""
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    return "\n".join(
-        "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows
-    )
