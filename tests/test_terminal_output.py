@@ -8,6 +8,8 @@ import csv
 import json
 import logging
 import re
+import subprocess
+import sys
 from collections import Counter
 from pathlib import Path
 from types import SimpleNamespace
@@ -44,6 +46,22 @@ TINY_RUN = [
 def invoke(*args: str) -> tuple[int, str, str]:
     result = CliRunner().invoke(cli, [str(arg) for arg in args])
     return result.exit_code, result.stdout, result.stderr
+
+
+def test_json_mode_sends_what_else_prints_to_stderr_even_from_native_code(tmp_path: Path) -> None:
+    script = tmp_path / "noisy.py"
+    script.write_text(
+        "import os\n"
+        "from yolox_sdk.cli.output import command_output\n"
+        "with command_output(as_json=True) as out:\n"
+        "    print('python noise')\n"
+        "    os.write(1, b'native noise\\n')  # what a C extension writing to stdout does\n"
+        "    out.json({'mAP': float('nan'), 'epochs': 2})\n"
+    )
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == {"mAP": None, "epochs": 2}  # NaN is null: strict JSON
+    assert done.stderr.splitlines() == ["python noise", "native noise"]
 
 
 # ----- eval on the COCO nano weights -------------------------------------------------------------------

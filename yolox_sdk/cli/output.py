@@ -221,14 +221,14 @@ def _verbose() -> bool:
 def _stdout_to_stderr() -> Iterator[None]:
     """Python's ``sys.stdout`` and, when it is the process's real stdout, file descriptor 1 too, to stderr."""
     try:
-        real_stdout = sys.stdout.fileno() == 1
+        stderr_fd = sys.stderr.fileno() if sys.stdout.fileno() == 1 else None
     except (AttributeError, ValueError, OSError):  # a stand-in stream (CliRunner, a notebook)
-        real_stdout = False
+        stderr_fd = None
     saved = None
-    if real_stdout:
+    if stderr_fd is not None:
         sys.stdout.flush()
         saved = os.dup(1)
-        os.dup2(sys.stderr.fileno(), 1)
+        os.dup2(stderr_fd, 1)
     try:
         with redirect_stdout(sys.stderr):
             yield
