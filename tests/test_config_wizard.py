@@ -310,7 +310,7 @@ def test_interactive_time_budget_with_a_real_speed_probe(tmp_path: Path) -> None
         **{wizard.PROBE_SIZE_ENV: "160"},
     )
     child.expect("Measuring training speed: yolox-nano at 416 px")
-    child.expect(r"images/s \(1 training step")
+    child.expect(r"images/s \(\d training steps? of 2 images")
     child.expect("How long should training run")
     child.send(DOWN + DOWN + ENTER)
     child.expect("Time budget:")

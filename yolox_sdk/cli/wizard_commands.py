@@ -97,7 +97,7 @@ def wizard_command(
 
 @attrs.define
 class Session:
-    """One run of the wizard: where it writes, how it measures, and the questions it asks (``--yes``: none)."""
+    """One run of the wizard: where it writes, how it measures, the questions it asks (none with --yes)."""
 
     out: Path
     yes: bool
@@ -150,7 +150,7 @@ class Session:
     # ------------------------------------------------------------------------------------ questions
 
     def ask(self, question: Any) -> Any:
-        """``question``'s answer; Ctrl-C raises ``KeyboardInterrupt`` (questionary's ``ask`` would swallow it)."""
+        """``question``'s answer; Ctrl-C raises ``KeyboardInterrupt`` (questionary's ``ask`` swallows it)."""
         return question.unsafe_ask()
 
     def select(self, message: str, options: list[tuple[str, Any]], default: Any) -> Any:
@@ -170,8 +170,8 @@ class Session:
             return
         if self.yes:
             raise ConfigError(
-                f"{self.out} already exists. --yes never overwrites a file on its own: add --force to replace "
-                "it, or give another path."
+                f"{self.out} already exists. --yes never overwrites a file on its own: add --force to "
+                "replace it, or give another path."
             )
         import questionary
 
@@ -331,14 +331,19 @@ class Session:
                 break
             fits = wizard.epochs_in_budget(facts, speed.images_per_second, seconds, interval)
             click.secho(
-                f"The budget holds about {fits} epoch(s) of {model} at {size} px; trying {smaller[0]} at "
-                f"{smaller[1]} px.",
+                f"The budget holds about {fits} epoch{wizard.plural(fits)} of {model} at {size} px; "
+                f"trying {smaller[0]} at {smaller[1]} px.",
                 fg="yellow",
             )
-            why = f"the time budget holds {fits} epoch(s) of {model} at {size} px, under {wizard.MIN_BUDGET_EPOCHS}"
+            why = (
+                f"the time budget holds {fits} epoch{wizard.plural(fits)} of {model} at {size} px, under "
+                f"{wizard.MIN_BUDGET_EPOCHS}"
+            )
             stepped = wizard.propose(facts, device, *smaller)
             stepped = attrs.evolve(
-                stepped, model=wizard.Choice(smaller[0], why), input_size=wizard.Choice(smaller[1], why)
+                stepped,
+                model=wizard.Choice(smaller[0], why) if smaller[0] != model else proposal.model,
+                input_size=wizard.Choice(smaller[1], why) if smaller[1] != size else proposal.input_size,
             )
             measured = self.measure(facts, device, stepped)
             if measured is None:
@@ -498,13 +503,13 @@ def budget_choice(
     time_budget: str,
     seconds: float,
 ) -> wizard.Budget:
-    """The ``training.time_budget`` entry, its comment giving the epochs it should hold at the measured speed."""
+    """The ``training.time_budget`` entry; its comment gives the epochs it holds at the measured speed."""
     from yolox_sdk.config.recipes import BUDGET_MAX_EPOCHS
 
-    normalised = wizard.budget_text(seconds)
+    written = time_budget.strip()  # as the user wrote it: the trainer parses the same forms
     if speed is None:
         return wizard.Budget(
-            time_budget=normalised,
+            time_budget=written,
             reason=f"the trainer times its steps and fits up to {BUDGET_MAX_EPOCHS} epochs in it",
             expected_epochs=min(BUDGET_MAX_EPOCHS, proposal.epochs.value),
         )
@@ -513,14 +518,17 @@ def budget_choice(
     if fits < 1:
         epoch = wizard.format_seconds(wizard.estimate_seconds(facts, speed.images_per_second, 1, 1))
         click.secho(
-            f"The budget {normalised} is shorter than one epoch at the measured speed ({epoch} each): "
+            f"The budget {written} is shorter than one epoch at the measured speed ({epoch} each): "
             "training will refuse it unless the machine is faster then. Consider a longer budget.",
             fg="yellow",
         )
         reason = f"under one epoch at the measured speed ({epoch} per epoch)"
     else:
-        reason = f"about {fits} epochs at the measured speed (the trainer measures again; at most {BUDGET_MAX_EPOCHS})"
-    return wizard.Budget(time_budget=normalised, reason=reason, expected_epochs=max(1, fits))
+        reason = (
+            f"about {fits} epoch{wizard.plural(fits)} at the measured speed (the trainer measures again; "
+            f"at most {BUDGET_MAX_EPOCHS})"
+        )
+    return wizard.Budget(time_budget=written, reason=reason, expected_epochs=max(1, fits))
 
 
 def with_budget_interval(proposal: wizard.Proposal, budget: wizard.Budget) -> wizard.Proposal:
@@ -552,13 +560,16 @@ def show_proposal(proposal: wizard.Proposal, budget: wizard.Budget) -> None:
     length = (
         wizard.Choice(budget.time_budget, budget.reason)
         if budget.time_budget is not None
-        else wizard.Choice(f"{budget.epochs} epochs", budget.reason)
+        else wizard.Choice(f"{budget.epochs} epoch{wizard.plural(budget.epochs or 0)}", budget.reason)
     )
     rows.append(("time budget" if budget.time_budget is not None else "epochs", length))
     rows.append(
         (
             "validation every",
-            wizard.Choice(f"{proposal.eval_interval.value} epoch(s)", proposal.eval_interval.reason),
+            wizard.Choice(
+                f"{proposal.eval_interval.value} epoch{wizard.plural(proposal.eval_interval.value)}",
+                proposal.eval_interval.reason,
+            ),
         )
     )
     click.secho("Proposed settings:", bold=True)

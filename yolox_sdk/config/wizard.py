@@ -475,7 +475,13 @@ def propose_amp(device: DeviceChoice) -> Choice:
 def propose_eval_interval(epochs: int) -> Choice:
     """About ``EVALUATIONS_PER_RUN`` validations per run (one always follows the last epoch)."""
     interval = max(1, round(epochs / EVALUATIONS_PER_RUN))
-    return Choice(interval, f"about {EVALUATIONS_PER_RUN} validations over {epochs} epochs")
+    count = min(EVALUATIONS_PER_RUN, epochs)
+    return Choice(interval, f"about {count} validation{plural(count)} over {epochs} epoch{plural(epochs)}")
+
+
+def plural(count: int) -> str:
+    """``s`` unless ``count`` is one."""
+    return "" if count == 1 else "s"
 
 
 def propose(
@@ -508,7 +514,7 @@ def estimate_seconds(facts: DatasetFacts, images_per_second: float, epochs: int,
 def epochs_in_budget(
     facts: DatasetFacts, images_per_second: float, budget_seconds: float, eval_interval: int
 ) -> int:
-    """How many whole epochs fit in ``budget_seconds`` at the measured speed (``estimate_seconds`` inverted)."""
+    """Whole epochs that fit in ``budget_seconds`` at the measured speed (``estimate_seconds`` inverted)."""
     per_epoch = facts.train_images / images_per_second + facts.val_images / (
         EVAL_SPEEDUP * images_per_second * eval_interval
     )
@@ -599,12 +605,12 @@ class SpeedMeasurement:
     includes_warmup: bool = False  # an epoch shorter than the warm-up: its first, slower steps are timed
 
     def describe(self) -> str:
-        """``2.1 images/s (2 training step(s) of 4 images)``."""
+        """``2.1 images/s (2 training steps of 4 images)``."""
         scaled = f", at {self.probe_size} px scaled by pixels" if self.probe_size != self.input_size else ""
         warm = ", warm-up included: slower than training will be" if self.includes_warmup else ""
         return (
-            f"{self.images_per_second:.1f} images/s ({self.steps} training step(s) of {self.probe_batch} "
-            f"images{scaled}{warm})"
+            f"{self.images_per_second:.1f} images/s ({self.steps} training step{plural(self.steps)} of "
+            f"{self.probe_batch} images{scaled}{warm})"
         )
 
 
