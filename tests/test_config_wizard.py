@@ -350,6 +350,12 @@ def test_ctrl_c_half_way_writes_nothing(tmp_path: Path) -> None:
     child.expect("Cancelled: nothing was written")
     assert finish(child) == 130
     assert list(tmp_path.iterdir()) == []  # neither the file nor a temporary one
+    child = spawn("never.yaml", "--data", str(COCO8), cwd=tmp_path, **{wizard.PROBE_SIZE_ENV: "160"})
+    child.expect("Measuring training speed")  # interrupted while the probe builds or steps its run
+    child.send(CTRL_C)
+    child.expect("Cancelled: nothing was written")
+    assert finish(child) == 130
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_datasets_without_labelled_images_are_refused(tmp_path: Path) -> None:

@@ -263,8 +263,10 @@ class Session:
             speed = wizard.measure_training_speed(
                 facts, device, model, size, proposal.batch_size.value, proposal.amp.value, self.probe_steps
             )
-        except YoloxSdkError as error:
-            click.secho(f"The speed measurement failed, so no time estimate: {error}", fg="yellow")
+        except (YoloxSdkError, RuntimeError) as error:  # RuntimeError: torch's (a CUDA failure, no memory)
+            click.secho(
+                f"The speed measurement failed, so the proposal has no time estimate: {error}", fg="yellow"
+            )
             return None
         click.echo(f"  {speed.describe()} in {speed.seconds:.0f} s")
         return speed

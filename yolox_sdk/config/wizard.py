@@ -19,6 +19,7 @@ speed scaled by the pixel count to the proposed size, for tests and very slow ma
 from __future__ import annotations
 
 import contextlib
+import gc
 import json
 import logging
 import math
@@ -677,11 +678,12 @@ def measure_training_speed(
             )
             break
         except torch.cuda.OutOfMemoryError:
-            torch.cuda.empty_cache()
             if probe_batch == 1:
                 raise
-            probe_batch //= 2
-            batch = probe_batch
+        gc.collect()  # outside the except block: its traceback no longer holds the failed run's tensors
+        torch.cuda.empty_cache()
+        probe_batch //= 2
+        batch = probe_batch
     speed = probe_batch / seconds_per_batch * (probe_size / size) ** 2
     return SpeedMeasurement(
         speed, model, size, batch, probe_batch, probe_size, timed, time.perf_counter() - started, warm
