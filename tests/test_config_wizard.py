@@ -395,6 +395,20 @@ def test_an_existing_file_is_kept_unless_confirmed_or_forced(tmp_path: Path) -> 
     assert forced.returncode == 0 and load_config(existing).data.format == "voc"
 
 
+def test_help_needs_neither_the_config_package_nor_plugins() -> None:
+    """``yolox-sdk --help`` registers the command without importing the wizard (``cli.main``'s promise)."""
+    code = (
+        "import sys, yolox_sdk.cli.main; "
+        "print('yolox_sdk.config.wizard' in sys.modules, 'yolox_sdk.config.loader' in sys.modules)"
+    )
+    shown = subprocess.run(
+        [str(ROOT / ".venv" / "bin" / "python"), "-c", code], capture_output=True, text=True
+    )
+    assert shown.stdout.split()[0] == "False", shown.stderr
+    result = subprocess.run([COMMAND, "config", "wizard", "--help"], capture_output=True, text=True)
+    assert f"(default {wizard.PROBE_STEPS})" in " ".join(result.stdout.split())
+
+
 def test_flags_that_cannot_work_are_refused(tmp_path: Path) -> None:
     for args, message in (
         (("--yes",), "--data"),

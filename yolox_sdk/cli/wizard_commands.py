@@ -10,20 +10,41 @@ atomically, after the file has loaded and validated with the SDK's own loader; C
 from __future__ import annotations
 
 import contextlib
+import importlib
 import os
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 import click
 
 from yolox_sdk.cli.common import handle_errors
-from yolox_sdk.config import wizard
 from yolox_sdk.errors import ConfigError, DatasetError, YoloxSdkError
 
 CHANGE = "change"
+
+
+class LazyModule:
+    """A module imported on first attribute access.
+
+    ``yolox_sdk.config.wizard`` imports the config package, and with it the plugin manager; the CLI
+    registers this command at start-up, and ``yolox-sdk --help`` must stay fast and work while a plugin is
+    broken (``cli.main``), so the wizard's module loads only when the command runs.
+    """
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+
+    def __getattr__(self, attribute: str) -> Any:
+        return getattr(importlib.import_module(self._name), attribute)
+
+
+if TYPE_CHECKING:
+    from yolox_sdk.config import wizard
+else:
+    wizard = LazyModule("yolox_sdk.config.wizard")
 
 
 class Cancelled(Exception):
@@ -46,9 +67,8 @@ class Cancelled(Exception):
 @click.option(
     "--probe-steps",
     type=click.IntRange(0, 6),
-    default=wizard.PROBE_STEPS,
-    show_default=True,
-    help="Training steps timed to estimate the speed; 0 skips the measurement.",
+    default=None,
+    help="Training steps timed to estimate the speed (default 2); 0 skips the measurement.",
 )
 @handle_errors
 def wizard_command(
@@ -60,7 +80,7 @@ def wizard_command(
     time_budget: str | None,
     yes: bool,
     force: bool,
-    probe_steps: int,
+    probe_steps: int | None,
 ) -> None:
     """Ask about the dataset, device and time, then write a commented config to OUT (default: config.yaml).
 
@@ -84,7 +104,7 @@ def wizard_command(
             "terminal, or pass --yes with --data PATH (and --device, --epochs or --time-budget as wanted) to "
             "take the proposals without questions."
         )
-    session = Session(out, yes, force, probe_steps)
+    session = Session(out, yes, force, wizard.PROBE_STEPS if probe_steps is None else probe_steps)
     try:
         session.run(data_path, format_name, device_name, epochs, time_budget)
     except (KeyboardInterrupt, EOFError):
@@ -286,7 +306,7 @@ class Session:
 
         proposed = proposal.epochs.value
         if epochs is None and time_budget is None and not self.yes:
-            per_run = estimate_for(facts, proposal, proposed, speed)
+            per_run = estimate_for(facts, proposed, speed)
             answer = self.select(
                 "How long should training run?",
                 [
@@ -299,7 +319,7 @@ class Session:
             if answer == "epochs":
                 epochs = int(self.text("Epochs:", str(proposed), check_epochs))
             elif answer == "budget":
-                suggestion = wizard.default_budget(seconds_for(facts, proposal, proposed, speed) or 1200)
+                suggestion = wizard.default_budget(seconds_for(facts, proposed, speed) or 1200)
                 time_budget = self.text("Time budget:", suggestion, check_budget)
             else:
                 epochs = proposed
@@ -371,23 +391,11 @@ class Session:
         batch = int(self.text("Batch size:", str(proposal.batch_size.value), check_batch))
         changed = attrs.evolve(
             proposal,
-            model=wizard.Choice(
-                model, "chosen in the wizard" if model != proposal.model.value else proposal.model.reason
-            ),
-            input_size=wizard.Choice(
-                size,
-                "chosen in the wizard" if size != proposal.input_size.value else proposal.input_size.reason,
-            ),
-            batch_size=wizard.Choice(
-                batch,
-                "chosen in the wizard" if batch != proposal.batch_size.value else proposal.batch_size.reason,
-            ),
+            model=answered(proposal.model, model),
+            input_size=answered(proposal.input_size, size),
+            batch_size=answered(proposal.batch_size, batch),
         )
-        if (model, size, batch) != (
-            proposal.model.value,
-            proposal.input_size.value,
-            proposal.batch_size.value,
-        ):
+        if changed != proposal:
             speed = self.measure(facts, device, changed)
             changed = with_measured_batch(changed, speed)
         if budget.time_budget is not None:
@@ -400,6 +408,11 @@ class Session:
 
 
 # ----------------------------------------------------------------------------------------- helpers
+
+
+def answered(proposed: wizard.Choice, value: Any) -> wizard.Choice:
+    """The proposal kept with its reason, or the user's own value."""
+    return proposed if value == proposed.value else wizard.Choice(value, "chosen in the wizard")
 
 
 def check_output_path(path: Path) -> None:
@@ -443,6 +456,9 @@ def write_checked(path: Path, text: str) -> None:
     try:
         with os.fdopen(handle, "w", encoding="utf-8") as stream:
             stream.write(text)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(temporary, 0o666 & ~umask)  # mkstemp's 0600 would make the config private
         try:
             load_config(temporary)
         except ConfigError as error:
@@ -483,18 +499,18 @@ def with_measured_batch(proposal: wizard.Proposal, speed: wizard.SpeedMeasuremen
 
 
 def seconds_for(
-    facts: wizard.DatasetFacts, proposal: wizard.Proposal, epochs: int, speed: wizard.SpeedMeasurement | None
+    facts: wizard.DatasetFacts, epochs: int, speed: wizard.SpeedMeasurement | None
 ) -> float | None:
+    """The estimated wall time of ``epochs`` epochs at the measured speed (``None`` unmeasured)."""
     if speed is None:
         return None
     interval = wizard.propose_eval_interval(epochs).value
     return wizard.estimate_seconds(facts, speed.images_per_second, epochs, interval)
 
 
-def estimate_for(
-    facts: wizard.DatasetFacts, proposal: wizard.Proposal, epochs: int, speed: wizard.SpeedMeasurement | None
-) -> str:
-    seconds = seconds_for(facts, proposal, epochs, speed)
+def estimate_for(facts: wizard.DatasetFacts, epochs: int, speed: wizard.SpeedMeasurement | None) -> str:
+    """``about 12 min here``, or ``speed not measured``."""
+    seconds = seconds_for(facts, epochs, speed)
     return f"{wizard.format_seconds(seconds)} here" if seconds is not None else "speed not measured"
 
 
@@ -547,7 +563,7 @@ def estimate_text(
 ) -> str:
     if budget.time_budget is not None:
         return f"the time budget, {budget.time_budget}"
-    seconds = seconds_for(facts, proposal, budget.epochs or proposal.epochs.value, speed)
+    seconds = seconds_for(facts, budget.epochs or proposal.epochs.value, speed)
     if seconds is None:
         return "not measured"
     return f"{wizard.format_seconds(seconds)} for {budget.epochs} epochs on this machine"
