@@ -383,6 +383,8 @@ def propose_input_size(facts: DatasetFacts, model: str) -> Choice:
             f"the images' median longer side is {facts.median_long_side} px: no upscaling beyond it",
         )
     scaled_box = facts.median_box_side * size / max(facts.median_long_side, 1)
+    if size == base:
+        why += f" (the median box is {scaled_box:.0f} px at it)"
     if scaled_box < SMALL_BOX_PIXELS and own > size:
         ceiling = 640 if model in NATIVE_SIZE else MAX_INPUT_SIZE
         wanted = _multiple_of_32(size * SMALL_BOX_PIXELS / max(scaled_box, 1e-6))
@@ -460,7 +462,8 @@ def propose_num_workers(device: DeviceChoice) -> Choice:
     """Loader processes: none on a machine of 2 cores or fewer (the training step needs them, and 0 was
     fastest there), else half the cores, at most 8."""
     if device.cpu_count <= 2:
-        return Choice(0, f"{device.cpu_count} CPU core(s): loading in the training process is fastest")
+        cores = f"{device.cpu_count} CPU core{plural(device.cpu_count)}"
+        return Choice(0, f"{cores}: loading in the training process is fastest")
     workers = min(8, device.cpu_count // 2)
     return Choice(workers, f"half of the {device.cpu_count} CPU cores decode and augment images")
 
@@ -820,7 +823,7 @@ def render_config(
     section("evaluation")
     key("eval_interval", proposal.eval_interval.value, proposal.eval_interval.reason)
     section("device")
-    key("type", device.kind, f"{device.description}, chosen in the wizard")
+    key("type", device.kind, device.description)
     if device.kind == "cuda" and device.index:
         key("gpu_ids", [device.index])
     section("monitoring")
