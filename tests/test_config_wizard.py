@@ -12,6 +12,7 @@ import os
 import shutil
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pexpect
 import pytest
@@ -192,6 +193,30 @@ def test_budget_arithmetic_and_step_down() -> None:
     assert wizard.fitting_setting(data, "yolox-m", 640, 1.0, 300 * 5, 2) is None
     assert wizard.fitting_setting(data, "yolox-m", 640, 1.0, 300, 2) == ("yolox-tiny", 416)
     assert wizard.fitting_setting(data, "yolox-nano", 416, 0.01, 300, 2) == ("yolox-nano", 320)  # the last
+
+
+def test_a_short_budget_steps_down_and_measures_the_new_setting() -> None:
+    from yolox_sdk.cli.wizard_commands import Session, budget_choice
+
+    speeds = {("yolox-s", 640): 2.0, ("yolox-tiny", 416): 20.0}  # images/s the fake probe "measures"
+    measured = []
+
+    class FakeProbe(Session):
+        def measure(self, facts: Any, device: Any, proposal: Any) -> wizard.SpeedMeasurement:
+            key = (proposal.model.value, proposal.input_size.value)
+            measured.append(key)
+            return wizard.SpeedMeasurement(speeds[key], *key, proposal.batch_size.value, 8, key[1], 2, 1.0)
+
+    data = facts(train=200, val=100)
+    session = FakeProbe(Path("unused.yaml"), True, False, 2)
+    proposal = wizard.propose(data, BIG_GPU)
+    assert (proposal.model.value, proposal.input_size.value) == ("yolox-s", 640)
+    speed = session.measure(data, BIG_GPU, proposal)
+    stepped, speed = session.fit_budget(data, BIG_GPU, proposal, speed, 300.0)  # 2 epochs of yolox-s
+    assert measured == [("yolox-s", 640), ("yolox-tiny", 416)]  # nano was not needed: tiny fits
+    assert stepped.model.value == "yolox-tiny" and "time budget" in stepped.model.reason
+    budget = budget_choice(data, stepped, speed, "5m", 300.0)
+    assert budget.time_budget == "5m" and budget.expected_epochs == 29  # 200/20 s + evaluations each
 
 
 @pytest.mark.parametrize(
