@@ -8,6 +8,7 @@ loaded and validated with the SDK's own loader. The speed probe runs once for re
 
 from __future__ import annotations
 
+import io
 import os
 import shutil
 import subprocess
@@ -321,6 +322,24 @@ def test_interactive_run_through_a_terminal(tmp_path: Path) -> None:
     assert config.training.epochs == 12 and config.model.input_size == (320, 320)
     assert config.evaluation.eval_interval == 1
     assert "320]  " in (tmp_path / "wizard.yaml").read_text(encoding="utf-8")  # with its reason
+
+
+@pytest.mark.slow  # two real probes (416 and 320 px), 20-60 s on the shared 2-core machine
+def test_a_budget_under_one_epoch_is_asked_again(tmp_path: Path) -> None:
+    args = ("short.yaml", "--data", str(BCCD), "--time-budget", "1s", "--probe-steps", "1")
+    child = spawn(*args, cwd=tmp_path, **{wizard.PROBE_SIZE_ENV: "160"})
+    child.logfile_read = transcript = io.StringIO()
+    child.expect("yolox-nano at 416 px")
+    child.expect("trying yolox-nano at 320 px")  # the budget holds no epoch: the input size steps down
+    child.expect("shorter than one epoch at the measured speed")
+    child.expect(r"Time budget \(one epoch of yolox-nano at 320 px takes")
+    child.send("\b" * 10 + "1h" + ENTER)  # enough for the proposal at its own size again
+    child.expect("Write this config")
+    child.send(ENTER)
+    assert finish(child) == 0
+    config = load_config(tmp_path / "short.yaml")
+    assert config.training.time_budget == "1h"
+    assert transcript.getvalue().count("Measuring training speed") == 2  # each setting measured once
 
 
 @pytest.mark.slow  # about 25 s on the loaded 2-core machine: the probe builds and steps a real run

@@ -123,6 +123,9 @@ class Session:
     yes: bool
     force: bool
     probe_steps: int
+    measured: dict[tuple[str, str, int, int], Any] = attrs.field(
+        factory=dict
+    )  # by device, model, size, batch
 
     def run(
         self,
@@ -271,10 +274,14 @@ class Session:
     def measure(
         self, facts: wizard.DatasetFacts, device: wizard.DeviceChoice, proposal: wizard.Proposal
     ) -> wizard.SpeedMeasurement | None:
-        """A few timed training steps of the proposal; ``None`` when skipped or when they fail (said)."""
+        """A few timed training steps of the proposal; ``None`` when skipped or when they fail (said).
+        Each setting is measured once: a budget asked again revisits settings already timed."""
         if self.probe_steps == 0:
             return None
         model, size = proposal.model.value, proposal.input_size.value
+        key = (device.name, model, size, proposal.batch_size.value)
+        if key in self.measured:
+            return self.measured[key]
         click.echo(
             f"Measuring training speed: {model} at {size} px, batch {proposal.batch_size.value}, on "
             f"{device.name} (a few seconds) ..."
@@ -289,6 +296,7 @@ class Session:
             )
             return None
         click.echo(f"  {speed.describe()} in {speed.seconds:.0f} s")
+        self.measured[key] = speed
         return speed
 
     def budget(
@@ -328,10 +336,20 @@ class Session:
             why = proposal.epochs.reason if count == proposed else "asked for"
             proposal = attrs.evolve(proposal, eval_interval=wizard.propose_eval_interval(count))
             return wizard.Budget(epochs=count, reason=why), proposal, speed
-        seconds = parse_duration(time_budget) or 0.0
-        proposal, speed = self.fit_budget(facts, device, proposal, speed, seconds)
-        budget = budget_choice(facts, proposal, speed, time_budget, seconds)
-        return budget, with_budget_interval(proposal, budget), speed
+        first, first_speed = proposal, speed
+        while True:
+            seconds = parse_duration(time_budget) or 0.0
+            proposal, speed = self.fit_budget(facts, device, first, first_speed, seconds)
+            budget = budget_choice(facts, proposal, speed, time_budget, seconds)
+            if not budget.too_short or speed is None or self.yes:
+                return budget, with_budget_interval(proposal, budget), speed
+            epoch = wizard.estimate_seconds(facts, speed.images_per_second, 1, 1)
+            time_budget = self.text(
+                f"Time budget (one epoch of {proposal.model.value} at {proposal.input_size.value} px takes "
+                f"{wizard.format_seconds(epoch)} here):",
+                wizard.default_budget(epoch * wizard.MIN_BUDGET_EPOCHS),
+                check_budget,
+            )
 
     def fit_budget(
         self,
@@ -370,6 +388,8 @@ class Session:
             measured = self.measure(facts, device, stepped)
             if measured is None:
                 break
+            if wizard.epochs_in_budget(facts, measured.images_per_second, seconds, interval) < fits:
+                break  # slower than the larger setting (a busy machine): keep that one
             proposal, speed = with_measured_batch(stepped, measured), measured
         return proposal, speed
 
@@ -546,7 +566,7 @@ def budget_choice(
             f"about {fits} epoch{wizard.plural(fits)} at the measured speed (the trainer measures again; "
             f"at most {BUDGET_MAX_EPOCHS})"
         )
-    return wizard.Budget(time_budget=written, reason=reason, expected_epochs=max(1, fits))
+    return wizard.Budget(time_budget=written, reason=reason, expected_epochs=max(1, fits), too_short=fits < 1)
 
 
 def with_budget_interval(proposal: wizard.Proposal, budget: wizard.Budget) -> wizard.Proposal:

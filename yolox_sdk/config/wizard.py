@@ -754,6 +754,7 @@ class Budget:
     time_budget: str | None = None
     reason: str = ""
     expected_epochs: int | None = None  # with a time budget: the epochs it should hold at the measured speed
+    too_short: bool = False  # the time budget holds under one epoch at the measured speed
 
 
 def render_config(
