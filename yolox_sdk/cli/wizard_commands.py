@@ -123,9 +123,8 @@ class Session:
     yes: bool
     force: bool
     probe_steps: int
-    measured: dict[tuple[str, str, int, int], Any] = attrs.field(
-        factory=dict
-    )  # by device, model, size, batch
+    # Each setting's measurement, by device, model, input size and batch: measured once per session.
+    measured: dict[tuple[str, str, int, int], Any] = attrs.field(factory=dict)
 
     def run(
         self,
@@ -135,6 +134,8 @@ class Session:
         epochs: int | None,
         time_budget: str | None,
     ) -> None:
+        """Output path, dataset, device, speed, how long, the proposal to confirm or change; then the
+        file, written only when it loads and validates."""
         check_output_path(self.out)
         self.confirm_overwrite()
         facts = self.dataset(data_path, format_name)
