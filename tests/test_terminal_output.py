@@ -277,7 +277,8 @@ def test_progress_on_a_terminal_shows_the_bar_with_the_run_eta(monkeypatch: pyte
     clock = RunClock()
     (bar,) = train_epochs(1, 3, clock)
     assert bar.drawn
-    assert "run ETA=0:00:00" in bar.bar.postfix  # the last batch of the run: nothing left
+    assert bar.bar.desc == "epoch 1/1, run ETA 0:00:00"  # the last batch of the run: nothing left
+    assert bar.bar.postfix == "loss=6.000, lr=1.00e-02, size=160"
 
     clock.start(0)
     clock._start -= 10.0  # 10 s for 2 of 10 batches: 40 s to go

@@ -106,9 +106,10 @@ class EpochProgress:
         self.loss_sums: dict[str, float] = {}
         self.loss_count = 0
         self.lr: float | None = None
+        self.description = f"epoch {epoch + 1}/{self.epochs}"
         self.bar = tqdm(
             loader,
-            desc=f"epoch {epoch + 1}/{self.epochs}",
+            desc=self.description,
             leave=False,
             disable=not (self.show and config.monitoring.progress_bar and is_interactive(sys.stderr)),
             dynamic_ncols=True,
@@ -136,12 +137,16 @@ class EpochProgress:
         self.loss_count += 1
         self.lr = losses.get("lr", self.lr)
         if not self.bar.disable:
-            postfix = {short: f"{losses[key]:.3f}" for key, short in SHOWN_LOSSES if key in losses}
-            postfix.update(lr=f"{losses['lr']:.2e}", size=input_size[0])
-            left = self.clock.remaining_seconds(self._position(), self.epochs * self.total)
-            if left is not None:
-                postfix["run ETA"] = duration(left)
+            # The total only: the parts are in the epoch's line, and a long postfix squeezes the bar away.
+            postfix = {
+                "loss": f"{losses['total_loss']:.3f}",
+                "lr": f"{losses['lr']:.2e}",
+                "size": input_size[0],
+            }
             self.bar.set_postfix(postfix, refresh=False)
+            left = self.clock.remaining_seconds(self._position(), self.epochs * self.total)
+            if left is not None:  # in the description: the bar cuts a long postfix on narrow terminals
+                self.bar.set_description_str(f"{self.description}, run ETA {duration(left)}", refresh=False)
         if iteration % self.log_interval == 0:
             for logger in loggers:
                 logger.log_metrics({f"iter/{k}": v for k, v in losses.items()}, iteration)
