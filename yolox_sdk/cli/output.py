@@ -19,14 +19,14 @@ import os
 import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, redirect_stdout
-from typing import Any, TextIO, TypeVar
+from typing import TYPE_CHECKING, Any, TextIO, TypeVar
 
 import click
-from rich import box
-from rich.console import Console, Group
-from rich.panel import Panel
-from rich.table import Table
-from rich.text import Text
+
+if TYPE_CHECKING:  # rich is imported when something is printed: `yolox-sdk --help` stays fast
+    from rich.console import Console
+    from rich.panel import Panel
+    from rich.table import Table
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -54,6 +54,8 @@ def output_options(command: F) -> F:
 def make_console(stream: TextIO | None = None) -> Console:
     """A rich console on ``stream`` (stdout): the terminal's width and colours on a terminal, else plain
     text that is never wrapped."""
+    from rich.console import Console
+
     stream = stream or sys.stdout
     try:
         terminal = stream.isatty()
@@ -76,6 +78,10 @@ def table(
 ) -> Table:
     """The table every command prints: a bold header underlined once, no side borders, columns two
     spaces apart, the first cell of a row at the start of its line; ``numeric`` columns right-aligned."""
+    from rich import box
+    from rich.table import Table
+    from rich.text import Text
+
     shown = Table(
         box=box.SIMPLE_HEAD,
         show_edge=False,
@@ -104,6 +110,11 @@ def cell_text(value: Any) -> str:
 def panel(title: str, sections: Sequence[tuple[str | None, Sequence[str]]]) -> Panel:
     """The summary panel: sections of lines, each under an optional bold heading, in a rounded box as
     wide as its longest line."""
+    from rich import box
+    from rich.console import Group
+    from rich.panel import Panel
+    from rich.text import Text
+
     parts: list[Any] = []
     for heading, lines in sections:
         if not lines:

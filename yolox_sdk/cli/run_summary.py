@@ -11,13 +11,14 @@ import json
 import math
 import shlex
 from pathlib import Path
-from typing import Any
-
-from rich.panel import Panel
+from typing import TYPE_CHECKING, Any
 
 from yolox_sdk.cli.output import cell_text, headline, panel
 from yolox_sdk.config.schema import Config
 from yolox_sdk.engine.progress import counted, duration
+
+if TYPE_CHECKING:
+    from rich.panel import Panel
 
 # The best epoch's metrics the panel shows (all of them are in the JSON), with a metric plugin's own.
 PANEL_METRICS = ("val/mAP", "val/mAP50", "val/mAP75")
