@@ -33,7 +33,7 @@ from PIL import Image
 
 HASH_SIDE = 8
 NEAR_DUPLICATE_DISTANCE = 12
-"""Default largest Hamming distance (of 128 bits) between near-duplicates. Measured on BCCD (README,
+"""Default largest Hamming distance (of 128 bits) between near-duplicates. Measured on BCCD (docs/guides/data.md,
 "Checking and preparing data"): 0.5x resized and JPEG-60 copies differ in at most 6 bits, the closest two
 unrelated images in 28."""
 BLOCK_ROWS = 512

@@ -4,7 +4,7 @@
 command and config key that takes a split (``--split``, ``data.train_split``...), in the one place all of
 them go through (``formats.load_dataset``), so no format has to know about them.
 
-The rule (also in README, "Checking and preparing data"):
+The rule (also in docs/guides/data.md):
 
 * ``split`` is a list file when it ends in ``.txt`` or contains a path separator; anything else is a split
   name of the format (VOC ``ImageSets/Main/<name>.txt``, a YOLO ``data.yaml`` key...), as before.

@@ -21,8 +21,8 @@ TENSORRT = (
     "`yolox-sdk export best.pt --format onnx --option onnx.dynamic_batch=true`, then `trtexec "
     "--onnx=export/best.onnx --saveEngine=best.engine --fp16 --minShapes=images:1x3xHxW "
     "--optShapes=images:1x3xHxW --maxShapes=images:8x3xHxW` (H and W: the export's input size; for INT8, "
-    "calibrate with TensorRT's own tools). Then evaluate the engine's outputs on your validation data before shipping it; the README's "
-    "Deploying section has the details."
+    "calibrate with TensorRT's own tools). Then evaluate the engine's outputs on your validation data before "
+    "shipping it; docs/guides/deployment.md (TensorRT) has the details."
 )
 
 # (kind, name) -> why yolox-sdk has no such plugin and what to do instead.
