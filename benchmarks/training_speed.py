@@ -100,7 +100,7 @@ def draw_batches(model_name: str, input_size: int, batch_size: int, split: str, 
     loader = build_train_loader(train_dataset, batch_size, num_workers=0, seed=seed)
     batches = []
     for images, targets in loader:
-        batches.append((images, targets))
+        batches.append((images.float(), targets))  # the loader's uint8, as batch_to_device makes it
         if len(batches) == DISTINCT_BATCHES:
             break
     return batches

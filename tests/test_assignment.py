@@ -36,7 +36,8 @@ def training_batch(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The first ``count`` training images, letterboxed into YOLOX's padded targets, as the loader does."""
     dataset = TrainDataset(load_dataset(path, "train", format), (size, size), [], seed=0)
-    return collate_train_batch([dataset[index] for index in range(count)])
+    images, targets = collate_train_batch([dataset[index] for index in range(count)])
+    return images.float(), targets  # uint8 from the loader; the trainer makes it float on the device
 
 
 def nano(num_classes: int, assignment: str = "batched") -> torch.nn.Module:

@@ -58,6 +58,7 @@ def test_weighted_shard_losses_add_up_to_the_global_batch_loss(bccd_dir: Path) -
     data = load_dataset("bccd", split="test")
     loader = build_train_loader(TrainDataset(data, (160, 160), [], seed=0), 4, num_workers=0)
     images, targets = next(iter(loader))
+    images = images.float()  # the loader's uint8, as the trainer's batch_to_device makes it
     model, _, _ = create_model("yolox-nano", num_classes=3, pretrained=True, input_size=(160, 160))
     model.train()
     for module in model.modules():

@@ -33,7 +33,8 @@ def bccd_batch(bccd_dir: Path) -> tuple[torch.Tensor, torch.Tensor]:
     """Four real BCCD val images, letterboxed to 160 px without augmentation, with YOLOX targets."""
     dataset = load_dataset(bccd_dir, split="val", format="voc")
     train_dataset = TrainDataset(dataset, (SIZE, SIZE), [], seed=0)
-    return collate_train_batch([train_dataset[i] for i in range(4)])
+    images, targets = collate_train_batch([train_dataset[i] for i in range(4)])
+    return images.float(), targets  # uint8 from the loader; the trainer makes it float on the device
 
 
 @pytest.fixture()

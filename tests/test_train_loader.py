@@ -16,6 +16,7 @@ from yolox_sdk.config.schema import AugmentationConfig
 from yolox_sdk.data import image_cache
 from yolox_sdk.data.loader import (
     TrainSampler,
+    batch_to_device,
     build_train_loader,
     collate_train_batch,
     default_num_workers,
@@ -75,8 +76,7 @@ def test_sample_format_and_targets(bccd16: DetectionDataset) -> None:
     dataset = TrainDataset(bccd16, (320, 320), full_recipe(), seed=0)
     for index in range(4):
         image, targets = dataset[index]
-        assert image.shape == (3, 320, 320) and image.dtype == torch.float32
-        assert image.min() >= 0 and image.max() <= 255
+        assert image.shape == (3, 320, 320) and image.dtype == torch.uint8  # float32 on the device
         assert targets.shape == (120, 5) and targets.dtype == torch.float32
         rows = valid_rows(targets)
         count = len(rows)
@@ -278,6 +278,17 @@ def test_resize_batch_scales_images_and_targets() -> None:
     assert same_images is images and same_targets is targets
 
 
+def test_uint8_batches_become_float32_on_the_device_with_the_same_values(bccd16: DetectionDataset) -> None:
+    dataset = TrainDataset(load_subset(bccd16, 4), (320, 320), full_recipe(), seed=0)
+    images, targets = next(iter(build_train_loader(dataset, batch_size=4, num_workers=0, seed=0)))
+    assert images.dtype == torch.uint8 and images.element_size() * images.numel() == 4 * 3 * 320 * 320
+    moved, moved_targets = batch_to_device(images, targets, "cpu", torch.channels_last)
+    assert moved.dtype == torch.float32 and moved.is_contiguous(memory_format=torch.channels_last)
+    assert torch.equal(moved, images.to(torch.float32)) and torch.equal(moved_targets, targets)
+    resized, _ = resize_batch(images, targets, (256, 256))  # a uint8 batch resizes as its float32 copy
+    torch.testing.assert_close(resized, resize_batch(images.float(), targets, (256, 256))[0])
+
+
 def test_random_multiscale_size_stays_on_the_stride_grid() -> None:
     rng = np.random.default_rng(0)
     sizes = {random_multiscale_size((416, 416), 5, rng) for _ in range(300)}
@@ -300,6 +311,19 @@ def test_a_batch_trains_yolox_nano(bccd16: DetectionDataset) -> None:
     model.train()
     dataset = TrainDataset(load_subset(bccd16, 8), (320, 320), full_recipe(AugmentationConfig()), seed=0)
     images, targets = next(iter(build_train_loader(dataset, batch_size=4, num_workers=0, seed=0)))
-    outputs = model(images, targets)
+    outputs = model(*batch_to_device(images, targets, "cpu"))
     assert torch.isfinite(outputs["total_loss"])
     outputs["total_loss"].backward()
+
+
+def test_cache_mode_auto_keeps_images_in_ram_when_a_quarter_of_the_memory_holds_them() -> None:
+    from yolox_sdk.data.image_cache import available_memory_bytes, resolve_cache_mode
+
+    one_image = 416 * 416 * 3  # bytes of one cache slot
+    assert resolve_cache_mode("auto", 205, (416, 416), available=4 * 205 * one_image) == "ram"
+    assert resolve_cache_mode("auto", 205, (416, 416), available=4 * 205 * one_image - 1) == "none"
+    assert resolve_cache_mode("auto", 205, (416, 416), available=4 * 205 * one_image, processes=2) == "none"
+    assert resolve_cache_mode("auto", 205, (416, 416), available=None) == "none"  # unknown: never risk it
+    assert resolve_cache_mode("disk", 205, (416, 416), available=10**12) == "disk"  # asked for: kept
+    available = available_memory_bytes()
+    assert available is None or available > 0

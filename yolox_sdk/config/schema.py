@@ -34,7 +34,7 @@ from yolox_sdk.config.validators import (
 
 MODEL_NAMES = ("yolox-nano", "yolox-tiny", "yolox-s", "yolox-m", "yolox-l", "yolox-x", "custom")
 FREEZE_GROUPS = ("backbone", "neck", "head")  # CSPDarknet, the PAFPN layers around it, the detection head
-CACHE_MODES = ("none", "ram", "disk")
+CACHE_MODES = ("auto", "none", "ram", "disk")
 DEVICE_TYPES = ("auto", "cpu", "cuda", "mps")
 BEST_METRICS = ("mAP", "mAP50", "mAP75", "loss")
 PRECISIONS = ("bf16", "fp16")  # training.amp's forced precisions (true: the one that helps on the device)
@@ -103,7 +103,10 @@ class DataConfig:
     keys, a subfolder). ``format: auto`` detects the format and refuses to guess between two.
     ``repeat_factor_threshold`` turns on class balancing by repeat-factor sampling (LVIS): images of
     classes present in fewer than that fraction of the training images are repeated within each epoch
-    (see ``yolox_sdk.data.balancing``); ``null`` samples every image once per epoch.
+    (see ``yolox_sdk.data.balancing``); ``null`` samples every image once per epoch. ``cache_mode``
+    keeps decoded images (resized to the input) in ``ram`` or on ``disk``, or decodes them on every
+    access (``none``); ``auto`` (default) takes ``ram`` when they fit in a quarter of the memory
+    available and ``none`` otherwise (``yolox_sdk.data.image_cache.resolve_cache_mode``).
     """
 
     train_path: str | None = None
@@ -116,7 +119,7 @@ class DataConfig:
     format_options: dict[str, Any] = attrs.field(factory=dict)
     batch_size: int = attrs.field(default=16, validator=number(1, MAX_BATCH_SIZE))
     num_workers: int = attrs.field(default=0, validator=number(0, MAX_WORKERS))
-    cache_mode: str = attrs.field(default="none", validator=one_of(CACHE_MODES))
+    cache_mode: str = attrs.field(default="auto", validator=one_of(CACHE_MODES))
     repeat_factor_threshold: float | None = attrs.field(
         default=None, validator=number(0.0, 1.0, low_inclusive=False, optional=True)
     )

@@ -135,6 +135,48 @@ class DiskImageSource(ArrayImageSource):
         return state
 
 
+RAM_CACHE_SHARE = 0.25  # of the memory available now: the model, the loader and the rest keep the other 3/4
+
+
+def available_memory_bytes() -> int | None:
+    """``MemAvailable`` from ``/proc/meminfo`` (Linux), else ``None``."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+def resolve_cache_mode(
+    cache_mode: str, image_count: int, input_size: tuple[int, int], available: int | None, processes: int = 1
+) -> str:
+    """``data.cache_mode`` with ``auto`` decided: ``ram`` when ``processes`` copies of the cache (one per
+    training process on this machine) fit in ``RAM_CACHE_SHARE`` of ``available`` bytes, else ``none``.
+
+    Decoding once saves the JPEG decode and resize of every image in every epoch: on the 2-core CPU
+    that was 10 % of a yolox-nano epoch on BCCD (``cache_mode: ram`` 17.4 vs 15.8 img/s over 4 epochs),
+    paid for by a second or two of decoding at start (threads, OpenCV releases the GIL). When the memory
+    is unknown, ``none``: a cache that does not fit would end the run.
+    """
+    if cache_mode != "auto":
+        return cache_mode
+    needed = image_count * input_size[0] * input_size[1] * 3 * max(processes, 1)
+    fits = available is not None and needed <= RAM_CACHE_SHARE * available
+    log.info(
+        "data.cache_mode auto: %s (%d decoded images of %dx%d, %.2f GB%s, %s GB available); set "
+        "data.cache_mode to none, ram or disk to choose.",
+        "decoded images are kept in RAM" if fits else "images are decoded on every access",
+        image_count,
+        *input_size,
+        needed / 1e9,
+        f" for {processes} processes" if processes > 1 else "",
+        f"{available / 1e9:.1f}" if available is not None else "unknown",
+    )
+    return "ram" if fits else "none"
+
+
 def build_image_source(
     records: Sequence[ImageRecord],
     input_size: tuple[int, int],

@@ -27,12 +27,15 @@ if TYPE_CHECKING:
 PAD_VALUE = 114
 
 
-def letterbox(image: np.ndarray, input_size: tuple[int, int]) -> tuple[np.ndarray, float]:
+def letterbox(
+    image: np.ndarray, input_size: tuple[int, int], dtype: type = np.float32
+) -> tuple[np.ndarray, float]:
     """Resize ``image`` (HxWx3 uint8 BGR) into ``input_size`` (h, w) keeping aspect, pad with 114.
 
     Returns:
-        The CHW float32 array and the scale factor applied to the image (divide predicted boxes by it
-        to get original image coordinates).
+        The CHW array (float32, or ``dtype``: training keeps uint8, a quarter of the bytes to batch and
+        copy to the device) and the scale factor applied to the image (divide predicted boxes by it to
+        get original image coordinates).
     """
     height, width = input_size
     ratio = min(height / image.shape[0], width / image.shape[1])
@@ -40,7 +43,7 @@ def letterbox(image: np.ndarray, input_size: tuple[int, int]) -> tuple[np.ndarra
     canvas = np.full((height, width, 3), PAD_VALUE, dtype=np.uint8)
     resized = cv2.resize(image, (resized_w, resized_h), interpolation=cv2.INTER_LINEAR)
     canvas[:resized_h, :resized_w] = resized
-    return np.ascontiguousarray(canvas.transpose(2, 0, 1), dtype=np.float32), ratio
+    return np.ascontiguousarray(canvas.transpose(2, 0, 1), dtype=dtype), ratio
 
 
 def read_image(path: Path) -> np.ndarray:

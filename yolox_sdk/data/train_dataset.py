@@ -1,8 +1,9 @@
 """The training dataset: augmented, letterboxed samples with targets in the layout YOLOX's loss expects.
 
 ``TrainDataset[index]`` loads the image (resized to fit the input, see ``image_cache``), runs the
-augmentation steps, letterboxes the result and returns ``(image, targets)``: a ``3 x H x W`` float32 BGR
-tensor with values 0..255 and a ``(max_labels, 5)`` float32 tensor of ``[class, cx, cy, w, h]`` rows in
+augmentation steps, letterboxes the result and returns ``(image, targets)``: a ``3 x H x W`` uint8 BGR
+tensor (``loader.batch_to_device`` makes the batch float32 on the device: a quarter of the bytes go
+through worker queues, pinned memory and the host-to-device copy) and a ``(max_labels, 5)`` float32 tensor of ``[class, cx, cy, w, h]`` rows in
 input pixels, valid rows first and the rest zero (``YOLOXHead.get_losses`` counts rows with a non-zero
 sum as objects).
 
@@ -45,7 +46,7 @@ def letterbox_targets(
     Boxes are scaled with the image, those narrower or lower than ``MIN_BOX_SIZE`` pixels are dropped,
     and at most ``max_labels`` are kept (the first ones, as YOLOX).
     """
-    image, ratio = letterbox(sample.image, input_size)
+    image, ratio = letterbox(sample.image, input_size, np.uint8)
     boxes = sample.boxes.astype(np.float32) * np.float32(ratio)
     widths = boxes[:, 2] - boxes[:, 0]
     heights = boxes[:, 3] - boxes[:, 1]

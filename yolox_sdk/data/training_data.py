@@ -7,6 +7,7 @@ aligns its labels to a checkpoint's classes with ``align_classes``).
 from __future__ import annotations
 
 import logging
+import os
 from typing import Any
 
 import attrs
@@ -111,17 +112,22 @@ def build_training_loader(
 ) -> tuple[Any, Any]:
     """The augmenting ``TrainDataset`` and its loader (repeat-factor balanced when
     ``data.repeat_factor_threshold`` is set; this process's shard of each global batch under torchrun)."""
+    from yolox_sdk.data.image_cache import available_memory_bytes, resolve_cache_mode
     from yolox_sdk.data.loader import build_train_loader
     from yolox_sdk.data.pipeline import build_augmentations
     from yolox_sdk.data.train_dataset import TrainDataset
 
     c = config
+    local_processes = int(os.environ.get("LOCAL_WORLD_SIZE", "1") or 1)  # torchrun: each caches its own
+    cache_mode = resolve_cache_mode(
+        c.data.cache_mode, len(train_data.records), input_size, available_memory_bytes(), local_processes
+    )
     dataset = TrainDataset(
         train_data,
         input_size,
         build_augmentations(c.augmentation, registry),
         seed=c.training.seed,
-        cache_mode=c.data.cache_mode,
+        cache_mode=cache_mode,
     )
     repeat_factors = None
     if c.data.repeat_factor_threshold is not None:

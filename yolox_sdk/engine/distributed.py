@@ -166,12 +166,14 @@ def step_agreement(local_fg: float, finite: bool, context: DistributedContext) -
     return local_fg * context.world_size / max(total_fg, 1.0), bad == 0
 
 
-def foreground_count(outputs: Mapping[str, Any], targets: torch.Tensor) -> float:
+def foreground_count(outputs: Mapping[str, Any], targets: torch.Tensor, num_gts: int | None = None) -> float:
     """Foreground anchors YOLOX normalised this batch's loss by.
 
     The ``yolox`` head reports ``num_fg / max(num_gts, 1)`` (with ``num_fg`` clamped to at least 1); the
-    ground-truth count is the number of non-empty target rows, counted the way the head counts them.
+    ground-truth count is the number of non-empty target rows, counted the way the head counts them
+    (``num_gts``, when the caller read it back already, saves a host synchronisation).
     """
     ratio = float(outputs["num_fg"])
-    num_gts = int((targets.sum(dim=2) > 0).sum())
+    if num_gts is None:
+        num_gts = int((targets.sum(dim=2) > 0).sum())
     return round(ratio * max(num_gts, 1))

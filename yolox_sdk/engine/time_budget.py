@@ -62,7 +62,7 @@ def measure_speed(
     ``evaluate(model, dataset)`` is the trainer's own evaluation; it runs on at most ``EVAL_IMAGES``
     validation images and is scaled to the whole validation set.
     """
-    from yolox_sdk.data.loader import resize_batch, set_loader_epoch
+    from yolox_sdk.data.loader import batch_to_device, resize_batch, set_loader_epoch
     from yolox_sdk.engine.setup import build_optimizer
 
     model = copy.deepcopy(parts.model).train()
@@ -78,6 +78,7 @@ def measure_speed(
     times: list[float] = []
     started = time.perf_counter()
     for index, (images, targets) in enumerate(parts.loader):
+        images, targets = batch_to_device(images, targets, parts.device, parts.memory_format)
         images, targets = resize_batch(images, targets, parts.spec.input_size)
         train_step(probe, model, parts.config.training.lr, images, targets, True, guard)
         now = time.perf_counter()

@@ -201,7 +201,7 @@ class Trainer:
             self.log_metrics(metrics, self.state.epoch)
 
     def _train_one_epoch(self, epoch: int) -> dict[str, float]:
-        from yolox_sdk.data.loader import resize_batch, set_loader_epoch
+        from yolox_sdk.data.loader import batch_to_device, resize_batch, set_loader_epoch
 
         parts = self.parts
         first = self.state.batch_in_epoch  # > 0 when resuming from a mid-epoch checkpoint
@@ -213,7 +213,8 @@ class Trainer:
         for batch_index, (images, targets) in enumerate(self.resources.timed(bar), start=first):
             self.step = epoch * parts.steps_per_epoch + batch_index // parts.accumulate
             input_size = input_size_at(self.step, self.config.training, parts.spec.input_size)
-            images, targets = resize_batch(images, targets, input_size)
+            images, targets = batch_to_device(images, targets, parts.device, parts.memory_format)
+            images, targets = resize_batch(images, targets, input_size)  # on the device
             done = batch_index + 1
             steps_now = done % parts.accumulate == 0 or done == parts.batches_per_epoch
             lr = self.schedule.lr_at(self.step)

@@ -212,7 +212,7 @@ class TrainingView:
         """Training images without mosaic or mixup (the no-aug phase), on the device, at the input size:
         what BatchNorm statistics of averaged weights are recomputed over. At most ``limit`` batches
         (``None``: one epoch). Switches the dataset to no-aug mode: call it at train end only."""
-        from yolox_sdk.data.loader import resize_batch, set_loader_epoch
+        from yolox_sdk.data.loader import batch_to_device, resize_batch, set_loader_epoch
 
         parts = self._trainer.parts
         parts.train_dataset.set_no_aug(True)
@@ -220,8 +220,8 @@ class TrainingView:
         for index, (images, targets) in enumerate(parts.loader):
             if limit is not None and index >= limit:
                 return
-            images, _ = resize_batch(images, targets, parts.spec.input_size)
-            yield images.to(parts.device, non_blocking=True).contiguous(memory_format=parts.memory_format)
+            images, targets = batch_to_device(images, targets, parts.device, parts.memory_format)
+            yield resize_batch(images, targets, parts.spec.input_size)[0]
 
     # ----- requests ----------------------------------------------------------------------------------
 

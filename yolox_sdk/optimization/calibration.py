@@ -51,7 +51,7 @@ def training_batches(
     for images, targets in loader:
         if len(batches) >= count:
             break
-        batches.append((images, targets))
+        batches.append((images.float(), targets))  # the loader's uint8, as the models take it
     return batches
 
 
