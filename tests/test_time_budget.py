@@ -112,9 +112,10 @@ def test_a_budgeted_run_trains_the_epochs_it_chose_and_saves_them(
 
 
 @pytest.mark.slow
-def test_a_budget_too_short_for_one_epoch_says_the_minimum(tmp_path: Path) -> None:
+def test_a_budget_too_short_for_one_epoch_says_the_minimum_through_the_cli_option(tmp_path: Path) -> None:
     example = Path(__file__).parents[1] / "examples" / "coco8_yolo.yaml"
-    command = [sys.executable, "-m", "yolox_sdk", "train", str(example), *_coco8_overrides(tmp_path, "1s")]
+    overrides = [item for item in _coco8_overrides(tmp_path, "1s") if "time_budget" not in item]
+    command = [sys.executable, "-m", "yolox_sdk", "train", str(example), *overrides, "--time-budget", "1s"]
     done = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert done.returncode != 0
     assert "training.time_budget 1s is too short for one epoch" in done.stderr

@@ -26,6 +26,17 @@ _config_argument = click.argument(
     "config_path", metavar="CONFIG", type=click.Path(dir_okay=False, path_type=Path)
 )
 _overrides_argument = click.argument("overrides", nargs=-1)
+_time_budget_option = click.option(
+    "--time-budget",
+    metavar="DURATION",
+    default=None,
+    help="Train for this long (90s, 20m, 1h30m) instead of training.epochs: training.time_budget=DURATION.",
+)
+
+
+def _with_time_budget(overrides: tuple[str, ...], time_budget: str | None) -> tuple[str, ...]:
+    """``--time-budget`` as the override it stands for (after the others: the option wins)."""
+    return overrides if time_budget is None else (*overrides, f"training.time_budget={time_budget}")
 
 
 @click.command()
@@ -34,10 +45,16 @@ _overrides_argument = click.argument("overrides", nargs=-1)
 @click.option(
     "--resume", "resume_dir", type=click.Path(file_okay=False, path_type=Path), help="Continue this run."
 )
+@_time_budget_option
 @output_options
 @handle_errors
 def run(
-    config_path: Path, overrides: tuple[str, ...], resume_dir: Path | None, as_json: bool, quiet: bool
+    config_path: Path,
+    overrides: tuple[str, ...],
+    resume_dir: Path | None,
+    time_budget: str | None,
+    as_json: bool,
+    quiet: bool,
 ) -> None:
     """Train, evaluate the best checkpoint and export it, as CONFIG says.
 
@@ -51,7 +68,7 @@ def run(
     from yolox_sdk.errors import TrainingInterrupted
 
     with command_output(as_json, quiet) as out:
-        config = load_config(config_path, overrides)
+        config = load_config(config_path, _with_time_budget(overrides, time_budget))
         try:
             result = run_pipeline(config, resume_dir=resume_dir)
         except TrainingInterrupted as error:
@@ -81,6 +98,7 @@ def run(
     type=click.Path(file_okay=False, path_type=Path),
     help="Roll this run back to its best checkpoint and continue training from there.",
 )
+@_time_budget_option
 @output_options
 @handle_errors
 def train(
@@ -88,6 +106,7 @@ def train(
     overrides: tuple[str, ...],
     resume_dir: Path | None,
     best_dir: Path | None,
+    time_budget: str | None,
     as_json: bool,
     quiet: bool,
 ) -> None:
@@ -104,7 +123,7 @@ def train(
     if resume_dir and best_dir:
         raise click.UsageError("Use either --resume or --from-best, not both.")
     with command_output(as_json, quiet) as out:
-        config = load_config(config_path, overrides)
+        config = load_config(config_path, _with_time_budget(overrides, time_budget))
         result = train_model(config, resume_dir=resume_dir or best_dir, from_best=best_dir is not None)
         if not distributed.context_from_environment().is_main:  # under torchrun, rank 0 reports
             return
