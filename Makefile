@@ -28,7 +28,7 @@ demo: $(STAMP)
 ## Lint and run the whole test suite, slow tests included.
 test: $(STAMP)
 	$(BIN)/ruff check yolox_sdk tests benchmarks plugins
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --durations=30
 
 ## Build the documentation site into build/site/ strictly (a warning or broken link fails), as the tests do.
 .PHONY: docs

@@ -14,7 +14,7 @@ data, augmentation, loader, model, precision, optimizer and EMA), then runs the 
 | backward | ``Precision.backward`` |
 | optimizer | ``Precision.step`` (clipping, fp16 unscaling) and ``zero_grad`` |
 | EMA | ``WeightAverage.update`` (``engine.ema``) |
-| read-back | turning the loss tensors into Python floats (a host synchronisation on a GPU) |
+| read-back | the one transfer of the ground-truth count and the loss values to the host (``read_back``: a host synchronisation on a GPU) |
 
 On CUDA each timer synchronises the device at its edges, so every phase is charged its own kernels; that
 adds a few synchronisations the unprofiled trainer does not make, so the total is a little above an
@@ -121,12 +121,12 @@ def instrumented(parts: Any, timer: PhaseTimer) -> Iterator[None]:
     step module's read-back function until the block ends."""
     from yolox_sdk.engine import training_step
 
-    scalar = training_step._scalar
+    read_back = training_step.read_back
     instrument(parts, timer)
     try:
         yield
     finally:
-        training_step._scalar = scalar
+        training_step.read_back = read_back
 
 
 def instrument(parts: Any, timer: PhaseTimer) -> None:
@@ -152,7 +152,7 @@ def instrument(parts: Any, timer: PhaseTimer) -> None:
     parts.optimizer.zero_grad = timer.wrap("optimizer", parts.optimizer.zero_grad)
     if parts.ema is not None:
         parts.ema.update = timer.wrap("EMA", parts.ema.update)
-    training_step._scalar = timer.wrap("read-back", training_step._scalar)
+    training_step.read_back = timer.wrap("read-back", training_step.read_back)
 
 
 def batches(loader: Any) -> Iterator[Any]:

@@ -21,7 +21,7 @@ def test_step_profile_times_every_phase_of_real_steps(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
 ) -> None:
     monkeypatch.setenv("YOLOX_SDK_ASSETS", str(ASSETS))
-    read_back = training_step._scalar
+    read_back = training_step.read_back
     results = main(["--input-size", "160", "--batch-sizes", "2", "--steps", "2", "--warmup", "1"])
     assert [result["batch_size"] for result in results] == [2]
     result = results[0]
@@ -32,4 +32,4 @@ def test_step_profile_times_every_phase_of_real_steps(
     assert result["plain_ms"] > 0 and result["images_per_second"] > 0
     printed = capsys.readouterr().out
     assert "CPU:" in printed and "SimOTA" in printed and "batch 2:" in printed
-    assert training_step._scalar is read_back  # the profiler's timer is gone with it
+    assert training_step.read_back is read_back  # the profiler's timer is gone with it
