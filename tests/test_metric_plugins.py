@@ -155,3 +155,20 @@ def test_training_logs_plugin_metrics_in_metrics_csv(tmp_path: Path) -> None:
     for name in ("val/F1", "val/precision", "val/recall", "val/count_accuracy", "val/count_mae"):
         assert name in row and row[name] != "", name
     assert (result.run_dir / "best.pt").is_file()
+
+
+@pytest.mark.slow
+def test_a_trainer_given_its_own_registry_evaluates_its_metric_plugins(tmp_path: Path) -> None:
+    """``train(config, registry=...)``: the per-epoch evaluation finds the metric in that registry too,
+    not only in the installed plugins (a notebook registering a plugin in code needs nothing more)."""
+    from yolox_sdk.engine.trainer import train
+
+    registry = plugin_registry(("count", _CountPlugin()))
+    overrides = {
+        **_coco8_overrides(tmp_path),
+        "training.epochs": "1",
+        "evaluation.metrics": "[prediction_count]",
+    }
+    config = load_config(None, [f"{key}={value}" for key, value in overrides.items()], registry)
+    result = train(config, registry=registry)
+    assert result.metrics["val/predictions"] > 0

@@ -253,15 +253,16 @@ class Trainer:
         """COCO metrics (an ``EvalResult``) of ``model`` on the validation data, as every evaluation of the
         SDK computes them (``evaluation.runner``); callbacks evaluate other weights (SWA's) the same way."""
         parts = self.parts
+        settings = evaluation_settings(self.config)
         return evaluate_model(
-            model, parts.val_data, parts.spec.input_size, evaluation_settings(self.config), parts.device
+            model, parts.val_data, parts.spec.input_size, settings, parts.device, self.registry
         )
 
     def _evaluate_on(self, model: Any, dataset: Any) -> Any:
         """``evaluate_model`` on another dataset (the time budget's probe times a few images)."""
         parts = self.parts
         settings = evaluation_settings(self.config)
-        return evaluate_model(model, dataset, parts.spec.input_size, settings, parts.device)
+        return evaluate_model(model, dataset, parts.spec.input_size, settings, parts.device, self.registry)
 
     def _checkpoint(self) -> Any:
         return restore.resume_checkpoint(self.parts, self.state, self.lineage, self.callbacks)

@@ -76,11 +76,13 @@ def evaluate_model(
     input_size: tuple[int, int],
     settings: EvaluationConfig,
     device: torch.device | str,
+    registry: Registry | None = None,
 ) -> EvalResult:
     """COCO metrics of ``model`` on ``dataset`` at ``input_size`` (height, width), as ``settings`` say:
     confidence and NMS thresholds, class-agnostic or per-class NMS, batch size.
 
-    The metric plugins of ``settings.metrics`` add their values to ``metrics`` (``F1``...). The model is
+    The metric plugins of ``settings.metrics`` (looked up in ``registry``, default the installed plugins:
+    a trainer given its own registry passes it) add their values to ``metrics`` (``F1``...). The model is
     moved to ``device`` and left in the train/eval state it came in.
     """
     result = evaluate(
@@ -95,7 +97,7 @@ def evaluate_model(
     )
     if settings.metrics and result.evaluator is not None:
         matches = matched_boxes(result.evaluator, tuple(dataset.class_names), result.category_ids)
-        result.metrics.update(plugin_metrics(settings, matches))
+        result.metrics.update(plugin_metrics(settings, matches, registry))
     return result
 
 
@@ -137,10 +139,12 @@ def best_metric_lower_is_better(settings: EvaluationConfig, registry: Registry |
     return any(wanted in getattr(metric, "lower_is_better", ()) for metric in metrics)
 
 
-def plugin_metrics(settings: EvaluationConfig, matches: MatchedBoxes) -> dict[str, float]:
+def plugin_metrics(
+    settings: EvaluationConfig, matches: MatchedBoxes, registry: Registry | None = None
+) -> dict[str, float]:
     """Every configured metric plugin's values on ``matches``; a name two plugins compute is an error."""
     values: dict[str, float] = {}
-    for name, metric in zip(settings.metrics, build_metrics(settings), strict=True):
+    for name, metric in zip(settings.metrics, build_metrics(settings, registry), strict=True):
         computed = {str(key): float(value) for key, value in metric.compute(matches).items()}
         clash = sorted(set(computed) & set(values))
         if clash:
