@@ -191,7 +191,7 @@ main()
 
     assert (result["distribution"], result["version"]) == ("yolox-sdk-labelme", "0.1.0")
     assert Path(result["module"]).is_relative_to(site)
-    assert re.search(r"^\s+labelme\s+\[yolox-sdk-labelme 0\.1\.0\]", cli_output, re.MULTILINE), cli_output
+    assert re.search(r"^\s*labelme\s+yolox-sdk-labelme 0\.1\.0\s", cli_output, re.MULTILINE), cli_output
     assert result["detect"] == 0.75  # DETECT_SCHEMA: LabelMe checks the parsed shapes and imagePath
     assert result["auto_format"] == "labelme"  # `data.format: auto` tells it apart from the built-ins
     assert result["format"] == "labelme"

@@ -97,13 +97,14 @@ def test_a_budgeted_run_trains_the_epochs_it_chose_and_saves_them(
     from yolox_sdk.engine.trainer import train
 
     with caplog.at_level(logging.INFO, logger="yolox_sdk"):
-        result = train(load_config(None, _coco8_overrides(tmp_path, "25s")))
+        # A cap no budget of seconds can reach (a warm process on a fast CPU fits 50 coco8 epochs in 25 s)
+        result = train(load_config(None, [*_coco8_overrides(tmp_path, "25s"), "training.epochs=100000"]))
     chose = [
         r.getMessage() for r in caplog.records if "training.time_budget 25s (25s): measured" in r.getMessage()
     ]
     assert len(chose) == 1, [r.getMessage() for r in caplog.records]
     epochs = int(chose[0].split("; training ")[1].split(" epochs")[0])
-    assert 1 <= epochs < 50  # 4 images an epoch on 2 cores: about a second each, never 50 in 25 s
+    assert 1 <= epochs < 100000
     saved = yaml.safe_load((result.run_dir / "config.yaml").read_text())["training"]
     assert saved["epochs"] == epochs and saved["time_budget"] == "25s"
     with (result.run_dir / "metrics.csv").open() as rows:
@@ -114,10 +115,10 @@ def test_a_budgeted_run_trains_the_epochs_it_chose_and_saves_them(
 @pytest.mark.slow
 def test_a_budget_too_short_for_one_epoch_says_the_minimum_through_the_cli_option(tmp_path: Path) -> None:
     example = Path(__file__).parents[1] / "examples" / "coco8_yolo.yaml"
-    overrides = [item for item in _coco8_overrides(tmp_path, "1s") if "time_budget" not in item]
-    command = [sys.executable, "-m", "yolox_sdk", "train", str(example), *overrides, "--time-budget", "1s"]
+    overrides = [item for item in _coco8_overrides(tmp_path, "0.1s") if "time_budget" not in item]
+    command = [sys.executable, "-m", "yolox_sdk", "train", str(example), *overrides, "--time-budget", "0.1s"]
     done = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert done.returncode != 0
-    assert "training.time_budget 1s is too short for one epoch" in done.stderr
+    assert "training.time_budget 0.1s is too short for one epoch" in done.stderr  # set-up alone takes longer
     assert "needs a budget of at least" in done.stderr and "Traceback" not in done.stderr
     assert not list((tmp_path / "runs").glob("budget*/last.pt"))
