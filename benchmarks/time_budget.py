@@ -73,6 +73,10 @@ def main() -> None:
     parser.add_argument("--input-size", type=int, default=320)
     parser.add_argument("--out-dir", type=Path, default=Path("/tmp/yolox-sdk-time-budget"))
     args = parser.parse_args()
+    import logging
+
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    logging.getLogger("yolox_sdk.engine.time_budget").setLevel(logging.INFO)  # what it measured and chose
     print(machine("cpu"))
     print(f"{'budget':>8} {'epochs':>6} {'wall s':>8} {'ratio':>6} {'mAP50:95':>9}")
     for budget in args.budgets.split(","):
