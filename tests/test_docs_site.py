@@ -38,17 +38,25 @@ def _documents() -> list[Path]:
     return [*PAGES, REPO_ROOT / "README.md"]
 
 
-def _code_lines(text: str) -> list[tuple[int, str]]:
-    """(line number, line) of every line inside a fenced code block, continuations joined."""
-    lines: list[tuple[int, str]] = []
+def _lines_with_fence(text: str) -> list[tuple[int, str, bool]]:
+    """(line number, line, inside a fenced code block) of every line that is not a fence itself."""
+    marked: list[tuple[int, str, bool]] = []
     fence: str | None = None
-    pending: tuple[int, str] | None = None
     for number, line in enumerate(text.splitlines(), start=1):
         match = FENCE.match(line)
         if match and (fence is None or match.group(2).startswith(fence)):
             fence = None if fence else match.group(2)
             continue
-        if fence is None:
+        marked.append((number, line, fence is not None))
+    return marked
+
+
+def _code_lines(text: str) -> list[tuple[int, str]]:
+    """(line number, line) of every line inside a fenced code block, continuations joined."""
+    lines: list[tuple[int, str]] = []
+    pending: tuple[int, str] | None = None
+    for number, line, fenced in _lines_with_fence(text):
+        if not fenced:
             continue
         start, so_far = pending if pending else (number, "")
         joined = so_far + line.strip()
@@ -62,16 +70,13 @@ def _code_lines(text: str) -> list[tuple[int, str]]:
 
 def _inline_commands(text: str) -> list[tuple[int, str]]:
     """Inline code spans outside fenced blocks that start with ``yolox-sdk``."""
-    found: list[tuple[int, str]] = []
-    fence: str | None = None
-    for number, line in enumerate(text.splitlines(), start=1):
-        match = FENCE.match(line)
-        if match and (fence is None or match.group(2).startswith(fence)):
-            fence = None if fence else match.group(2)
-            continue
-        if fence is None:
-            found += [(number, span) for span in INLINE_CODE.findall(line) if span.startswith(f"{PROG} ")]
-    return found
+    return [
+        (number, span)
+        for number, line, fenced in _lines_with_fence(text)
+        if not fenced
+        for span in INLINE_CODE.findall(line)
+        if span.startswith(f"{PROG} ")
+    ]
 
 
 def documented_commands() -> list[tuple[str, int, list[str]]]:
