@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 
 from yolox_sdk.checkpoints.format import load_checkpoint
 from yolox_sdk.config.loader import load_config
@@ -203,6 +204,29 @@ def test_two_gloo_processes_match_one_process(tmp_path: Path, one_process_run: t
     assert finished.stdout.count("Run directory:") == 1 and "Exported onnx" in finished.stdout
     assert finished.stdout.count("Report:") == 1  # one report, by rank 0
     _assert_same_training(single_dir, ddp_dir)
+
+
+@pytest.mark.slow
+def test_a_time_budget_under_torchrun_is_measured_by_every_process(
+    tmp_path: Path, one_process_run: tuple[Path, Path]
+) -> None:
+    """The budget's probe runs real steps, whose all-reduces need every process: rank 0 timing alone
+    would wait forever for the others. Both processes measure, rank 0 chooses, and the run trains the
+    chosen epochs (here the cap, 2: a 10-minute budget holds more)."""
+    data_root, _ = one_process_run
+    config = tmp_path / "config.yaml"
+    config.write_text("{}\n")
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    overrides = [*_overrides(data_root, tmp_path, "budget"), "training.callbacks=[]"]
+    command = _torchrun(["--standalone", "--nproc_per_node=2"], config, overrides, "train")
+    finished = subprocess.run(
+        [*command, "--time-budget", "10m"], env=env, capture_output=True, text=True, timeout=600
+    )
+    assert finished.returncode == 0, finished.stdout[-3000:] + finished.stderr[-3000:]
+    assert finished.stderr.count("training.time_budget 10m (10m 00s): measured") == 1  # rank 0 logs it
+    run_dir = tmp_path / "budget"
+    assert yaml.safe_load((run_dir / "config.yaml").read_text())["training"]["epochs"] == 2
+    assert load_checkpoint(run_dir / "last.pt").training_state["state"]["iteration"] == 2
 
 
 def _free_port() -> int:

@@ -10,7 +10,8 @@ that is less) and the no-augmentation phase at least one epoch when it was asked
 not counted.
 
 What is measured and chosen is logged, and the run's ``config.yaml`` holds the chosen values, so a resumed
-run keeps them. Under ``torchrun`` the main process's choice is sent to every process.
+run keeps them. Under ``torchrun`` every process times the same steps (each step's all-reduce waits for
+all of them) and the main process's choice is sent to every process.
 """
 
 from __future__ import annotations
@@ -55,12 +56,14 @@ class MeasuredSpeed:
 
 
 def measure_speed(
-    parts: Any, registry: Any, evaluate: Callable[[torch.nn.Module, Any], Any]
+    parts: Any, registry: Any, evaluate: Callable[[torch.nn.Module, Any], Any] | None
 ) -> MeasuredSpeed:
     """Time training batches and one evaluation of ``parts`` (the run's ``TrainingParts``) on copies.
 
     ``evaluate(model, dataset)`` is the trainer's own evaluation; it runs on at most ``EVAL_IMAGES``
-    validation images and is scaled to the whole validation set.
+    validation images and is scaled to the whole validation set (``None``: not timed, as in the processes
+    above rank 0, which do not evaluate). Under torchrun every process runs the same timed steps: a step's
+    all-reduce (and SyncBatchNorm) waits for all of them.
     """
     from yolox_sdk.data.loader import batch_to_device, resize_batch, set_loader_epoch
     from yolox_sdk.engine.setup import build_optimizer
@@ -93,10 +96,10 @@ def measure_speed(
 
 
 def _evaluation_seconds(
-    parts: Any, evaluate: Callable[[torch.nn.Module, Any], Any], model: torch.nn.Module
+    parts: Any, evaluate: Callable[[torch.nn.Module, Any], Any] | None, model: torch.nn.Module
 ) -> float:
     """Seconds of one evaluation on the whole validation set, from a timed one on a few images."""
-    if parts.val_data is None or not parts.val_data.records:
+    if evaluate is None or parts.val_data is None or not parts.val_data.records:
         return 0.0
     records = parts.val_data.records
     subset = attrs.evolve(parts.val_data, records=list(records[:EVAL_IMAGES]))
@@ -145,8 +148,8 @@ def fit_to_budget(
     budget = parse_duration(config.training.time_budget)
     assert budget is not None  # the schema's validator refused anything else
     epochs, too_short = 0, ""
+    speed = measure_speed(parts, registry, evaluate if parts.dist.is_main else None)  # every process
     if parts.dist.is_main:
-        speed = measure_speed(parts, registry, evaluate)
         left = (budget - (time.perf_counter() - started)) * SAFETY
         epochs = epochs_within(config, speed, left, parts.val_data is not None)
         too_short = _explain(config, speed, epochs, budget, time.perf_counter() - started)
