@@ -713,7 +713,7 @@ def _seconds_per_batch(
         timed = min(steps, time_budget.TIMED_BATCHES, max(1, parts.batches_per_epoch - warm))
         cut = attrs.evolve(parts, batches_per_epoch=min(parts.batches_per_epoch, warm + timed))
         try:
-            speed = time_budget.measure_speed(cut, registry, lambda model, dataset: None)
+            speed = time_budget.measure_speed(cut, registry, None)  # no validation data: no evaluation
         finally:
             stop_loader_workers(parts.loader)
     if parts.batches_per_epoch <= warm:  # measure_speed then times the warm-up batches: all there are

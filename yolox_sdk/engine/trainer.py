@@ -252,14 +252,11 @@ class Trainer:
     def evaluate_model(self, model: Any) -> Any:
         """COCO metrics (an ``EvalResult``) of ``model`` on the validation data, as every evaluation of the
         SDK computes them (``evaluation.runner``); callbacks evaluate other weights (SWA's) the same way."""
-        parts = self.parts
-        settings = evaluation_settings(self.config)
-        return evaluate_model(
-            model, parts.val_data, parts.spec.input_size, settings, parts.device, self.registry
-        )
+        return self._evaluate_on(model, self.parts.val_data)
 
     def _evaluate_on(self, model: Any, dataset: Any) -> Any:
-        """``evaluate_model`` on another dataset (the time budget's probe times a few images)."""
+        """``evaluate_model`` on ``dataset`` (the validation data, or the few images the time budget's
+        probe times)."""
         parts = self.parts
         settings = evaluation_settings(self.config)
         return evaluate_model(model, dataset, parts.spec.input_size, settings, parts.device, self.registry)
