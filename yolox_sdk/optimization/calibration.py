@@ -17,6 +17,7 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
+import attrs
 import torch
 from torch import nn
 
@@ -45,6 +46,10 @@ def training_batches(
             f"{purpose} needs training images, and {config.data.train_path} has none. Give --data (a dataset "
             "path or catalog name)."
         )
+    # A few batches are read: decoding the whole set into RAM first (what auto may pick) would be waste;
+    # every cache mode gives the same pixels.
+    if config.data.cache_mode == "auto":
+        config = attrs.evolve(config, data=attrs.evolve(config.data, cache_mode="none"))
     train_dataset, loader = build_training_loader(config, dataset, input_size, get_registry())
     train_dataset.set_no_aug(not augment)
     batches: list[Batch] = []
