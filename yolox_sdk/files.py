@@ -1,8 +1,9 @@
 """Writing small text files (JSON records, caches) so that a crash never leaves half of one.
 
 The text goes to ``<name>.<pid>.tmp`` beside the target (one per process: two processes writing the same
-cache, e.g. torchrun "nodes" sharing a home directory, must not rename each other's file away) and is renamed over it: readers see the old file or the
-new one. Checkpoints have their own writer with fsync and a kept previous copy (``checkpoints.torch_files``).
+cache, e.g. torchrun "nodes" sharing a home directory, must not rename each other's file away) and is
+renamed over it: readers see the old file or the new one. Checkpoints have their own writer with fsync
+and a kept previous copy (``checkpoints.torch_files``).
 """
 
 from __future__ import annotations

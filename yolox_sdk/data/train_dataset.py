@@ -3,9 +3,9 @@
 ``TrainDataset[index]`` loads the image (resized to fit the input, see ``image_cache``), runs the
 augmentation steps, letterboxes the result and returns ``(image, targets)``: a ``3 x H x W`` uint8 BGR
 tensor (``loader.batch_to_device`` makes the batch float32 on the device: a quarter of the bytes go
-through worker queues, pinned memory and the host-to-device copy) and a ``(max_labels, 5)`` float32 tensor of ``[class, cx, cy, w, h]`` rows in
-input pixels, valid rows first and the rest zero (``YOLOXHead.get_losses`` counts rows with a non-zero
-sum as objects).
+through worker queues, pinned memory and the host-to-device copy) and a ``(max_labels, 5)`` float32
+tensor of ``[class, cx, cy, w, h]`` rows in input pixels, valid rows first and the rest zero
+(``YOLOXHead.get_losses`` counts rows with a non-zero sum as objects).
 
 Randomness comes from a generator seeded with ``(seed, epoch, index)``, so a sample depends on nothing
 else: not on the worker that builds it, the number of workers, or what was drawn before. This is what
