@@ -50,7 +50,7 @@ def plugins(show_options: bool, as_json: bool, quiet: bool) -> None:
             click.secho(line, fg="yellow", err=as_json)
         for broken in registry.broken:
             click.secho(f"broken: {broken.origin}: {broken.error}", fg="red", err=as_json)
-        out.json(_document(registry, show_options))
+        out.json(_document(registry))
 
 
 def _plugin_table(entries: list[Any]) -> Any:
@@ -80,8 +80,9 @@ def _echo_options(out: CommandOutput, entry: Any, kind: Any) -> None:
         out.line(f"      {doc.name} ({doc.type}, default {doc.default}){meaning}")
 
 
-def _document(registry: Any, show_options: bool) -> dict[str, Any]:
-    """``--json``: each kind's plugins (with their options), the conflicts and the broken plugins."""
+def _document(registry: Any) -> dict[str, Any]:
+    """``--json``: each kind's plugins (always with their options: -v only changes the text), the conflicts
+    and the broken plugins."""
     from yolox_sdk.plugins.option_docs import option_docs
 
     kinds = {}
